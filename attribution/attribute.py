@@ -1,0 +1,193 @@
+"""Attributing a suspect's outputs to the indexed (served) responses.
+
+Two kinds of evidence are gathered for every suspect response. Paired: where the provider served
+the same prompt, how close is the suspect's answer to the provider's (word 3-gram Jaccard and
+embedding cosine)? This is the strongest uncalibrated evidence of a student inheriting its
+teacher's wording. Unpaired: the nearest served responses by estimated Jaccard and by cosine,
+whatever their prompt, which is what catches verbatim reuse of served answers (near-duplicates).
+
+The ``score`` is the mean per-response evidence, (lexical + semantic) / 2. It is not calibrated:
+compare it across suspects against the same index, never read it as a probability. Calibration
+against reference models and p-values fill the ``p_value`` fields of the result (issue 3).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
+                                ResponseEvidence, Signal)
+from fingerprint.errors import ConfigError
+from fingerprint.fingerprinter import Fingerprinter, Fingerprints
+from fingerprint.normalize import prompt_hash
+from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
+from index.store import FingerprintIndex, open_index
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class AttributionOptions:
+    """How many neighbours to report, what counts as a near-duplicate, how many pairs to show."""
+
+    k: int = 5
+    near_duplicate_threshold: float = 0.5
+    top_pairs: int = 10
+    chunk_size: int = 256
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or not 1 <= self.k <= 100:
+            raise ConfigError(f"k must be an integer between 1 and 100, got {self.k!r}")
+        if not 0.0 < self.near_duplicate_threshold <= 1.0:
+            raise ConfigError("near_duplicate_threshold must be in (0, 1], got "
+                              f"{self.near_duplicate_threshold!r}")
+        if not isinstance(self.top_pairs, int) or self.top_pairs < 0:
+            raise ConfigError(f"top_pairs must be a non-negative integer, got {self.top_pairs!r}")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
+
+
+def attribute_file(index_path: str | os.PathLike[str], suspect_path: str | os.PathLike[str],
+                   *, fields: FieldMap = FieldMap(),
+                   options: AttributionOptions = AttributionOptions(),
+                   fingerprinter: Fingerprinter | None = None,
+                   progress: Progress | None = None) -> AttributionResult:
+    """Read a suspect's outputs from a file and attribute them against an index."""
+    with open_index(index_path) as index:
+        stats = ReadStats()
+        records = list(read_records(suspect_path, fields, stats))
+        return attribute(index, records, fingerprinter=fingerprinter, options=options,
+                         progress=progress, suspect=str(suspect_path), skipped_empty=stats.empty)
+
+
+def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
+              fingerprinter: Fingerprinter | None = None,
+              options: AttributionOptions = AttributionOptions(),
+              progress: Progress | None = None, suspect: str = "<records>",
+              skipped_empty: int = 0) -> AttributionResult:
+    """Attribute a suspect's responses against an open index."""
+    fingerprinter = fingerprinter or Fingerprinter(index.config)
+    if fingerprinter.config != index.config:
+        from index.errors import ConfigMismatchError
+        raise ConfigMismatchError(str(index.path), index.config.differences(fingerprinter.config))
+    evidence: list[ResponseEvidence] = []
+    for start in range(0, len(records), options.chunk_size):
+        chunk = records[start:start + options.chunk_size]
+        fps = fingerprinter.fingerprint([r.response for r in chunk])
+        evidence.extend(_chunk_evidence(index, chunk, fps, options))
+        if progress is not None:
+            progress(len(chunk))
+    return _summarise(index, records, evidence, options, suspect, skipped_empty)
+
+
+def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fps: Fingerprints,
+                    options: AttributionOptions) -> list[ResponseEvidence]:
+    lexical_hits = index.search_minhash(fps.signatures, options.k)
+    semantic_hits = index.search_embeddings(fps.embeddings, options.k)
+    version = index.config.normalizer_version
+    hashes = [None if r.prompt is None else prompt_hash(r.prompt, version) for r in chunk]
+    served_rows = index.rows_for_prompts(h for h in hashes if h is not None)
+    wanted = {row for hits in (lexical_hits, semantic_hits) for row in hits.rows.ravel()
+              if row >= 0}
+    wanted.update(row for rows in served_rows.values() for row in rows)
+    stored = index.responses(wanted)
+    out = []
+    for i, record in enumerate(chunk):
+        lexical_matches = tuple(Match(r, stored[r].id, s) for r, s in lexical_hits.for_query(i))
+        semantic_matches = tuple(Match(r, stored[r].id, s) for r, s in semantic_hits.for_query(i))
+        rows = served_rows.get(hashes[i], []) if hashes[i] is not None else []
+        paired = _paired(index, rows, fps.signatures[i], fps.embeddings[i], stored)
+        best_jaccard = lexical_matches[0].score if lexical_matches else 0.0
+        best_cosine = semantic_matches[0].score if semantic_matches else 0.0
+        lexical = paired.jaccard if paired else best_jaccard
+        semantic = paired.cosine if paired else best_cosine
+        out.append(ResponseEvidence(
+            id=record.id, line=record.line, prompt=record.prompt,
+            lexical_matches=lexical_matches, semantic_matches=semantic_matches, paired=paired,
+            lexical=float(lexical), semantic=float(semantic),
+            near_duplicate=bool(best_jaccard >= options.near_duplicate_threshold),
+            evidence=float(np.clip((lexical + semantic) / 2.0, 0.0, 1.0))))
+    return out
+
+
+def _paired(index: FingerprintIndex, rows: list[int], signature: np.ndarray,
+            embedding: np.ndarray, stored: dict) -> PairedComparison | None:
+    """Best of the provider's answers to the same prompt (a prompt may have been served often)."""
+    if not rows:
+        return None
+    jaccards = np.mean(index.signatures(rows) == signature, axis=1)
+    cosines = index.embeddings(rows) @ embedding
+    best = int(np.argmax(jaccards + cosines))
+    row = rows[best]
+    return PairedComparison(row=row, id=stored[row].id, jaccard=float(jaccards[best]),
+                            cosine=float(cosines[best]), served_answers=len(rows))
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
+               evidence: list[ResponseEvidence], options: AttributionOptions, suspect: str,
+               skipped_empty: int) -> AttributionResult:
+    n = len(evidence)
+    paired = [e for e in evidence if e.paired is not None]
+    signals = (
+        Signal("near_duplicate_rate",
+               _mean([float(e.near_duplicate) for e in evidence]),
+               f"share of suspect responses whose best match has estimated Jaccard >= "
+               f"{options.near_duplicate_threshold}", n),
+        Signal("mean_paired_jaccard", _mean([e.paired.jaccard for e in paired]),
+               "mean word 3-gram Jaccard to the provider's answer to the same prompt",
+               len(paired)),
+        Signal("mean_paired_cosine", _mean([e.paired.cosine for e in paired]),
+               "mean embedding cosine to the provider's answer to the same prompt", len(paired)),
+        Signal("mean_best_jaccard",
+               _mean([e.lexical_matches[0].score for e in evidence if e.lexical_matches]),
+               "mean estimated Jaccard of the nearest served response, any prompt", n),
+        Signal("mean_best_cosine",
+               _mean([e.semantic_matches[0].score for e in evidence if e.semantic_matches]),
+               "mean embedding cosine of the nearest served response, any prompt", n),
+    )
+    notes = []
+    if n and not paired:
+        notes.append("no suspect prompt was found among the indexed prompts: the score rests on "
+                     "nearest matches only, which separate students from independent models far "
+                     "less well than paired answers")
+    if n == 0:
+        notes.append("the suspect file holds no non-empty response")
+    return AttributionResult(
+        suspect=suspect, index=str(index.path),
+        score=float(np.mean([e.evidence for e in evidence])) if evidence else 0.0,
+        signals=signals, responses=tuple(evidence),
+        top_pairs=tuple(_top_pairs(index, records, evidence, options.top_pairs)),
+        counts={"responses": n, "skipped_empty": skipped_empty, "paired": len(paired),
+                "near_duplicates": sum(e.near_duplicate for e in evidence),
+                "indexed_responses": len(index)},
+        settings={"k": options.k, "near_duplicate_threshold": options.near_duplicate_threshold,
+                  "config": index.config.to_dict()},
+        notes=tuple(notes))
+
+
+def _top_pairs(index: FingerprintIndex, records: Sequence[ResponseRecord],
+               evidence: list[ResponseEvidence], limit: int) -> list[MatchedPair]:
+    order = sorted(range(len(evidence)), key=lambda i: -evidence[i].evidence)[:limit]
+    chosen = []
+    for i in order:
+        e = evidence[i]
+        if e.paired is not None:
+            chosen.append((i, e.paired.row, "paired", e.paired.jaccard, e.paired.cosine))
+        elif e.lexical_matches:
+            best = e.lexical_matches[0]
+            cosine = next((m.score for m in e.semantic_matches if m.row == best.row), None)
+            chosen.append((i, best.row, "nearest", best.score, cosine))
+    stored = index.responses(row for _, row, *_ in chosen)
+    return [MatchedPair(suspect_id=evidence[i].id, served_id=stored[row].id, relation=relation,
+                        jaccard=float(j), cosine=None if c is None else float(c),
+                        evidence=evidence[i].evidence, prompt=records[i].prompt,
+                        suspect_text=records[i].response, served_text=stored[row].response)
+            for i, row, relation, j, c in chosen]

@@ -1,0 +1,239 @@
+"""The ``fingerprint`` command: parses options, calls the library, prints results.
+
+Library errors (``FingerprintError``) become one ``Error: ...`` line and exit code 1 here and only
+here; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from fingerprint import __version__
+from fingerprint.config import FingerprintConfig
+from fingerprint.errors import FingerprintError
+from fingerprint.records import FieldMap, count_lines
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Group(click.Group):
+    """Turns the toolkit's own errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FingerprintError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def field_options(f: Callable) -> Callable:
+    """--text-field/--prompt-field/--id-field, passed on as ``fields: FieldMap``."""
+    @click.option("--text-field", help="Field holding the response text [default: response].")
+    @click.option("--prompt-field", help="Field holding the prompt [default: prompt].")
+    @click.option("--id-field", help="Field holding the response id [default: id].")
+    @functools.wraps(f)
+    def wrapper(*args: Any, text_field: str | None, prompt_field: str | None,
+                id_field: str | None, **kwargs: Any) -> Any:
+        fields = FieldMap(text=text_field, prompt=prompt_field, id=id_field)
+        return f(*args, fields=fields, **kwargs)
+    return wrapper
+
+
+_CONFIG_FLAGS = {
+    "num_perm": ("--num-perm", int, "MinHash permutations"),
+    "shingle_size": ("--shingle-size", int, "Words per shingle"),
+    "seed": ("--seed", int, "MinHash seed"),
+    "embedding_model": ("--embedding-model", str, "sentence-transformers model name or path"),
+    "embedding_max_tokens": ("--max-tokens", int, "Tokens embedded per response"),
+}
+
+
+def config_options(f: Callable) -> Callable:
+    """Fingerprint config flags; those not given keep the defaults (or the index's, on add)."""
+    for name, (flag, kind, text) in reversed(_CONFIG_FLAGS.items()):
+        default = getattr(FingerprintConfig(), name)
+        f = click.option(flag, name, type=kind, default=None,
+                         help=f"{text} [default: {default}].")(f)
+    return f
+
+
+def _config(base: FingerprintConfig, given: dict[str, Any]) -> FingerprintConfig:
+    overrides = {k: v for k, v in given.items() if k in _CONFIG_FLAGS and v is not None}
+    return dataclasses.replace(base, **overrides)
+
+
+def index_option(f: Callable) -> Callable:
+    return click.option("--index", "index_path", required=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help="Index directory.")(f)
+
+
+def write_options(f: Callable) -> Callable:
+    f = click.option("--no-store-text", is_flag=True,
+                     help="Store fingerprints and metadata but not prompt and response texts.")(f)
+    f = click.option("--skip-duplicates", is_flag=True,
+                     help="Skip (and count) records whose id is already stored, instead of "
+                          "failing.")(f)
+    return click.option("--batch-size", type=click.IntRange(1, 4096), default=32,
+                        show_default=True, help="Embedding batch size.")(f)
+
+
+@contextmanager
+def _progress(inputs: tuple[str, ...], label: str) -> Iterator[Callable[[int], None]]:
+    from tqdm import tqdm
+
+    counts = [count_lines(p) for p in inputs]
+    total = None if any(c is None for c in counts) else sum(c for c in counts if c)
+    with tqdm(total=total, desc=label, unit="resp", file=sys.stderr, disable=None,
+              dynamic_ncols=True) as bar:
+        yield bar.update
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="fingerprint")
+def main() -> None:
+    """Fingerprint served LLM responses and find out whether a suspect model derives from them."""
+
+
+@main.group(context_settings=CONTEXT)
+def index() -> None:
+    """Build, extend and inspect an index of served responses."""
+
+
+@index.command("build", context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@field_options
+@config_options
+@write_options
+def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
+                no_store_text: bool, skip_duplicates: bool, batch_size: int,
+                **config: Any) -> None:
+    """Create an index from served responses (JSONL, gzip or '-' for stdin)."""
+    from fingerprint.fingerprinter import Fingerprinter
+    from index.writer import build_index
+
+    fingerprinter = Fingerprinter(_config(FingerprintConfig(), config), batch_size=batch_size)
+    with _progress(inputs, "indexing") as progress:
+        result = build_index(index_path, list(inputs), fingerprinter, fields=fields,
+                             store_text=not no_store_text, skip_duplicates=skip_duplicates,
+                             progress=progress)
+    _echo_append(index_path, result)
+
+
+@index.command("add", context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@field_options
+@config_options
+@write_options
+def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
+              no_store_text: bool, skip_duplicates: bool, batch_size: int,
+              **config: Any) -> None:
+    """Append a batch of served responses to an existing index, atomically."""
+    from fingerprint.fingerprinter import Fingerprinter
+    from index.manifest import read_manifest
+    from index.writer import add_files
+
+    stored = read_manifest(index_path).config
+    fingerprinter = Fingerprinter(_config(stored, config), batch_size=batch_size)
+    with _progress(inputs, "indexing") as progress:
+        result = add_files(index_path, list(inputs), fingerprinter, fields=fields,
+                           store_text=not no_store_text, skip_duplicates=skip_duplicates,
+                           progress=progress)
+    _echo_append(index_path, result)
+
+
+def _echo_append(index_path: Path, result: Any) -> None:
+    where = f"segment {result.segment}" if result.segment else "no new segment"
+    click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
+               f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
+               f"records skipped); the index holds {result.total}")
+
+
+@index.command("info", context_settings=CONTEXT)
+@click.argument("index_path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def index_info(index_path: Path, as_json: bool) -> None:
+    """Counts, config, sizes and segments of an index."""
+    from index.store import open_index
+
+    with open_index(index_path) as idx:
+        info = idx.info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    b = info["bytes"]
+    click.echo(f"index       {info['path']} (format {info['format_version']})")
+    click.echo(f"responses   {info['responses']} in {len(info['segments'])} segment(s); "
+               f"skipped {info['skipped_empty']} empty, {info['skipped_duplicates']} duplicate")
+    click.echo(f"size        {_human(b['total'])} "
+               + ", ".join(f"{k} {_human(v)}" for k, v in b.items() if k != "total"))
+    click.echo(f"embedding   {info['config']['embedding_model']} "
+               f"(dim {info['embedding_dim']}, {info['config']['embedding_max_tokens']} tokens)")
+    cfg = info["config"]
+    click.echo(f"minhash     {cfg['num_perm']} permutations, seed {cfg['seed']}, "
+               f"{cfg['shingle_size']}-word shingles, {cfg['minhash_scheme']}/"
+               f"{cfg['hash_function']}, normalizer v{cfg['normalizer_version']}")
+    for s in info["segments"]:
+        click.echo(f"  {s['name']}  {s['rows']:>9} rows  {_human(s['bytes']):>9}  "
+                   f"{s['created_at']}  {', '.join(s['sources'])}")
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@main.command("attribute", context_settings=CONTEXT)
+@click.argument("suspect")
+@index_option
+@field_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (top-level 'score').")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a Markdown report with the matched pairs side by side.")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Matches reported per suspect response.")
+@click.option("--near-duplicate-threshold", type=click.FloatRange(0, 1, min_open=True),
+              default=0.5, show_default=True, help="Estimated Jaccard that makes a near-duplicate.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Embedding batch size.")
+def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: bool,
+                  report: Path | None, k: int, near_duplicate_threshold: float,
+                  batch_size: int) -> None:
+    """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses."""
+    from attribution.attribute import AttributionOptions, attribute_file
+    from attribution.report import markdown_report, summary_text
+    from fingerprint.fingerprinter import Fingerprinter
+    from index.manifest import read_manifest
+
+    options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
+    fingerprinter = Fingerprinter(read_manifest(index_path).config, batch_size=batch_size)
+    with _progress((suspect,), "attributing") as progress:
+        result = attribute_file(index_path, suspect, fields=fields, options=options,
+                                fingerprinter=fingerprinter, progress=progress)
+    if report is not None:
+        report.write_text(markdown_report(result), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(summary_text(result))
+        if report is not None:
+            click.echo(f"report    {report}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,85 @@
+"""Human-readable forms of an attribution: a terminal summary and a Markdown report.
+
+The report is meant to be attached to a dispute, so it shows the figures with what they mean and
+the matched pairs side by side, with ids that lead back to the stored responses.
+"""
+
+from __future__ import annotations
+
+import html
+
+from attribution.result import AttributionResult
+
+_PAIR_CHARS = 700
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def summary_text(result: AttributionResult) -> str:
+    c = result.counts
+    lines = [
+        f"suspect   {result.suspect}: {c['responses']} responses"
+        f" ({c['skipped_empty']} empty skipped), {c['paired']} with an indexed prompt",
+        f"index     {result.index}: {c['indexed_responses']} served responses",
+        f"score     {_fmt(result.score)}  (uncalibrated: mean per-response evidence; "
+        f"higher = more derived)",
+    ]
+    width = max(len(s.name) for s in result.signals)
+    for s in result.signals:
+        lines.append(f"  {s.name:<{width}}  {_fmt(s.value)}  (n={s.n}) {s.description}")
+    lines.extend(f"note: {n}" for n in result.notes)
+    return "\n".join(lines)
+
+
+def _cell(text: str | None) -> str:
+    if text is None:
+        return "*(text not stored)*"
+    clipped = text if len(text) <= _PAIR_CHARS else text[:_PAIR_CHARS] + " …"
+    return html.escape(clipped, quote=False).replace("|", "&#124;").replace("\n", "<br>")
+
+
+def markdown_report(result: AttributionResult) -> str:
+    c = result.counts
+    out = [
+        "# Attribution report",
+        "",
+        f"- Suspect outputs: `{result.suspect}` ({c['responses']} responses, "
+        f"{c['skipped_empty']} empty ones skipped)",
+        f"- Index: `{result.index}` ({c['indexed_responses']} served responses)",
+        f"- Suspect responses whose prompt is indexed (paired): {c['paired']}",
+        f"- Near-duplicates of served responses: {c['near_duplicates']}",
+        "",
+        f"**Score: {_fmt(result.score)}** (uncalibrated; higher means more derived from the "
+        "indexed responses; compare suspects against the same index rather than reading it as "
+        "a probability).",
+        "",
+        "| signal | value | n | p-value | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for s in result.signals:
+        out.append(f"| {s.name} | {_fmt(s.value)} | {s.n} | {_fmt(s.p_value)} | "
+                   f"{s.description} |")
+    for note in result.notes:
+        out.extend(["", f"> Note: {note}"])
+    out.extend(["", "## Matched pairs with the strongest evidence", ""])
+    if not result.top_pairs:
+        out.append("No matched pairs.")
+    for n, p in enumerate(result.top_pairs, start=1):
+        cosine = "n/a" if p.cosine is None else f"{p.cosine:.3f}"
+        out.extend([
+            f"### {n}. suspect `{p.suspect_id}` ~ served `{p.served_id}` ({p.relation})",
+            "",
+            f"Jaccard {p.jaccard:.3f}, cosine {cosine}, evidence {p.evidence:.3f}",
+            "",
+        ])
+        if p.prompt:
+            out.extend([f"Prompt: {_cell(p.prompt)}", ""])
+        out.extend([
+            "| suspect response | served response |",
+            "|---|---|",
+            f"| {_cell(p.suspect_text)} | {_cell(p.served_text)} |",
+            "",
+        ])
+    return "\n".join(out) + "\n"

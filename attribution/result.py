@@ -1,0 +1,112 @@
+"""What an attribution says, shaped to carry calibrated p-values once they exist.
+
+Every model-level figure is a ``Signal`` with room for its calibrated p-value; the top-level
+``score`` and ``p_value`` are what a dispute quotes first, and the per-response evidence (the
+matched pairs with their ids) is what backs them up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Match:
+    """A stored response and how similar it is to the suspect's response."""
+
+    row: int
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """The suspect's answer against the provider's answer to the same prompt."""
+
+    row: int
+    id: str
+    jaccard: float
+    cosine: float
+    served_answers: int  # how many served answers the prompt had; the best one is reported
+
+
+@dataclass(frozen=True)
+class ResponseEvidence:
+    """Per suspect response: best matches, the paired comparison and the evidence it yields."""
+
+    id: str
+    line: int
+    prompt: str | None
+    lexical_matches: tuple[Match, ...]
+    semantic_matches: tuple[Match, ...]
+    paired: PairedComparison | None
+    lexical: float  # paired Jaccard where the prompt is indexed, else best estimated Jaccard
+    semantic: float  # paired cosine where the prompt is indexed, else best cosine
+    near_duplicate: bool
+    evidence: float  # (lexical + semantic) / 2, clipped to [0, 1]
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A model-level statistic; ``p_value`` stays None until the signal is calibrated."""
+
+    name: str
+    value: float | None
+    description: str
+    n: int
+    p_value: float | None = None
+
+
+@dataclass(frozen=True)
+class MatchedPair:
+    """A suspect response beside the served response that matches it best, for the report."""
+
+    suspect_id: str
+    served_id: str
+    relation: str  # "paired" (same prompt) or "nearest" (best lexical match)
+    jaccard: float
+    cosine: float | None
+    evidence: float
+    prompt: str | None
+    suspect_text: str
+    served_text: str | None
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    suspect: str
+    index: str
+    score: float
+    signals: tuple[Signal, ...]
+    responses: tuple[ResponseEvidence, ...]
+    top_pairs: tuple[MatchedPair, ...]
+    counts: dict[str, int]
+    settings: dict[str, Any]
+    p_value: float | None = None
+    calibrated: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def signal(self, name: str) -> Signal:
+        for s in self.signals:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self, include_responses: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "score": self.score,
+            "p_value": self.p_value,
+            "calibrated": self.calibrated,
+            "suspect": self.suspect,
+            "index": self.index,
+            "counts": dict(self.counts),
+            "signals": {s.name: {k: v for k, v in asdict(s).items() if k != "name"}
+                        for s in self.signals},
+            "settings": dict(self.settings),
+            "notes": list(self.notes),
+            "top_pairs": [asdict(p) for p in self.top_pairs],
+        }
+        if include_responses:
+            out["responses"] = [asdict(r) for r in self.responses]
+        return out

@@ -1,0 +1,44 @@
+#!/bin/sh
+# The main job on real data: index a provider's served responses (gpt-3.5-turbo-0301 answering the
+# 805 AlpacaEval prompts), then attribute two suspects against it: vicuna-7b, fine-tuned on
+# ChatGPT conversations (a student), and guanaco-7b, fine-tuned on human-written OASST1 data.
+set -eu
+: "${ALPACAEVAL:=../shared/data/alpacaeval}" "${DEMO_DIR:=demo-out}" "${BIN:=.venv/bin}"
+
+find_outputs() {  # shared/ layout (outputs/<model>.jsonl) or the AlpacaEval repository's
+  for candidate in "$ALPACAEVAL/outputs/$1.jsonl" "$ALPACAEVAL/results/$1/model_outputs.json"; do
+    if [ -f "$candidate" ]; then echo "$candidate"; return 0; fi
+  done
+  return 1
+}
+
+if ! provider=$(find_outputs gpt-3.5-turbo-0301) || ! student=$(find_outputs vicuna-7b) \
+   || ! human=$(find_outputs guanaco-7b); then
+  cat >&2 <<MSG
+The demo needs AlpacaEval model outputs, and none were found under '$ALPACAEVAL'.
+Either put this checkout beside the project's shared/ folder (../shared/data/alpacaeval), or
+download the AlpacaEval repository's results for three models (CC BY-NC 4.0, research use):
+  results/gpt-3.5-turbo-0301/model_outputs.json
+  results/vicuna-7b/model_outputs.json
+  results/guanaco-7b/model_outputs.json
+from https://github.com/tatsu-lab/alpaca_eval (keep the results/<model>/ folders) and run
+  make demo ALPACAEVAL=/path/to/alpaca_eval
+MSG
+  exit 2
+fi
+
+rm -rf "$DEMO_DIR"
+mkdir -p "$DEMO_DIR"
+echo "== index the provider's served responses: $provider"
+"$BIN/fingerprint" index build "$provider" --index "$DEMO_DIR/idx"
+"$BIN/fingerprint" index info "$DEMO_DIR/idx"
+for suspect in "$student" "$human"; do
+  name=$(basename "$(dirname "$suspect")")
+  case "$suspect" in *.jsonl) name=$(basename "$suspect" .jsonl) ;; esac
+  echo
+  echo "== attribute $name"
+  "$BIN/fingerprint" attribute "$suspect" --index "$DEMO_DIR/idx" --report "$DEMO_DIR/$name.md"
+done
+echo
+echo "vicuna-7b (a ChatGPT student) should score above guanaco-7b (human data) against the"
+echo "ChatGPT index. The score is not yet calibrated: see README 'Reading the numbers'."

@@ -1,0 +1,22 @@
+"""Text to fingerprints: normalising, shingles, MinHash and embeddings. Knows no storage.
+
+Importing this package never imports torch; the embedding model loads on first use.
+"""
+
+from fingerprint.config import DEFAULT_EMBEDDING_MODEL, FingerprintConfig
+from fingerprint.embed import Embedder
+from fingerprint.errors import ConfigError, FingerprintError, InputError
+from fingerprint.fingerprinter import Fingerprinter, Fingerprints
+from fingerprint.minhash import MinHasher, estimated_jaccard
+from fingerprint.normalize import normalize, prompt_hash
+from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
+from fingerprint.shingles import word_shingles
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL", "ConfigError", "Embedder", "FieldMap", "FingerprintConfig",
+    "FingerprintError", "Fingerprinter", "Fingerprints", "InputError", "MinHasher", "ReadStats",
+    "ResponseRecord", "__version__", "estimated_jaccard", "normalize", "prompt_hash", "read_records",
+    "word_shingles",
+]

@@ -1,0 +1,94 @@
+"""The one configuration that decides what a fingerprint is.
+
+Two fingerprints are comparable only if every field here is equal, which is why an index records
+the whole config in its manifest and refuses to mix configs. Runtime knobs that do not change the
+fingerprints (batch sizes, threads, progress bars) deliberately live elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from fingerprint.errors import ConfigError
+from fingerprint.normalize import NORMALIZER_VERSIONS
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+MINHASH_SCHEMES = ("affine32",)
+HASH_FUNCTIONS = ("sha1_32",)
+
+
+@dataclass(frozen=True)
+class FingerprintConfig:
+    """Everything that determines the MinHash and embedding fingerprints of a text.
+
+    ``minhash_scheme`` and ``hash_function`` name datasketch's defaults (``MinHash(scheme=
+    "affine32")`` fed ``sha1_hash32``): signatures are bit-identical to datasketch's for the same
+    shingles and seed.
+    """
+
+    normalizer_version: int = 1
+    shingle_size: int = 3
+    num_perm: int = 128
+    seed: int = 1
+    minhash_scheme: str = "affine32"
+    hash_function: str = "sha1_32"
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_max_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        _check_int(self, "normalizer_version", 1)
+        if self.normalizer_version not in NORMALIZER_VERSIONS:
+            raise ConfigError(f"normalizer_version must be one of {sorted(NORMALIZER_VERSIONS)}, "
+                              f"got {self.normalizer_version}")
+        _check_int(self, "shingle_size", 1, 32)
+        _check_int(self, "num_perm", 8, 4096)
+        if self.num_perm % 8:
+            raise ConfigError(f"num_perm must be a multiple of 8 (its 1-bit codes are packed into "
+                              f"bytes), got {self.num_perm}")
+        _check_int(self, "seed", 0, 2**32 - 1)
+        _check_choice(self, "minhash_scheme", MINHASH_SCHEMES)
+        _check_choice(self, "hash_function", HASH_FUNCTIONS)
+        if not isinstance(self.embedding_model, str) or not self.embedding_model.strip():
+            raise ConfigError("embedding_model must be a non-empty model name or path")
+        _check_int(self, "embedding_max_tokens", 8, 8192)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FingerprintConfig":
+        """Strict inverse of ``to_dict``: an unknown or missing key is an error, not a default."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        missing = sorted(names - set(data))
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        if missing:
+            raise ConfigError(f"config field(s) missing: {', '.join(missing)}")
+        return cls(**data)
+
+    def differences(self, other: "FingerprintConfig") -> list[tuple[str, Any, Any]]:
+        """(field, self's value, other's value) for every field that differs."""
+        return [(f.name, getattr(self, f.name), getattr(other, f.name))
+                for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def _check_int(cfg: FingerprintConfig, name: str, low: int, high: int | None = None) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+
+
+def _check_choice(cfg: FingerprintConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -1,0 +1,107 @@
+"""Batched MinHash signatures, bit-identical to datasketch's.
+
+datasketch's ``MinHash.update_batch`` hashes shingles one Python call at a time and reduces each
+document separately. Here a whole batch of documents is hashed into one array, permuted with one
+vectorised multiply-add and reduced per document with ``np.minimum.reduceat``. The permutation
+parameters are taken from datasketch itself, so a signature equals
+``datasketch.MinHash(num_perm, seed, scheme="affine32")`` updated with the same shingles, value
+for value (tests/test_minhash.py proves it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from fingerprint.config import FingerprintConfig
+from fingerprint.shingles import word_shingles
+
+SIGNATURE_DTYPE = np.dtype("<u4")
+EMPTY_HASH = np.uint32(0xFFFFFFFF)
+
+# Upper bound on the (shingles x permutations) matrix materialised at once: 16M uint32 = 64 MB,
+# whatever the batch or a single document's size.
+_MAX_CELLS = 1 << 24
+
+_FMIX_M1 = np.uint32(0x85EBCA6B)
+_FMIX_M2 = np.uint32(0xC2B2AE35)
+
+
+def sha1_hash32_array(shingles: Iterable[str]) -> np.ndarray:
+    """datasketch's ``sha1_hash32`` (first 4 bytes of SHA-1, little-endian) over many shingles."""
+    digests = b"".join(hashlib.sha1(s.encode("utf-8")).digest()[:4] for s in shingles)
+    return np.frombuffer(digests, dtype="<u4").astype(np.uint32)
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, which datasketch's affine32 scheme applies first."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * _FMIX_M1
+    h = h ^ (h >> np.uint32(13))
+    h = h * _FMIX_M2
+    return h ^ (h >> np.uint32(16))
+
+
+class MinHasher:
+    """Computes MinHash signatures for a fixed config; cheap to build, safe to reuse."""
+
+    def __init__(self, config: FingerprintConfig):
+        from datasketch import MinHash  # the source of truth for the permutations
+
+        proto = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=config.minhash_scheme)
+        a, b = proto.permutations
+        self._a = np.ascontiguousarray(a, dtype=np.uint32)
+        self._b = np.ascontiguousarray(b, dtype=np.uint32)
+        self.config = config
+
+    @property
+    def num_perm(self) -> int:
+        return self.config.num_perm
+
+    def shingles(self, text: str) -> set[str]:
+        return word_shingles(text, self.config.shingle_size, self.config.normalizer_version)
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """One signature row per text, dtype uint32, shape (len(texts), num_perm)."""
+        return self.signatures_from_hashes([sha1_hash32_array(self.shingles(t)) for t in texts])
+
+    def signatures_from_shingles(self, shingle_sets: Sequence[Iterable[str]]) -> np.ndarray:
+        return self.signatures_from_hashes([sha1_hash32_array(s) for s in shingle_sets])
+
+    def signatures_from_hashes(self, hashes: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.full((len(hashes), self.num_perm), EMPTY_HASH, dtype=np.uint32)
+        rows_per_chunk = max(1, _MAX_CELLS // self.num_perm)
+        group: list[int] = []
+        group_rows = 0
+        for i, h in enumerate(hashes):
+            if h.size == 0:
+                continue  # an empty set keeps datasketch's empty signature (all max values)
+            if h.size > rows_per_chunk:
+                for start in range(0, h.size, rows_per_chunk):
+                    piece = self._permute(h[start:start + rows_per_chunk]).min(axis=0)
+                    np.minimum(out[i], piece, out=out[i])
+                continue
+            if group_rows + h.size > rows_per_chunk:
+                self._reduce_group(hashes, group, out)
+                group, group_rows = [], 0
+            group.append(i)
+            group_rows += h.size
+        self._reduce_group(hashes, group, out)
+        return out.astype(SIGNATURE_DTYPE, copy=False)
+
+    def _permute(self, h: np.ndarray) -> np.ndarray:
+        return _fmix32(h.astype(np.uint32, copy=False))[:, None] * self._a + self._b
+
+    def _reduce_group(self, hashes: Sequence[np.ndarray], group: list[int], out: np.ndarray) -> None:
+        if not group:
+            return
+        parts = [hashes[i] for i in group]
+        offsets = np.cumsum([0] + [p.size for p in parts[:-1]])
+        out[group] = np.minimum.reduceat(self._permute(np.concatenate(parts)), offsets, axis=0)
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of equal hash values: the MinHash estimate of Jaccard similarity, row-wise."""
+    return np.mean(np.asarray(a) == np.asarray(b), axis=-1)

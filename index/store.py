@@ -1,0 +1,140 @@
+"""Opening an index for reading, and what it answers: search, prompt lookup, stored rows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from fingerprint.config import FingerprintConfig
+from index.errors import ConfigMismatchError, IndexCorruptedError
+from index.manifest import Manifest, read_manifest
+from index.metadata import StoredResponse
+from index.search import Hits, search_embeddings, search_minhash
+from index.segment import Segment
+
+SEGMENTS_DIR = "segments"
+
+
+class FingerprintIndex:
+    """A read-only snapshot of an index: the segments its manifest listed when it was opened."""
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path = path
+        self.manifest = manifest
+        self.segments = [Segment(path / SEGMENTS_DIR / e.name, e, manifest.config.num_perm)
+                         for e in manifest.segments]
+
+    @property
+    def config(self) -> FingerprintConfig:
+        return self.manifest.config
+
+    def __len__(self) -> int:
+        return self.manifest.rows
+
+    def __enter__(self) -> "FingerprintIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for seg in self.segments:
+            seg.close()
+
+    def verify(self) -> None:
+        """Check every segment file against its sha256 in the manifest."""
+        for seg in self.segments:
+            seg.verify()
+
+    def search_minhash(self, signatures: np.ndarray, k: int = 10) -> Hits:
+        return search_minhash(self.segments, signatures, k)
+
+    def search_embeddings(self, vectors: np.ndarray, k: int = 10) -> Hits:
+        return search_embeddings(self.segments, vectors, k)
+
+    def rows_for_prompts(self, prompt_hashes: Iterable[str]) -> dict[str, list[int]]:
+        hashes = list(prompt_hashes)
+        out: dict[str, list[int]] = {}
+        for seg in self.segments:
+            for h, rows in seg.metadata.rows_for_prompts(hashes).items():
+                out.setdefault(h, []).extend(rows)
+        return out
+
+    def existing_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        for seg in self.segments:
+            found |= seg.metadata.existing_ids(ids)
+        return found
+
+    def signatures(self, rows: Sequence[int]) -> np.ndarray:
+        out = np.zeros((len(rows), self.config.num_perm), dtype=np.uint32)
+        for i, seg, local in self._locate(rows):
+            out[i] = seg.signatures[local]
+        return out
+
+    def embeddings(self, rows: Sequence[int]) -> np.ndarray:
+        dim = self.manifest.embedding_dim or 0
+        out = np.zeros((len(rows), dim), dtype=np.float32)
+        for i, seg, _ in self._locate(rows):
+            out[i] = seg.embeddings([rows[i]])[0]
+        return out
+
+    def responses(self, rows: Iterable[int]) -> dict[int, StoredResponse]:
+        wanted = [int(r) for r in rows]
+        out: dict[int, StoredResponse] = {}
+        for seg in self.segments:
+            mine = [r for r in wanted if seg.contains(r)]
+            if mine:
+                out.update(seg.metadata.responses(mine))
+        return out
+
+    def _locate(self, rows: Sequence[int]) -> Iterable[tuple[int, Segment, int]]:
+        starts = np.array([s.first_row for s in self.segments], dtype=np.int64)
+        for i, row in enumerate(rows):
+            pos = int(np.searchsorted(starts, row, side="right")) - 1
+            if pos < 0 or not self.segments[pos].contains(int(row)):
+                raise IndexCorruptedError(f"{self.path}: row {row} is in no segment")
+            seg = self.segments[pos]
+            yield i, seg, int(row) - seg.first_row
+
+    def info(self) -> dict[str, Any]:
+        m = self.manifest
+        file_bytes: dict[str, int] = {}
+        for seg in m.segments:
+            for f in seg.files:
+                file_bytes[f.name] = file_bytes.get(f.name, 0) + f.bytes
+        return {
+            "path": str(self.path),
+            "format_version": m.format_version,
+            "responses": m.rows,
+            "skipped_empty": m.skipped_empty,
+            "skipped_duplicates": sum(s.skipped_duplicates for s in m.segments),
+            "embedding_dim": m.embedding_dim,
+            "created_at": m.created_at,
+            "updated_at": m.updated_at,
+            "config": m.config.to_dict(),
+            "versions": m.versions,
+            "bytes": {"total": sum(file_bytes.values()), **file_bytes},
+            "segments": [{"name": s.name, "rows": s.rows, "first_row": s.first_row,
+                          "bytes": s.bytes, "created_at": s.created_at,
+                          "sources": list(s.sources), "skipped_empty": s.skipped_empty,
+                          "skipped_duplicates": s.skipped_duplicates,
+                          "store_text": s.store_text, "embedding_index": s.embedding_index,
+                          "minhash_index": s.minhash_index} for s in m.segments],
+        }
+
+
+def open_index(path: str | os.PathLike[str],
+               expected_config: FingerprintConfig | None = None) -> FingerprintIndex:
+    """Open for reading; with ``expected_config``, any difference is a ConfigMismatchError."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    if expected_config is not None:
+        differences = manifest.config.differences(expected_config)
+        if differences:
+            raise ConfigMismatchError(str(root), differences)
+    return FingerprintIndex(root, manifest)

@@ -1,0 +1,221 @@
+"""Adding batches to an index: one writer at a time, all of a batch or nothing.
+
+The protocol: take the writer lock; build the new segment in a hidden temporary directory; when
+every file is written and flushed, rename the directory into place and atomically replace the
+manifest with one that lists it. A crash or an error at any earlier point leaves the manifest, and
+so the index, exactly as it was; the next writer removes the debris.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from fingerprint.config import FingerprintConfig
+from fingerprint.fingerprinter import Fingerprinter
+from fingerprint.normalize import prompt_hash
+from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
+from index.errors import (ConfigMismatchError, DuplicateIdError, IndexExistsError,
+                          IndexLockedError)
+from index.manifest import MANIFEST_NAME, Manifest, now_iso, read_manifest, write_manifest
+from index.segment import SegmentWriter
+from index.store import SEGMENTS_DIR, open_index
+
+LOCK_NAME = ".writer.lock"
+DEFAULT_CHUNK = 256
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one batch added to the index."""
+
+    segment: str | None
+    added: int
+    skipped_empty: int
+    skipped_duplicates: int
+    total: int
+
+
+class WriterLock:
+    """Exclusive writer lock (``flock``): released by the kernel even if the writer dies."""
+
+    def __init__(self, root: Path):
+        self.path = root / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> "WriterLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise IndexLockedError(f"{self.path.parent}: another writer is adding to this index "
+                                   f"({holder}); wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {now_iso()}"
+                  .encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def create_index(path: str | os.PathLike[str], config: FingerprintConfig) -> Manifest:
+    """Make an empty index in a new or empty directory."""
+    root = Path(path)
+    if (root / MANIFEST_NAME).exists():
+        raise IndexExistsError(f"{root}: an index already exists here; add to it with "
+                               f"'fingerprint index add'")
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise IndexExistsError(f"{root}: exists and is not an empty directory")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / SEGMENTS_DIR).mkdir()
+    stamp = now_iso()
+    manifest = Manifest(config=config, created_at=stamp, updated_at=stamp)
+    with WriterLock(root):
+        write_manifest(root, manifest)
+    return manifest
+
+
+def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecord],
+                   fingerprinter: Fingerprinter, *, store_text: bool = True,
+                   skip_duplicates: bool = False, read_stats: ReadStats | None = None,
+                   chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None
+                   ) -> AppendResult:
+    """Fingerprint ``records`` and add them to the index as one new segment.
+
+    ``read_stats`` is the ReadStats the records' reader fills in; its count of empty responses is
+    recorded with the segment.
+    """
+    root = Path(path)
+    with WriterLock(root):
+        index = open_index(root, expected_config=fingerprinter.config)
+        try:
+            _remove_debris(root, index.manifest)
+            return _append_locked(root, index, records, fingerprinter, store_text,
+                                  skip_duplicates, read_stats, chunk_size, progress)
+        finally:
+            index.close()
+
+
+def add_files(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
+              fingerprinter: Fingerprinter, *, fields: FieldMap = FieldMap(),
+              **options) -> AppendResult:
+    """Read every input file and add all of them to the index as one batch."""
+    stats = ReadStats()
+    records = _chain(read_records(p, fields, stats) for p in inputs)
+    return append_records(path, records, fingerprinter, read_stats=stats, **options)
+
+
+def build_index(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
+                fingerprinter: Fingerprinter, *, fields: FieldMap = FieldMap(),
+                **options) -> AppendResult:
+    """Create an index and add the inputs; if that fails, the new directory is removed again."""
+    root = Path(path)
+    existed = root.exists()
+    create_index(root, fingerprinter.config)
+    try:
+        return add_files(root, inputs, fingerprinter, fields=fields, **options)
+    except BaseException:
+        if existed:
+            for child in root.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _chain(iterables: Iterable[Iterable[ResponseRecord]]) -> Iterator[ResponseRecord]:
+    for it in iterables:
+        yield from it
+
+
+def _remove_debris(root: Path, manifest: Manifest) -> None:
+    """Delete what an interrupted writer left: unlisted segment dirs and temp files."""
+    listed = {s.name for s in manifest.segments}
+    for child in (root / SEGMENTS_DIR).iterdir():
+        if child.name not in listed:
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    for child in root.glob(f".{MANIFEST_NAME}.tmp-*"):
+        child.unlink()
+
+
+def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
+                   fingerprinter: Fingerprinter, store_text: bool, skip_duplicates: bool,
+                   read_stats: ReadStats | None, chunk_size: int,
+                   progress: Progress | None) -> AppendResult:
+    manifest: Manifest = index.manifest
+    dim = fingerprinter.embedding_dim
+    if manifest.embedding_dim is not None and manifest.embedding_dim != dim:
+        raise ConfigMismatchError(str(root), [("embedding_dim", manifest.embedding_dim, dim)])
+    number = len(manifest.segments) + 1
+    name = f"seg-{number:06d}-{uuid.uuid4().hex[:8]}"
+    writer = SegmentWriter(root / SEGMENTS_DIR / f".tmp-{name}", name, manifest.rows,
+                           fingerprinter.config.num_perm, dim, store_text)
+    seen: set[str] = set()
+    duplicates = 0
+    try:
+        for chunk in _chunks(records, chunk_size):
+            fresh = _without_duplicates(index, chunk, seen, skip_duplicates)
+            duplicates += len(chunk) - len(fresh)
+            if fresh:
+                version = fingerprinter.config.normalizer_version
+                hashes = [None if r.prompt is None else prompt_hash(r.prompt, version)
+                          for r in fresh]
+                writer.add(fresh, fingerprinter.fingerprint([r.response for r in fresh]), hashes)
+            if progress is not None:
+                progress(len(chunk))
+        empty = read_stats.empty if read_stats is not None else 0
+        if writer.rows == 0:
+            writer.abort()
+            return AppendResult(None, 0, empty, duplicates, manifest.rows)
+        entry = writer.finish(empty, duplicates)
+        final = root / SEGMENTS_DIR / name
+        os.replace(writer.dir, final)
+        write_manifest(root, manifest.with_segment(entry, dim))
+        return AppendResult(name, entry.rows, empty, duplicates, manifest.rows + entry.rows)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _chunks(records: Iterable[ResponseRecord], size: int) -> Iterator[list[ResponseRecord]]:
+    chunk: list[ResponseRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _without_duplicates(index, chunk: list[ResponseRecord], seen: set[str],
+                        skip: bool) -> list[ResponseRecord]:
+    stored = index.existing_ids(r.id for r in chunk)
+    fresh = []
+    for record in chunk:
+        if record.id in seen or record.id in stored:
+            if skip:
+                continue
+            where = "earlier in this batch" if record.id in seen else "already in the index"
+            raise DuplicateIdError(record.source, record.line,
+                                   f'id "{record.id}" is {where} (use --skip-duplicates to '
+                                   f'skip such records)', field="id")
+        seen.add(record.id)
+        fresh.append(record)
+    return fresh

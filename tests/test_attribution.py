@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+
+from attribution import AttributionOptions, attribute, attribute_file, markdown_report
+from conftest import TOPICS, served_rows, served_text, write_jsonl
+from fingerprint import ConfigError, FingerprintConfig, Fingerprinter, ResponseRecord
+from index import ConfigMismatchError, open_index
+
+
+def records(texts, prompts=None):
+    prompts = prompts or [None] * len(texts)
+    return [ResponseRecord(id=f"s{i}", response=t, prompt=p, line=i + 1)
+            for i, (t, p) in enumerate(zip(texts, prompts))]
+
+
+UNRELATED = [f"My grandmother kept {n} goats and a red tractor; she sold cheese at the market "
+             f"every Saturday and told stories about the war, story {n}." for n in range(8)]
+
+
+def test_verbatim_copies_are_near_duplicates_with_high_score(built_index, fingerprinter):
+    copies = [served_text(i) + " Hope this helps!" for i in range(8)]
+    with open_index(built_index) as idx:
+        copied = attribute(idx, records(copies), fingerprinter=fingerprinter)
+        independent = attribute(idx, records(UNRELATED), fingerprinter=fingerprinter)
+    assert copied.signal("near_duplicate_rate").value == 1.0
+    assert independent.signal("near_duplicate_rate").value == 0.0
+    assert copied.score > 0.8 > 0.5 > independent.score
+    first = copied.responses[0]
+    assert first.lexical_matches[0].id == "resp-0" and first.lexical_matches[0].score > 0.8
+    assert first.semantic_matches[0].id == "resp-0"
+    assert first.paired is None and copied.counts["paired"] == 0
+    assert copied.notes  # says the score rests on nearest matches only
+
+
+def test_paired_comparison_uses_the_served_answer_to_the_same_prompt(built_index, fingerprinter):
+    rows = served_rows(24)
+    prompts = [rows[i]["prompt"].upper() for i in (2, 9)] + ["a prompt nobody served"]
+    texts = [served_text(2), "Completely different words about other things entirely.",
+             served_text(5)]
+    with open_index(built_index) as idx:
+        result = attribute(idx, records(texts, prompts), fingerprinter=fingerprinter)
+    a, b, c = result.responses
+    assert a.paired.id == "resp-2" and a.paired.jaccard == 1.0 and a.paired.served_answers == 1
+    assert b.paired.id == "resp-9" and b.paired.jaccard < 0.1 and b.lexical == b.paired.jaccard
+    assert c.paired is None and c.lexical == c.lexical_matches[0].score == 1.0
+    assert result.counts["paired"] == 2
+    assert result.signal("mean_paired_jaccard").n == 2
+    assert result.signal("mean_paired_jaccard").value == pytest.approx(
+        (1.0 + b.paired.jaccard) / 2)
+
+
+def test_best_match_is_never_worse_than_the_paired_answer(built_index, fingerprinter):
+    rows = served_rows(24)
+    texts = [f"On {TOPICS[i % 16]}: practice matters more than theory, and beginners should "
+             f"start small." for i in range(10)]
+    with open_index(built_index) as idx:
+        result = attribute(idx, records(texts, [rows[i]["prompt"] for i in range(10)]),
+                           fingerprinter=fingerprinter)
+    for e in result.responses:
+        assert e.lexical_matches[0].score >= e.paired.jaccard
+        assert e.semantic_matches[0].score >= e.paired.cosine - 1e-6
+
+
+def test_result_json_has_top_level_score_and_room_for_p_values(built_index, fingerprinter):
+    with open_index(built_index) as idx:
+        result = attribute(idx, records(UNRELATED[:2]), fingerprinter=fingerprinter)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert isinstance(data["score"], float) and data["p_value"] is None
+    assert data["calibrated"] is False
+    assert set(data["signals"]) == {"near_duplicate_rate", "mean_paired_jaccard",
+                                    "mean_paired_cosine", "mean_best_jaccard",
+                                    "mean_best_cosine"}
+    assert all("p_value" in s for s in data["signals"].values())
+    assert len(data["responses"]) == 2 and data["counts"]["indexed_responses"] == 24
+
+
+def test_report_shows_pairs_side_by_side(built_index, fingerprinter):
+    text = served_text(4) + " | with a pipe <and> markup"
+    with open_index(built_index) as idx:
+        result = attribute(idx, records([text], [served_rows(5)[4]["prompt"]]),
+                           fingerprinter=fingerprinter)
+    report = markdown_report(result)
+    assert "| suspect response | served response |" in report
+    assert "suspect `s0` ~ served `resp-4` (paired)" in report
+    assert "&#124; with a pipe &lt;and&gt; markup" in report
+
+
+def test_attribute_file_reads_and_counts_empty(built_index, tmp_path, fingerprinter):
+    path = write_jsonl(tmp_path / "suspect.jsonl", [{"response": served_text(1)},
+                                                   {"response": "   "}])
+    result = attribute_file(built_index, path, fingerprinter=fingerprinter)
+    assert result.counts["responses"] == 1 and result.counts["skipped_empty"] == 1
+
+
+def test_fingerprinter_must_match_the_index(built_index):
+    with open_index(built_index) as idx:
+        with pytest.raises(ConfigMismatchError, match="seed"):
+            attribute(idx, records(["x"]), fingerprinter=Fingerprinter(FingerprintConfig(seed=3)))
+
+
+def test_options_are_validated():
+    with pytest.raises(ConfigError, match="near_duplicate_threshold"):
+        AttributionOptions(near_duplicate_threshold=0)
+    with pytest.raises(ConfigError, match="k must be"):
+        AttributionOptions(k=0)

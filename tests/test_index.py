@@ -1,0 +1,263 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import served_rows, served_text, write_jsonl
+from fingerprint import FingerprintConfig, Fingerprinter, InputError
+from index import (ConfigMismatchError, DuplicateIdError, IndexCorruptedError, IndexExistsError,
+                   IndexLockedError, NotAnIndexError, WriterLock, add_files, build_index,
+                   create_index, open_index)
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """sha256 of every file below path, except the (empty, reusable) lock file."""
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file() and p.name != ".writer.lock"}
+
+
+def test_build_stores_every_fingerprint_and_field(built_index, fingerprinter):
+    with open_index(built_index) as idx:
+        assert len(idx) == 24 and idx.manifest.embedding_dim == 384
+        texts = [served_text(i) for i in range(24)]
+        assert np.array_equal(idx.signatures(list(range(24))),
+                              fingerprinter.minhasher.signatures(texts))
+        assert np.allclose(idx.embeddings([0, 23]),
+                           fingerprinter.embedder.embed([texts[0], texts[23]]), atol=1e-5)
+        stored = idx.responses([5])[5]
+        assert (stored.id, stored.model, stored.account, stored.response) == \
+            ("resp-5", "provider-1", "acct-2", served_text(5))
+
+
+def test_search_finds_each_response_as_its_own_best_match(built_index):
+    with open_index(built_index) as idx:
+        rows = list(range(24))
+        lexical = idx.search_minhash(idx.signatures(rows), k=3)
+        semantic = idx.search_embeddings(idx.embeddings(rows), k=3)
+        assert lexical.rows[:, 0].tolist() == rows and np.all(lexical.scores[:, 0] == 1.0)
+        assert semantic.rows[:, 0].tolist() == rows
+        assert np.allclose(semantic.scores[:, 0], 1.0, atol=1e-5)
+        assert np.all(lexical.scores[:, 1] < 1.0)
+
+
+def test_manifest_records_versions_config_counts_and_checksums(built_index):
+    manifest = json.loads((built_index / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["counts"]["responses"] == 24
+    assert manifest["config"] == FingerprintConfig().to_dict()
+    assert {"datasketch", "faiss-cpu", "numpy", "sentence-transformers"} <= set(manifest["versions"])
+    (segment,) = manifest["segments"]
+    for f in segment["files"]:
+        path = built_index / "segments" / segment["name"] / f["name"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == f["sha256"]
+    assert np.load(built_index / "segments" / segment["name"] / "signatures.npy").dtype == "<u4"
+
+
+def test_add_appends_a_segment_and_rows_continue(built_index, tmp_path, fingerprinter):
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(6, start=100))
+    result = add_files(built_index, [more], fingerprinter)
+    assert (result.added, result.total) == (6, 30)
+    with open_index(built_index) as idx:
+        assert [s.rows for s in idx.segments] == [24, 6]
+        assert idx.responses([29])[29].id == "resp-105"
+        hit = idx.search_minhash(fingerprinter.minhasher.signatures([served_text(103)]), k=1)
+        assert hit.rows[0, 0] == 27 and hit.scores[0, 0] == 1.0
+
+
+def test_bad_line_mid_batch_leaves_the_index_exactly_as_it_was(built_index, tmp_path,
+                                                               fingerprinter):
+    before = snapshot(built_index)
+    rows = [json.dumps(r) for r in served_rows(300, start=200)]
+    rows[290] = '{"id": "broken", "response": '
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl line 291: malformed JSON"):
+        add_files(built_index, [bad], fingerprinter)  # fails after a whole chunk was embedded
+    assert snapshot(built_index) == before
+    assert list((built_index / "segments").iterdir()) == \
+        [built_index / "segments" / json.loads((built_index / "manifest.json").read_text())
+         ["segments"][0]["name"]]
+
+
+def test_duplicate_ids_are_refused_or_counted(built_index, tmp_path, fingerprinter):
+    again = write_jsonl(tmp_path / "again.jsonl", served_rows(2, start=23))  # resp-23 is stored
+    before = snapshot(built_index)
+    with pytest.raises(DuplicateIdError, match=r'again.jsonl line 1: id "resp-23" is already in'):
+        add_files(built_index, [again], fingerprinter)
+    assert snapshot(built_index) == before
+    twice = write_jsonl(tmp_path / "twice.jsonl", served_rows(1, start=50) * 2)
+    with pytest.raises(DuplicateIdError, match="line 2: .* earlier in this batch"):
+        add_files(built_index, [twice], fingerprinter)
+    result = add_files(built_index, [again, twice], fingerprinter, skip_duplicates=True)
+    assert (result.added, result.skipped_duplicates) == (2, 2)
+    assert open_index(built_index).manifest.segments[-1].skipped_duplicates == 2
+
+
+def test_no_store_text_keeps_fingerprints_and_metadata_only(tmp_path, served_file, fingerprinter):
+    build_index(tmp_path / "idx", [served_file], fingerprinter, store_text=False)
+    with open_index(tmp_path / "idx") as idx:
+        stored = idx.responses([0])[0]
+        assert (stored.id, stored.prompt, stored.response) == ("resp-0", None, None)
+        assert stored.prompt_hash is not None
+        assert idx.manifest.segments[0].store_text is False
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_lock(built_index, tmp_path,
+                                                                 fingerprinter):
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(1, start=500))
+    with WriterLock(built_index):
+        with pytest.raises(IndexLockedError, match=r"another writer .*pid \d+"):
+            add_files(built_index, [more], fingerprinter)
+    assert add_files(built_index, [more], fingerprinter).added == 1  # released afterwards
+
+
+def test_lock_held_by_another_process(built_index, tmp_path, fingerprinter):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from index import WriterLock; "
+         "l = WriterLock(__import__('pathlib').Path(sys.argv[1])); l.__enter__(); "
+         "print('locked', flush=True); time.sleep(60)", str(built_index)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        more = write_jsonl(tmp_path / "more.jsonl", served_rows(1, start=600))
+        with pytest.raises(IndexLockedError, match=f"pid {holder.pid}"):
+            add_files(built_index, [more], fingerprinter)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert add_files(built_index, [more], fingerprinter).added == 1  # the kernel freed the lock
+
+
+def test_writer_killed_mid_batch_leaves_index_intact_and_debris_is_cleaned(built_index,
+                                                                           fingerprinter):
+    before = snapshot(built_index)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "attribution.cli", "index", "add", "-", "--index",
+           str(built_index)]
+    writer = subprocess.Popen(cli, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    for r in served_rows(300, start=1000):  # more than one chunk, then the input stays open
+        writer.stdin.write((json.dumps(r) + "\n").encode())
+    writer.stdin.flush()
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the first chunk is in the unfinished segment
+        tmp = list((built_index / "segments").glob(".tmp-*"))
+        if tmp and (tmp[0] / "metadata.sqlite").exists() and \
+                (tmp[0] / "metadata.sqlite").stat().st_size > 8192:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the writer never started its segment")
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert {k: v for k, v in snapshot(built_index).items() if ".tmp-" not in k} == before
+    with open_index(built_index) as idx:
+        assert len(idx) == 24
+    more = write_jsonl(built_index.parent / "after.jsonl", served_rows(2, start=2000))
+    assert add_files(built_index, [more], fingerprinter).total == 26
+    assert not list((built_index / "segments").glob(".tmp-*"))
+
+
+def test_opening_with_another_config_says_expected_and_actual(built_index):
+    with pytest.raises(ConfigMismatchError,
+                       match=r"num_perm: index has 128, got 64; seed: index has 1, got 2"):
+        open_index(built_index, expected_config=FingerprintConfig(num_perm=64, seed=2))
+    with pytest.raises(ConfigMismatchError, match="num_perm"):
+        add_files(built_index, [], Fingerprinter(FingerprintConfig(num_perm=64)))
+
+
+def test_directory_that_is_not_an_index(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(NotAnIndexError, match="not an index"):
+        open_index(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(NotAnIndexError, match="expected format 'fingerprint-index'"):
+        open_index(tmp_path)
+    with pytest.raises(IndexExistsError, match="not an empty directory"):
+        create_index(tmp_path / "notes.txt", FingerprintConfig())
+
+
+def test_build_refuses_an_existing_index(built_index, served_file, fingerprinter):
+    before = snapshot(built_index)
+    with pytest.raises(IndexExistsError, match="already exists"):
+        build_index(built_index, [served_file], fingerprinter)
+    assert snapshot(built_index) == before
+
+
+def test_failed_build_removes_the_new_directory(tmp_path, fingerprinter):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"response": "fine"}\n{"oops": 1}\n')
+    with pytest.raises(InputError):
+        build_index(tmp_path / "idx", [bad], fingerprinter)
+    assert not (tmp_path / "idx").exists()
+
+
+def _segment_file(index_path: Path, name: str) -> Path:
+    return next((index_path / "segments").glob(f"seg-*/{name}"))
+
+
+def test_truncated_segment_file_is_reported_with_sizes(built_index):
+    path = _segment_file(built_index, "signatures.npy")
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(IndexCorruptedError,
+                       match=rf"signatures.npy: size is {size - 100} bytes, expected {size}"):
+        open_index(built_index)
+
+
+def test_damaged_segment_file_fails_its_checksum(built_index):
+    path = _segment_file(built_index, "embeddings.faiss")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    idx = open_index(built_index)  # sizes still agree
+    with pytest.raises(IndexCorruptedError, match=r"embeddings.faiss: checksum mismatch "
+                                                   r"\(expected sha256 [0-9a-f]{64}, actual"):
+        idx.search_embeddings(np.zeros((1, 384), dtype=np.float32), k=1)
+
+
+def test_missing_segment_file(built_index):
+    _segment_file(built_index, "metadata.sqlite").unlink()
+    with pytest.raises(IndexCorruptedError, match="metadata.sqlite: file is missing"):
+        open_index(built_index)
+
+
+def test_edited_manifest_fails_its_checksum(built_index):
+    path = built_index / "manifest.json"
+    path.write_text(path.read_text().replace('"num_perm": 128', '"num_perm": 64'))
+    with pytest.raises(IndexCorruptedError, match="manifest.json: checksum mismatch"):
+        open_index(built_index)
+
+
+def test_candidate_search_on_1bit_codes_finds_near_duplicates(built_index, fingerprinter,
+                                                              monkeypatch):
+    import index.search
+
+    monkeypatch.setattr(index.search, "EXACT_SCAN_ROWS", 0)  # force the large-segment path
+    edited = [served_text(i).replace("practice", "patience") + " One more line." for i in
+              range(24)]
+    signatures = fingerprinter.minhasher.signatures(edited)
+    with open_index(built_index) as idx:
+        hits = idx.search_minhash(signatures, k=2)
+        truth = np.array([[np.mean(signatures[i] == s) for s in idx.signatures(list(range(24)))]
+                          for i in range(24)])
+    assert hits.rows[:, 0].tolist() == list(range(24))
+    assert np.allclose(hits.scores[:, 0], truth.max(axis=1))  # exact re-ranked estimate
+    assert np.all(hits.scores[:, 0] > 0.5)
+
+
+def test_exact_scan_ranks_like_brute_force(built_index, fingerprinter):
+    queries = fingerprinter.minhasher.signatures([served_text(3)[:120], "compilers practice"])
+    with open_index(built_index) as idx:
+        hits = idx.search_minhash(queries, k=5)
+        stored = idx.signatures(list(range(24)))
+    for q in range(2):
+        truth = np.sort(np.mean(stored == queries[q], axis=1))[::-1][:5]
+        assert np.allclose(hits.scores[q], truth)
