@@ -261,3 +261,17 @@ def test_exact_scan_ranks_like_brute_force(built_index, fingerprinter):
     for q in range(2):
         truth = np.sort(np.mean(stored == queries[q], axis=1))[::-1][:5]
         assert np.allclose(hits.scores[q], truth)
+
+
+def test_five_megabyte_response_is_indexed_whole(tmp_path, fingerprinter):
+    words = [f"w{i % 50_000}x{i // 50_000}" for i in range(800_000)]
+    big = " ".join(words)[:5_000_000]
+    path = write_jsonl(tmp_path / "big.jsonl", [{"id": "big", "response": big},
+                                                {"id": "small", "response": served_text(1)}])
+    build_index(tmp_path / "idx", [path], fingerprinter)
+    with open_index(tmp_path / "idx") as idx:
+        assert len(idx) == 2 and len(idx.responses([0])[0].response) == 5_000_000
+        tail = fingerprinter.minhasher.signatures([" ".join(words[400_000:700_000])])
+        hit = idx.search_minhash(tail, k=1)  # a large excerpt still matches the whole
+        assert hit.rows[0, 0] == 0 and hit.scores[0, 0] > 0.2
+        assert np.array_equal(idx.signatures([0])[0], fingerprinter.minhasher.signatures([big])[0])

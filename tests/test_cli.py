@@ -1,0 +1,113 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from attribution.cli import main
+from conftest import served_rows, served_text, write_jsonl
+from fingerprint import __version__
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def run(runner, *args, input=None):
+    return runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def test_version_and_help(runner):
+    assert run(runner, "--version").output.strip() == f"fingerprint, version {__version__}"
+    for args in (["-h"], ["index", "-h"], ["index", "build", "-h"], ["attribute", "-h"]):
+        result = run(runner, *args)
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_build_info_add_attribute(runner, tmp_path, served_file):
+    idx = tmp_path / "idx"
+    result = run(runner, "index", "build", served_file, "--index", idx)
+    assert result.exit_code == 0, result.output
+    assert "indexed 24 responses" in result.output and "the index holds 24" in result.output
+
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(3, start=40))
+    result = run(runner, "index", "add", more, "--index", idx)
+    assert result.exit_code == 0 and "the index holds 27" in result.output
+
+    info = json.loads(run(runner, "index", "info", idx, "--json").output)
+    assert info["responses"] == 27 and len(info["segments"]) == 2
+    assert info["config"]["num_perm"] == 128 and info["bytes"]["total"] > 0
+    text = run(runner, "index", "info", idx).output
+    assert "27 in 2 segment(s)" in text and "all-MiniLM-L6-v2" in text
+
+    suspect = write_jsonl(tmp_path / "suspect.jsonl", [
+        {"id": "x1", "prompt": served_rows(3)[2]["prompt"], "response": served_text(2)},
+        {"id": "x2", "response": "Nothing like any served answer at all, about submarines."}])
+    report = tmp_path / "report.md"
+    result = run(runner, "attribute", suspect, "--index", idx, "--json", "--report", report)
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert 0.0 <= data["score"] <= 1.0 and data["counts"] == {
+        "responses": 2, "skipped_empty": 0, "paired": 1, "near_duplicates": 1,
+        "indexed_responses": 27}
+    assert data["responses"][0]["paired"]["id"] == "resp-2"
+    assert "served `resp-2` (paired)" in report.read_text()
+    human = run(runner, "attribute", suspect, "--index", idx).output
+    assert "score" in human and "near_duplicate_rate  0.500" in human
+
+
+def test_stdin_and_field_mapping(runner, tmp_path):
+    idx = tmp_path / "idx"
+    lines = "".join(json.dumps({"uid": f"u{i}", "q": f"question {i}", "answer": served_text(i)})
+                    + "\n" for i in range(3))
+    result = run(runner, "index", "build", "-", "--index", idx, "--text-field", "answer",
+                 "--prompt-field", "q", "--id-field", "uid", input=lines)
+    assert result.exit_code == 0, result.output
+    info = json.loads(run(runner, "index", "info", idx, "--json").output)
+    assert info["responses"] == 3 and info["segments"][0]["sources"] == ["<stdin>"]
+
+
+def test_no_store_text_flag(runner, tmp_path, served_file):
+    idx = tmp_path / "idx"
+    run(runner, "index", "build", served_file, "--index", idx, "--no-store-text")
+    assert json.loads(run(runner, "index", "info", idx, "--json").output)[
+        "segments"][0]["store_text"] is False
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"id": "1", "response": "ok"}\n{"id": "2"}\n', 'line 2: field "response" is missing'),
+    ('{"id": "1", "response": "ok"}\n{not json\n', "line 2: malformed JSON"),
+])
+def test_errors_are_one_line_without_traceback(runner, tmp_path, content, message):
+    bad = tmp_path / "served.jsonl"
+    bad.write_text(content)
+    result = runner.invoke(main, ["index", "build", str(bad), "--index", str(tmp_path / "idx")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {bad} {message}")
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "idx").exists()
+
+
+def test_add_with_a_different_config_is_refused(runner, built_index, tmp_path):
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(1, start=90))
+    result = runner.invoke(main, ["index", "add", str(more), "--index", str(built_index),
+                                  "--num-perm", "64"])
+    assert result.exit_code == 1
+    assert "num_perm: index has 128, got 64" in result.output
+
+
+def test_not_an_index_and_duplicate_ids(runner, tmp_path, built_index, served_file):
+    result = runner.invoke(main, ["index", "info", str(tmp_path)])
+    assert result.exit_code == 1 and "not an index" in result.output
+    result = runner.invoke(main, ["index", "add", str(served_file), "--index", str(built_index)])
+    assert result.exit_code == 1
+    assert 'served.jsonl line 1: id "resp-0" is already in the index' in result.output
+    result = runner.invoke(main, ["index", "add", str(served_file), "--index", str(built_index),
+                                  "--skip-duplicates"])
+    assert result.exit_code == 0 and "24 duplicate records skipped" in result.output
+
+
+def test_missing_suspect_file(runner, built_index, tmp_path):
+    result = runner.invoke(main, ["attribute", str(tmp_path / "nope.jsonl"), "--index",
+                                  str(built_index)])
+    assert result.exit_code == 1 and "nope.jsonl: no such file" in result.output
