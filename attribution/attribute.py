@@ -25,6 +25,7 @@ from fingerprint.errors import ConfigError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
 from fingerprint.normalize import prompt_hash
 from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
+from index.errors import ConfigMismatchError
 from index.store import FingerprintIndex, open_index
 
 Progress = Callable[[int], None]
@@ -72,7 +73,6 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
     """Attribute a suspect's responses against an open index."""
     fingerprinter = fingerprinter or Fingerprinter(index.config)
     if fingerprinter.config != index.config:
-        from index.errors import ConfigMismatchError
         raise ConfigMismatchError(str(index.path), index.config.differences(fingerprinter.config))
     evidence: list[ResponseEvidence] = []
     for start in range(0, len(records), options.chunk_size):

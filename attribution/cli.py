@@ -25,13 +25,17 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class _Group(click.Group):
-    """Turns the toolkit's own errors into one clear line and a non-zero exit."""
+    """Turns the toolkit's own errors, and the OS's (a full disk, a path we may not write),
+    into one clear line and a non-zero exit."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FingerprintError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
 def field_options(f: Callable) -> Callable:
@@ -220,13 +224,19 @@ def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: boo
     from fingerprint.fingerprinter import Fingerprinter
     from index.manifest import read_manifest
 
+    if report is not None and not report.parent.is_dir():  # fail before minutes of embedding
+        raise click.ClickException(f"{report}: directory {report.parent} does not exist")
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
     fingerprinter = Fingerprinter(read_manifest(index_path).config, batch_size=batch_size)
     with _progress((suspect,), "attributing") as progress:
         result = attribute_file(index_path, suspect, fields=fields, options=options,
                                 fingerprinter=fingerprinter, progress=progress)
     if report is not None:
-        report.write_text(markdown_report(result), encoding="utf-8")
+        try:
+            report.write_text(markdown_report(result), encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"{report}: cannot write the report "
+                                       f"({exc.strerror or exc})") from None
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:

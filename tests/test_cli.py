@@ -111,3 +111,20 @@ def test_missing_suspect_file(runner, built_index, tmp_path):
     result = runner.invoke(main, ["attribute", str(tmp_path / "nope.jsonl"), "--index",
                                   str(built_index)])
     assert result.exit_code == 1 and "nope.jsonl: no such file" in result.output
+
+
+def test_unwritable_report_path_is_a_one_line_error(runner, built_index, served_file, tmp_path):
+    result = runner.invoke(main, ["attribute", str(served_file), "--index", str(built_index),
+                                  "--report", str(tmp_path / "no-such-dir" / "r.md")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: {tmp_path / 'no-such-dir' / 'r.md'}: "
+                                     f"directory {tmp_path / 'no-such-dir'} does not exist")
+
+
+def test_os_errors_are_one_line(runner, built_index, served_file):
+    # /proc/version refuses writes even to root: a real OSError after the attribution ran
+    result = runner.invoke(main, ["attribute", str(served_file), "--index", str(built_index),
+                                  "--report", "/proc/version"])
+    assert result.exit_code == 1 and result.output.startswith(
+        "Error: /proc/version: cannot write the report (")
+    assert len(result.output.strip().splitlines()) == 1
