@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from fingerprint.errors import ConfigError
 from fingerprint.normalize import NORMALIZER_VERSIONS
+from fingerprint.style import STYLE_VERSIONS
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -26,7 +27,7 @@ class FingerprintConfig:
 
     ``minhash_scheme`` and ``hash_function`` name datasketch's defaults (``MinHash(scheme=
     "affine32")`` fed ``sha1_hash32``): signatures are bit-identical to datasketch's for the same
-    shingles and seed.
+    shingles and seed. ``style_*`` define the per-response style fingerprint (fingerprint.style).
     """
 
     normalizer_version: int = 1
@@ -37,6 +38,8 @@ class FingerprintConfig:
     hash_function: str = "sha1_32"
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_max_tokens: int = 256
+    style_version: int = 1
+    style_features: int = 2**18
 
     def __post_init__(self) -> None:
         _check_int(self, "normalizer_version", 1)
@@ -54,6 +57,13 @@ class FingerprintConfig:
         if not isinstance(self.embedding_model, str) or not self.embedding_model.strip():
             raise ConfigError("embedding_model must be a non-empty model name or path")
         _check_int(self, "embedding_max_tokens", 8, 8192)
+        _check_int(self, "style_version", 1)
+        if self.style_version not in STYLE_VERSIONS:
+            raise ConfigError(f"style_version must be one of {sorted(STYLE_VERSIONS)}, "
+                              f"got {self.style_version}")
+        _check_int(self, "style_features", 2**10, 2**24)
+        if self.style_features & (self.style_features - 1):
+            raise ConfigError(f"style_features must be a power of two, got {self.style_features}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,15 +1,16 @@
-"""Both fingerprints of a batch of texts, computed from one config."""
+"""All fingerprints of a batch of texts, computed from one config."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.embed import Embedder
 from fingerprint.minhash import MinHasher
+from fingerprint.style import StyleVectorizer
 
 
 @dataclass(frozen=True)
@@ -18,23 +19,26 @@ class Fingerprints:
 
     signatures: np.ndarray  # (n, num_perm) uint32
     embeddings: np.ndarray  # (n, dim) float32, L2-normalised
+    style: Any  # scipy.sparse CSR (n, style_features), float32 hashed feature counts
 
     def __len__(self) -> int:
         return int(self.signatures.shape[0])
 
 
 class Fingerprinter:
-    """MinHash plus embedding for a config; the embedding model loads on first use."""
+    """MinHash, embedding and style fingerprints for a config; the model loads on first use."""
 
     def __init__(self, config: FingerprintConfig = FingerprintConfig(), batch_size: int = 32):
         self.config = config
         self.minhasher = MinHasher(config)
         self.embedder = Embedder(config.embedding_model, config.embedding_max_tokens,
                                  batch_size=batch_size)
+        self.styler = StyleVectorizer(config.style_features, config.style_version)
 
     @property
     def embedding_dim(self) -> int:
         return self.embedder.dim
 
     def fingerprint(self, texts: Sequence[str]) -> Fingerprints:
-        return Fingerprints(self.minhasher.signatures(texts), self.embedder.embed(texts))
+        return Fingerprints(self.minhasher.signatures(texts), self.embedder.embed(texts),
+                            self.styler.transform(texts))

@@ -7,7 +7,9 @@ Files of a segment directory:
 - ``signatures.npy``: MinHash signatures, ``<u4`` (little-endian uint32), shape (rows, num_perm);
 - ``embeddings.faiss``: FAISS ``IndexIDMap2`` over the L2-normalised embeddings, keyed by row;
 - ``minhash_codes.faiss``: FAISS ``IndexBinaryIDMap`` over the 1-bit MinHash codes, keyed by row;
-- ``metadata.sqlite``: row -> response id, prompt hash, model, timestamp, account (and texts).
+- ``metadata.sqlite``: row -> response id, prompt hash, model, timestamp, account (and texts);
+- ``style_indptr.npy`` (``<i8``), ``style_indices.npy`` (``<i4``), ``style_counts.npy``
+  (``<f4``): the style fingerprints as a CSR matrix (rows, style_features).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from fingerprint.fingerprinter import Fingerprints
 from fingerprint.minhash import SIGNATURE_DTYPE
 from fingerprint.records import ResponseRecord
+from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
 from index.codes import one_bit_codes
 from index.errors import IndexCorruptedError
 from index.files import fsync_path, sha256_file
@@ -33,7 +36,13 @@ SIGNATURES = "signatures.npy"
 EMBEDDINGS = "embeddings.faiss"
 CODES = "minhash_codes.faiss"
 METADATA = "metadata.sqlite"
-SEGMENT_FILES = (SIGNATURES, EMBEDDINGS, CODES, METADATA)
+STYLE_INDPTR = "style_indptr.npy"
+STYLE_INDICES = "style_indices.npy"
+STYLE_COUNTS = "style_counts.npy"
+SEGMENT_FILES = (SIGNATURES, EMBEDDINGS, CODES, METADATA, STYLE_INDPTR, STYLE_INDICES,
+                 STYLE_COUNTS)
+
+STYLE_INDPTR_DTYPE = np.dtype("<i8")
 
 EMBEDDING_INDEX_TYPE = "IDMap2,Flat(inner product)"
 MINHASH_INDEX_TYPE = "BinaryIDMap,BinaryFlat(1-bit minhash)"
@@ -43,7 +52,7 @@ class SegmentWriter:
     """Builds a segment inside a private directory; nothing is visible until ``finish``."""
 
     def __init__(self, directory: Path, name: str, first_row: int, num_perm: int,
-                 embedding_dim: int, store_text: bool):
+                 embedding_dim: int, style_features: int, store_text: bool):
         self.dir = directory
         self.name = name
         self.first_row = first_row
@@ -52,6 +61,8 @@ class SegmentWriter:
         self.rows = 0
         self.sources: list[str] = []
         self._signatures: list[np.ndarray] = []
+        self._style: list = []
+        self.style_features = style_features
         self._embeddings = faiss.IndexIDMap2(faiss.IndexFlatIP(embedding_dim))
         self._codes = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(num_perm))
         self.dir.mkdir(parents=True)
@@ -68,6 +79,10 @@ class SegmentWriter:
         ids = np.arange(self.first_row + self.rows, self.first_row + self.rows + n, dtype=np.int64)
         signatures = np.ascontiguousarray(fingerprints.signatures, dtype=SIGNATURE_DTYPE)
         self._signatures.append(signatures)
+        if fingerprints.style.shape != (n, self.style_features):
+            raise ValueError(f"style fingerprints have shape {fingerprints.style.shape}, "
+                             f"expected {(n, self.style_features)}")
+        self._style.append(fingerprints.style)
         self._embeddings.add_with_ids(np.ascontiguousarray(fingerprints.embeddings,
                                                            dtype=np.float32), ids)
         self._codes.add_with_ids(one_bit_codes(signatures), ids)
@@ -83,6 +98,7 @@ class SegmentWriter:
                       else np.zeros((0, self.num_perm), dtype=SIGNATURE_DTYPE))
         np.save(self.dir / SIGNATURES, signatures.astype(SIGNATURE_DTYPE, copy=False),
                 allow_pickle=False)
+        self._write_style()
         faiss.write_index(self._embeddings, str(self.dir / EMBEDDINGS))
         faiss.write_index_binary(self._codes, str(self.dir / CODES))
         self._metadata.close()
@@ -99,6 +115,16 @@ class SegmentWriter:
             embedding_index=EMBEDDING_INDEX_TYPE, minhash_index=MINHASH_INDEX_TYPE,
             files=tuple(files))
 
+    def _write_style(self) -> None:
+        from scipy import sparse
+
+        style = (sparse.vstack(self._style, format="csr") if self._style
+                 else sparse.csr_matrix((0, self.style_features), dtype=np.float32))
+        np.save(self.dir / STYLE_INDPTR, style.indptr.astype(STYLE_INDPTR_DTYPE),
+                allow_pickle=False)
+        np.save(self.dir / STYLE_INDICES, style.indices.astype(INDEX_DTYPE), allow_pickle=False)
+        np.save(self.dir / STYLE_COUNTS, style.data.astype(COUNT_DTYPE), allow_pickle=False)
+
     def abort(self) -> None:
         try:
             self._metadata.close()
@@ -110,10 +136,11 @@ class SegmentWriter:
 class Segment:
     """Read side of a segment. Files are checked against the manifest before first use."""
 
-    def __init__(self, directory: Path, entry: SegmentEntry, num_perm: int):
+    def __init__(self, directory: Path, entry: SegmentEntry, num_perm: int, style_features: int):
         self.dir = directory
         self.entry = entry
         self.num_perm = num_perm
+        self.style_features = style_features
         self._verified = False
         for name in SEGMENT_FILES:
             expected = entry.file(name)
@@ -155,6 +182,28 @@ class Segment:
             raise IndexCorruptedError(f"{self.dir / SIGNATURES}: expected {SIGNATURE_DTYPE} "
                                       f"{expected}, found {array.dtype} {array.shape}")
         return array
+
+    @cached_property
+    def style(self):
+        """The style fingerprints, CSR (rows, style_features), arrays memory-mapped."""
+        from scipy import sparse
+
+        self.verify()
+        parts = []
+        for name, dtype in ((STYLE_COUNTS, COUNT_DTYPE), (STYLE_INDICES, INDEX_DTYPE),
+                            (STYLE_INDPTR, STYLE_INDPTR_DTYPE)):
+            array = np.load(self.dir / name, mmap_mode="r", allow_pickle=False)
+            if array.dtype != dtype or array.ndim != 1:
+                raise IndexCorruptedError(f"{self.dir / name}: expected 1-d {dtype}, found "
+                                          f"{array.ndim}-d {array.dtype}")
+            parts.append(array)
+        counts, indices, indptr = parts
+        if len(indptr) != self.rows + 1 or indptr[-1] != len(counts) or \
+                len(indices) != len(counts):
+            raise IndexCorruptedError(f"{self.dir}: style arrays do not form a "
+                                      f"({self.rows} x {self.style_features}) matrix")
+        return sparse.csr_matrix((counts, indices, indptr),
+                                 shape=(self.rows, self.style_features))
 
     @cached_property
     def embedding_index(self) -> faiss.Index:

@@ -24,8 +24,9 @@ class FingerprintIndex:
     def __init__(self, path: Path, manifest: Manifest):
         self.path = path
         self.manifest = manifest
-        self.segments = [Segment(path / SEGMENTS_DIR / e.name, e, manifest.config.num_perm)
-                         for e in manifest.segments]
+        config = manifest.config
+        self.segments = [Segment(path / SEGMENTS_DIR / e.name, e, config.num_perm,
+                                 config.style_features) for e in manifest.segments]
 
     @property
     def config(self) -> FingerprintConfig:
@@ -82,6 +83,25 @@ class FingerprintIndex:
         for i, seg, _ in self._locate(rows):
             out[i] = seg.embeddings([rows[i]])[0]
         return out
+
+    def style(self, rows: Sequence[int]):
+        """Style fingerprints of the given rows, CSR, in the given order."""
+        from scipy import sparse
+
+        wanted = np.asarray(rows, dtype=np.int64)
+        parts, positions = [], []
+        for seg in self.segments:
+            mine = np.flatnonzero((wanted >= seg.first_row) & (wanted < seg.first_row + seg.rows))
+            if mine.size:
+                parts.append(seg.style[wanted[mine] - seg.first_row])
+                positions.append(mine)
+        found = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+        if found.size != wanted.size:
+            raise IndexCorruptedError(f"{self.path}: some of rows {wanted.tolist()[:5]}... are "
+                                      f"in no segment")
+        if not parts:
+            return sparse.csr_matrix((0, self.config.style_features), dtype=np.float32)
+        return sparse.vstack(parts, format="csr")[np.argsort(found)]
 
     def responses(self, rows: Iterable[int]) -> dict[int, StoredResponse]:
         wanted = [int(r) for r in rows]

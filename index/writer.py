@@ -165,7 +165,8 @@ def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
     number = len(manifest.segments) + 1
     name = f"seg-{number:06d}-{uuid.uuid4().hex[:8]}"
     writer = SegmentWriter(root / SEGMENTS_DIR / f".tmp-{name}", name, manifest.rows,
-                           fingerprinter.config.num_perm, dim, store_text)
+                           fingerprinter.config.num_perm, dim,
+                           fingerprinter.config.style_features, store_text)
     seen: set[str] = set()
     duplicates = 0
     try:

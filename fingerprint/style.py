@@ -1,0 +1,67 @@
+"""Style fingerprints: what a student inherits from its teacher is mostly idiosyncrasy.
+
+Distilled students rarely copy their teacher's answers, but they do pick up its word choice,
+stock phrases, punctuation and formatting habits (Sun et al. 2025, "Idiosyncrasies in Large
+Language Models"). A style fingerprint keeps exactly that, per response, in a form that needs no
+vocabulary fitted on any particular models and so can be stored once and compared forever:
+hashed counts of token unigrams and bigrams.
+
+Version 1, applied in this order:
+1. Unicode NFKC and case folding (as the text normaliser, but whitespace is *not* collapsed);
+2. tokens: runs of word characters (``\\w+``), every other non-space character on its own
+   (punctuation, markdown, emoji), and every newline, so list and paragraph layout is kept;
+3. features: every token and every pair of consecutive tokens, as ``token`` and ``a b``;
+4. each feature is hashed with MurmurHash3 (32-bit, seed 0, scikit-learn's implementation) into
+   ``style_features`` buckets; the value is the count.
+No feature list is chosen by hand: which features matter is learned per provider at attribution
+time, against reference models.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Sequence
+
+import numpy as np
+
+STYLE_VERSIONS = frozenset({1})
+COUNT_DTYPE = np.dtype("<f4")
+INDEX_DTYPE = np.dtype("<i4")
+
+_TOKEN = re.compile(r"\w+|[^\w\s]|\n")
+
+
+def style_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def style_features(text: str) -> list[str]:
+    tokens = style_tokens(text)
+    return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+
+
+class StyleVectorizer:
+    """Texts to a CSR matrix of hashed feature counts (rows: texts, columns: buckets)."""
+
+    def __init__(self, n_features: int, version: int = 1):
+        if version not in STYLE_VERSIONS:
+            raise ValueError(f"unknown style version {version}")
+        self.n_features = n_features
+        self.version = version
+        self._hasher = None
+
+    def _vectorizer(self):
+        if self._hasher is None:
+            from sklearn.feature_extraction.text import HashingVectorizer
+
+            self._hasher = HashingVectorizer(analyzer=style_features, n_features=self.n_features,
+                                             alternate_sign=False, norm=None,
+                                             dtype=np.float32)
+        return self._hasher
+
+    def transform(self, texts: Sequence[str]):
+        """scipy.sparse CSR (len(texts), n_features), float32 counts, sorted indices."""
+        matrix = self._vectorizer().transform(list(texts)).tocsr()
+        matrix.sort_indices()
+        return matrix
