@@ -1,0 +1,93 @@
+"""Turning statistics into p-values against reference models, and combining them.
+
+The null hypothesis, in plain words: *the suspect is one more independent model, like the
+references*: its outputs are no more provider-like than those of a model that never saw the
+provider's outputs. Reference models are scored exactly like the suspect, but each one with the
+models it is compared against fitted without it (leave-one-reference-out), so each reference
+gives one draw of the statistic under the null. The suspect's statistic is then placed in that
+distribution with a Student-t prediction interval: with R references of mean m and standard
+deviation s, ``t = (x - m) / (s * sqrt(1 + 1/R))`` has a t distribution with R - 1 degrees of
+freedom when the R + 1 values are independent normal draws. This is why p-values need several
+references (``MIN_REFERENCES``), and why they are conservative when some references are close
+relatives of the provider (a null that includes them is wider).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+MIN_REFERENCES = 5
+_SHARE_EPS = 0.01
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """A statistic placed in its null distribution; ``p_value`` is None with ``reason`` if not."""
+
+    value: float
+    null_mean: float | None
+    null_sd: float | None
+    z: float | None
+    p_value: float | None
+    n_references: int
+    reason: str | None = None
+
+
+def logit_share(share: float | np.ndarray) -> float | np.ndarray:
+    """Shares in [0, 1] to an unbounded scale on which a normal null is a fair assumption."""
+    return np.log((np.asarray(share) + _SHARE_EPS) / (1.0 - np.asarray(share) + _SHARE_EPS))
+
+
+def calibrate(value: float, null_values: Sequence[float], *, transform=None,
+              min_references: int = MIN_REFERENCES) -> Calibrated:
+    """One-sided p-value of ``value`` (higher = more provider-like) against the null draws."""
+    null = np.asarray([v for v in null_values if v is not None and np.isfinite(v)], dtype=float)
+    n = int(null.size)
+    if n < min_references:
+        return Calibrated(float(value), None, None, None, None, n,
+                          f"p-value needs at least {min_references} references on shared "
+                          f"prompts; have {n}")
+    x = float(transform(value)) if transform else float(value)
+    null_t = np.asarray(transform(null), dtype=float) if transform else null
+    mean = float(null_t.mean())
+    sd = float(null_t.std(ddof=1))
+    if not sd > 0:
+        return Calibrated(float(value), mean, sd, None, None, n,
+                          "the references all have the same value: no spread to calibrate on")
+    z = (x - mean) / sd
+    from scipy import stats
+
+    p = float(stats.t.sf(z / math.sqrt(1.0 + 1.0 / n), n - 1))
+    return Calibrated(float(value), mean, sd, float(z), p, n)
+
+
+def cauchy_combination(p_values: Sequence[float | None],
+                       weights: Sequence[float] | None = None) -> float | None:
+    """Combine p-values with the Cauchy combination test (Liu & Xie 2020).
+
+    Valid under arbitrary dependence between the signals in the tail that matters, which is
+    the case here: all signals are computed from the same responses.
+    """
+    pairs = [(p, w) for p, w in zip(p_values, weights or [1.0] * len(p_values)) if p is not None]
+    if not pairs:
+        return None
+    ps = np.clip(np.array([p for p, _ in pairs], dtype=float), 1e-300, 1.0 - 1e-16)
+    w = np.array([w for _, w in pairs], dtype=float)
+    w = w / w.sum()
+    t = float(np.sum(w * np.tan((0.5 - ps) * np.pi)))
+    if t > 1e15:  # tan is huge: use the tail approximation 1/(pi t), exact to double precision
+        return float(1.0 / (math.pi * t))
+    return float(min(1.0, max(0.0, 0.5 - math.atan(t) / math.pi)))
+
+
+def derived_fraction(rate_suspect: float, rate_null: float, rate_provider: float) -> float | None:
+    """Adjusted classify-and-count: the share of responses that are provider-like beyond what
+    independent models show, (rate_suspect - rate_null) / (TPR - rate_null), in [0, 1]."""
+    gap = rate_provider - rate_null
+    if gap <= 0:
+        return None
+    return float(np.clip((rate_suspect - rate_null) / gap, 0.0, 1.0))

@@ -1,0 +1,149 @@
+"""Which model does each response sound like? A style classifier over provider and references.
+
+A student inherits its teacher's idiosyncrasies, so the question asked of each suspect response
+is: among the provider and the reference models, whose answer does it read like? A linear SVM
+on TF-IDF-weighted style fingerprints answers it (one class per model or family, classes
+weighted to equal size so that a provider with more data is not favoured). The share of the
+suspect's responses assigned to a provider is the provider-share statistic; it is calibrated by
+scoring each reference the same way with its own class left out (attribution.calibration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from attribution.calibration import Calibrated, calibrate, derived_fraction, logit_share
+
+DEFAULT_C = 1.0
+
+
+class StyleClassifier:
+    """Multi-class linear SVM over style count matrices; class k is ``matrices[k]``."""
+
+    def __init__(self, C: float = DEFAULT_C):
+        self.C = C
+
+    def fit(self, matrices: Sequence) -> "StyleClassifier":
+        from scipy import sparse
+        from sklearn.feature_extraction.text import TfidfTransformer
+        from sklearn.svm import LinearSVC
+
+        stacked = sparse.vstack(list(matrices), format="csr")
+        labels = np.concatenate([np.full(m.shape[0], k) for k, m in enumerate(matrices)])
+        self.tfidf = TfidfTransformer(sublinear_tf=True).fit(stacked)
+        self.svm = LinearSVC(C=self.C, class_weight="balanced").fit(
+            self.tfidf.transform(stacked), labels)
+        self.n_classes = len(matrices)
+        return self
+
+    def predict(self, matrix) -> np.ndarray:
+        if matrix.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        scores = self.svm.decision_function(self.tfidf.transform(matrix))
+        if self.n_classes == 2:  # binary SVMs return one column: class 1 when positive
+            return (scores > 0).astype(np.int64)
+        return np.asarray(scores.argmax(axis=1), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TargetAttribution:
+    """How provider-like the suspect is for one target (provider) among the classes."""
+
+    target: str
+    share: float  # share of the suspect's responses assigned to the target
+    assigned: np.ndarray = field(repr=False)  # per suspect response: assigned to the target
+    null: dict[str, float]  # per other class, left out: share of its responses assigned
+    calibrated: Calibrated
+    provider_rate: float | None  # cross-validated share of the target's own responses (TPR)
+    null_rate: float | None
+    fraction: float | None
+    fraction_ci: tuple[float, float] | None
+
+
+class RelativeAttributor:
+    """Provider and reference classes, fitted once; then any number of suspects scored.
+
+    ``classes`` maps each model (or family) name to its style count matrix (one row per
+    response). Every class that is not a target serves as a reference for that target. Fitting
+    costs one classifier for all classes, one per class left out (the null draws), and
+    ``cv_folds`` per target (its true-positive rate, for the derived fraction).
+    """
+
+    def __init__(self, classes: Mapping[str, object], targets: Sequence[str], *,
+                 C: float = DEFAULT_C, cv_folds: int = 3, seed: int = 0):
+        self.names = list(classes)
+        missing = [t for t in targets if t not in classes]
+        if missing:
+            raise ValueError(f"targets not among the classes: {missing}")
+        if len(self.names) < 2:
+            raise ValueError("relative attribution needs the provider and at least one reference")
+        self.targets = list(targets)
+        self.seed = seed
+        matrices = [classes[n] for n in self.names]
+        self.classifier = StyleClassifier(C).fit(matrices)
+        left_out = {n: _left_out_assignments(self.names, matrices, n, C) for n in self.names}
+        self.null: dict[str, dict[str, float]] = {
+            t: {n: float(np.mean([kept[j] == t for j in labels]))
+                for n, (kept, labels) in left_out.items() if n != t and len(labels)}
+            for t in self.targets}
+        self.provider_rate = {t: _cross_validated_rate(self.names, matrices,
+                                                       self.names.index(t), C, cv_folds, seed)
+                              for t in self.targets}
+
+    def assignments(self, suspect) -> np.ndarray:
+        """Index into ``names`` of the class each suspect response is assigned to."""
+        return self.classifier.predict(suspect)
+
+    def attribute(self, suspect, bootstrap: int = 1000) -> dict[str, TargetAttribution]:
+        labels = self.assignments(suspect)
+        rng = np.random.default_rng(self.seed)
+        draws = (rng.integers(0, labels.size, size=(bootstrap, labels.size))
+                 if bootstrap and labels.size else None)
+        return {t: self._for_target(t, labels == self.names.index(t), draws)
+                for t in self.targets}
+
+    def _for_target(self, target: str, assigned: np.ndarray,
+                    draws: np.ndarray | None) -> TargetAttribution:
+        share = float(assigned.mean()) if assigned.size else 0.0
+        null = self.null[target]
+        calibrated = calibrate(share, list(null.values()), transform=logit_share)
+        provider_rate = self.provider_rate[target]
+        null_rate = float(np.mean(list(null.values()))) if null else None
+        fraction = ci = None
+        if provider_rate is not None and null_rate is not None and assigned.size:
+            fraction = derived_fraction(share, null_rate, provider_rate)
+            if fraction is not None and draws is not None:
+                fractions = [derived_fraction(s, null_rate, provider_rate)
+                             for s in assigned[draws].mean(axis=1)]
+                ci = (float(np.percentile(fractions, 2.5)), float(np.percentile(fractions, 97.5)))
+        return TargetAttribution(target, share, assigned, dict(null), calibrated, provider_rate,
+                                 null_rate, fraction, ci)
+
+
+def _left_out_assignments(names: list[str], matrices: list, leave: str,
+                          C: float) -> tuple[list[str], np.ndarray]:
+    """Fit without class ``leave``; return the remaining names and its responses' labels."""
+    keep = [i for i, n in enumerate(names) if n != leave]
+    if len(keep) < 2:
+        return [], np.zeros(0, dtype=np.int64)
+    clf = StyleClassifier(C).fit([matrices[i] for i in keep])
+    return [names[i] for i in keep], clf.predict(matrices[names.index(leave)])
+
+
+def _cross_validated_rate(names: list[str], matrices: list, k: int, C: float, folds: int,
+                          seed: int) -> float | None:
+    """Share of the target's own responses assigned to it when held out (its TPR)."""
+    rows = matrices[k].shape[0]
+    if rows < folds or folds < 2:
+        return None
+    order = np.random.default_rng(seed).permutation(rows)
+    hits = 0
+    for fold in np.array_split(order, folds):
+        train = np.setdiff1d(order, fold)
+        fitted = StyleClassifier(C).fit([matrices[k][train] if i == k else m
+                                         for i, m in enumerate(matrices)])
+        hits += int(np.sum(fitted.predict(matrices[k][fold]) == k))
+    return hits / rows
