@@ -55,7 +55,7 @@ def calibrate(value: float, null_values: Sequence[float], *, transform=None,
     null_t = np.asarray(transform(null), dtype=float) if transform else null
     mean = float(null_t.mean())
     sd = float(null_t.std(ddof=1))
-    if not sd > 0:
+    if not sd > 1e-12 * max(1.0, abs(mean)):
         return Calibrated(float(value), mean, sd, None, None, n,
                           "the references all have the same value: no spread to calibrate on")
     z = (x - mean) / sd
