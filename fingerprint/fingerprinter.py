@@ -18,7 +18,7 @@ class Fingerprints:
     """Row i of each array belongs to text i."""
 
     signatures: np.ndarray  # (n, num_perm) uint32
-    embeddings: np.ndarray  # (n, dim) float32, L2-normalised
+    embeddings: np.ndarray | None  # (n, dim) float32, L2-normalised; None if not computed
     style: Any  # scipy.sparse CSR (n, style_features), float32 hashed feature counts
 
     def __len__(self) -> int:
@@ -39,6 +39,8 @@ class Fingerprinter:
     def embedding_dim(self) -> int:
         return self.embedder.dim
 
-    def fingerprint(self, texts: Sequence[str]) -> Fingerprints:
-        return Fingerprints(self.minhasher.signatures(texts), self.embedder.embed(texts),
+    def fingerprint(self, texts: Sequence[str], embed: bool = True) -> Fingerprints:
+        """``embed=False`` skips the embedding, by far the costliest part (reference sets)."""
+        return Fingerprints(self.minhasher.signatures(texts),
+                            self.embedder.embed(texts) if embed else None,
                             self.styler.transform(texts))

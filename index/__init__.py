@@ -5,13 +5,14 @@ from index.errors import (ConfigMismatchError, DuplicateIdError, IndexCorruptedE
 from index.manifest import Manifest, read_manifest
 from index.metadata import StoredResponse
 from index.search import Hits
-from index.store import FingerprintIndex, open_index
-from index.writer import (AppendResult, WriterLock, add_files, append_records, build_index,
-                          create_index)
+from index.store import FingerprintIndex, SegmentGroup, open_index
+from index.writer import (AppendResult, WriterLock, add_files, add_reference, append_records,
+                          build_index, create_index)
 
 __all__ = [
     "AppendResult", "ConfigMismatchError", "DuplicateIdError", "FingerprintIndex", "Hits",
     "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError", "Manifest",
-    "NotAnIndexError", "StoredResponse", "WriterLock", "add_files", "append_records",
+    "NotAnIndexError", "SegmentGroup", "StoredResponse", "WriterLock", "add_files",
+    "add_reference", "append_records",
     "build_index", "create_index", "open_index", "read_manifest",
 ]

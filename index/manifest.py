@@ -109,6 +109,7 @@ class Manifest:
     updated_at: str
     embedding_dim: int | None = None
     segments: tuple[SegmentEntry, ...] = ()
+    references: dict[str, tuple[SegmentEntry, ...]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
 
@@ -120,7 +121,14 @@ class Manifest:
     def skipped_empty(self) -> int:
         return sum(s.skipped_empty for s in self.segments)
 
-    def with_segment(self, segment: SegmentEntry, embedding_dim: int) -> "Manifest":
+    def with_segment(self, segment: SegmentEntry, embedding_dim: int | None,
+                     reference: str | None = None) -> "Manifest":
+        """A copy with one more segment, served (``reference=None``) or of a reference set."""
+        if reference is not None:
+            refs = dict(self.references)
+            refs[reference] = refs.get(reference, ()) + (segment,)
+            return replace(self, references=refs, updated_at=now_iso(),
+                           versions=library_versions())
         return replace(self, segments=self.segments + (segment,), embedding_dim=embedding_dim,
                        updated_at=now_iso(), versions=library_versions())
 
@@ -136,6 +144,8 @@ class Manifest:
             "counts": {"responses": self.rows, "segments": len(self.segments),
                        "skipped_empty": self.skipped_empty},
             "segments": [s.to_dict() for s in self.segments],
+            "references": {name: [s.to_dict() for s in segs]
+                           for name, segs in sorted(self.references.items())},
         }
         return {**body, "checksum": _checksum(body)}
 
@@ -179,6 +189,8 @@ def read_manifest(root: Path) -> Manifest:
             config=config, created_at=str(data["created_at"]),
             updated_at=str(data["updated_at"]), embedding_dim=data.get("embedding_dim"),
             segments=tuple(SegmentEntry.from_dict(s) for s in data["segments"]),
+            references={name: tuple(SegmentEntry.from_dict(s) for s in segs)
+                        for name, segs in data["references"].items()},
             versions=dict(data["versions"]), format_version=int(version),
         )
     except (KeyError, TypeError, ValueError, ConfigError) as exc:

@@ -5,7 +5,8 @@ makes the manifest checksums meaningful and lets readers memory-map files withou
 
 Files of a segment directory:
 - ``signatures.npy``: MinHash signatures, ``<u4`` (little-endian uint32), shape (rows, num_perm);
-- ``embeddings.faiss``: FAISS ``IndexIDMap2`` over the L2-normalised embeddings, keyed by row;
+- ``embeddings.faiss``: FAISS ``IndexIDMap2`` over the L2-normalised embeddings, keyed by row
+  (absent when the segment was stored without embeddings, e.g. a reference set);
 - ``minhash_codes.faiss``: FAISS ``IndexBinaryIDMap`` over the 1-bit MinHash codes, keyed by row;
 - ``metadata.sqlite``: row -> response id, prompt hash, model, timestamp, account (and texts);
 - ``style_indptr.npy`` (``<i8``), ``style_indices.npy`` (``<i4``), ``style_counts.npy``
@@ -41,6 +42,7 @@ STYLE_INDICES = "style_indices.npy"
 STYLE_COUNTS = "style_counts.npy"
 SEGMENT_FILES = (SIGNATURES, EMBEDDINGS, CODES, METADATA, STYLE_INDPTR, STYLE_INDICES,
                  STYLE_COUNTS)
+NO_EMBEDDINGS = "none"
 
 STYLE_INDPTR_DTYPE = np.dtype("<i8")
 
@@ -52,7 +54,7 @@ class SegmentWriter:
     """Builds a segment inside a private directory; nothing is visible until ``finish``."""
 
     def __init__(self, directory: Path, name: str, first_row: int, num_perm: int,
-                 embedding_dim: int, style_features: int, store_text: bool):
+                 embedding_dim: int | None, style_features: int, store_text: bool):
         self.dir = directory
         self.name = name
         self.first_row = first_row
@@ -63,7 +65,8 @@ class SegmentWriter:
         self._signatures: list[np.ndarray] = []
         self._style: list = []
         self.style_features = style_features
-        self._embeddings = faiss.IndexIDMap2(faiss.IndexFlatIP(embedding_dim))
+        self._embeddings = (None if embedding_dim is None
+                            else faiss.IndexIDMap2(faiss.IndexFlatIP(embedding_dim)))
         self._codes = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(num_perm))
         self.dir.mkdir(parents=True)
         self._metadata = MetadataWriter(self.dir / METADATA, store_text)
@@ -83,8 +86,11 @@ class SegmentWriter:
             raise ValueError(f"style fingerprints have shape {fingerprints.style.shape}, "
                              f"expected {(n, self.style_features)}")
         self._style.append(fingerprints.style)
-        self._embeddings.add_with_ids(np.ascontiguousarray(fingerprints.embeddings,
-                                                           dtype=np.float32), ids)
+        if self._embeddings is not None:
+            if fingerprints.embeddings is None:
+                raise ValueError("this segment stores embeddings, but none were given")
+            self._embeddings.add_with_ids(np.ascontiguousarray(fingerprints.embeddings,
+                                                               dtype=np.float32), ids)
         self._codes.add_with_ids(one_bit_codes(signatures), ids)
         self._metadata.add(self.first_row + self.rows, records, prompt_hashes)
         self.rows += n
@@ -99,12 +105,15 @@ class SegmentWriter:
         np.save(self.dir / SIGNATURES, signatures.astype(SIGNATURE_DTYPE, copy=False),
                 allow_pickle=False)
         self._write_style()
-        faiss.write_index(self._embeddings, str(self.dir / EMBEDDINGS))
+        if self._embeddings is not None:
+            faiss.write_index(self._embeddings, str(self.dir / EMBEDDINGS))
         faiss.write_index_binary(self._codes, str(self.dir / CODES))
         self._metadata.close()
         files = []
         for name in SEGMENT_FILES:
             path = self.dir / name
+            if name == EMBEDDINGS and self._embeddings is None:
+                continue
             fsync_path(path)
             files.append(FileEntry(name, path.stat().st_size, sha256_file(path)))
         fsync_path(self.dir)
@@ -112,7 +121,9 @@ class SegmentWriter:
             name=self.name, first_row=self.first_row, rows=self.rows, created_at=now_iso(),
             sources=tuple(self.sources), skipped_empty=skipped_empty,
             skipped_duplicates=skipped_duplicates, store_text=self.store_text,
-            embedding_index=EMBEDDING_INDEX_TYPE, minhash_index=MINHASH_INDEX_TYPE,
+            embedding_index=(EMBEDDING_INDEX_TYPE if self._embeddings is not None
+                             else NO_EMBEDDINGS),
+            minhash_index=MINHASH_INDEX_TYPE,
             files=tuple(files))
 
     def _write_style(self) -> None:
@@ -142,7 +153,7 @@ class Segment:
         self.num_perm = num_perm
         self.style_features = style_features
         self._verified = False
-        for name in SEGMENT_FILES:
+        for name in self.files:
             expected = entry.file(name)
             path = self.dir / name
             if not path.is_file():
@@ -152,6 +163,14 @@ class Segment:
             if size != expected.bytes:
                 raise IndexCorruptedError(f"{path}: size is {size} bytes, expected "
                                           f"{expected.bytes} (truncated or overwritten)")
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(n for n in SEGMENT_FILES if n != EMBEDDINGS or self.has_embeddings)
+
+    @property
+    def has_embeddings(self) -> bool:
+        return self.entry.embedding_index != NO_EMBEDDINGS
 
     @property
     def first_row(self) -> int:
@@ -165,7 +184,7 @@ class Segment:
         """Compare every file with its recorded sha256 (reads the whole segment once)."""
         if self._verified:
             return
-        for name in SEGMENT_FILES:
+        for name in self.files:
             expected = self.entry.file(name)
             actual = sha256_file(self.dir / name)
             if actual != expected.sha256:
@@ -207,6 +226,8 @@ class Segment:
 
     @cached_property
     def embedding_index(self) -> faiss.Index:
+        if not self.has_embeddings:
+            raise IndexCorruptedError(f"{self.dir}: this segment was stored without embeddings")
         self.verify()
         return self._checked(faiss.read_index, EMBEDDINGS)
 

@@ -1,4 +1,8 @@
-"""Opening an index for reading, and what it answers: search, prompt lookup, stored rows."""
+"""Opening an index for reading, and what it answers: search, prompt lookup, stored rows.
+
+Served responses and every named reference set are each a ``SegmentGroup``: a list of segments
+with one row numbering, which is all that search, prompt lookup and row access need.
+"""
 
 from __future__ import annotations
 
@@ -9,37 +13,33 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from fingerprint.config import FingerprintConfig
-from index.errors import ConfigMismatchError, IndexCorruptedError
-from index.manifest import Manifest, read_manifest
+from index.errors import ConfigMismatchError, IndexCorruptedError, IndexStoreError
+from index.manifest import Manifest, SegmentEntry, read_manifest
 from index.metadata import StoredResponse
 from index.search import Hits, search_embeddings, search_minhash
 from index.segment import Segment
 
 SEGMENTS_DIR = "segments"
+REFERENCES_DIR = "references"
 
 
-class FingerprintIndex:
-    """A read-only snapshot of an index: the segments its manifest listed when it was opened."""
+class SegmentGroup:
+    """Segments that share one row numbering: the served responses, or one reference set."""
 
-    def __init__(self, path: Path, manifest: Manifest):
-        self.path = path
-        self.manifest = manifest
-        config = manifest.config
-        self.segments = [Segment(path / SEGMENTS_DIR / e.name, e, config.num_perm,
-                                 config.style_features) for e in manifest.segments]
-
-    @property
-    def config(self) -> FingerprintConfig:
-        return self.manifest.config
+    def __init__(self, directory: Path, entries: Sequence[SegmentEntry],
+                 config: FingerprintConfig, embedding_dim: int | None):
+        self.dir = directory
+        self.config = config
+        self.embedding_dim = embedding_dim
+        self.segments = [Segment(directory / e.name, e, config.num_perm, config.style_features)
+                         for e in entries]
 
     def __len__(self) -> int:
-        return self.manifest.rows
+        return sum(s.rows for s in self.segments)
 
-    def __enter__(self) -> "FingerprintIndex":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @property
+    def has_embeddings(self) -> bool:
+        return all(s.has_embeddings for s in self.segments)
 
     def close(self) -> None:
         for seg in self.segments:
@@ -54,7 +54,7 @@ class FingerprintIndex:
         return search_minhash(self.segments, signatures, k)
 
     def search_embeddings(self, vectors: np.ndarray, k: int = 10) -> Hits:
-        return search_embeddings(self.segments, vectors, k)
+        return search_embeddings([s for s in self.segments if s.has_embeddings], vectors, k)
 
     def rows_for_prompts(self, prompt_hashes: Iterable[str]) -> dict[str, list[int]]:
         hashes = list(prompt_hashes)
@@ -62,6 +62,16 @@ class FingerprintIndex:
         for seg in self.segments:
             for h, rows in seg.metadata.rows_for_prompts(hashes).items():
                 out.setdefault(h, []).extend(rows)
+        return out
+
+    def prompt_hashes(self) -> dict[str, list[int]]:
+        """Every stored prompt hash with its rows (responses without a prompt are left out)."""
+        out: dict[str, list[int]] = {}
+        for seg in self.segments:
+            for h, row in seg.metadata.conn.execute(
+                    "SELECT prompt_hash, row FROM responses WHERE prompt_hash IS NOT NULL "
+                    "ORDER BY row"):
+                out.setdefault(h, []).append(int(row))
         return out
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
@@ -78,8 +88,9 @@ class FingerprintIndex:
         return out
 
     def embeddings(self, rows: Sequence[int]) -> np.ndarray:
-        dim = self.manifest.embedding_dim or 0
-        out = np.zeros((len(rows), dim), dtype=np.float32)
+        if not self.has_embeddings:
+            raise IndexStoreError(f"{self.dir}: stored without embeddings")
+        out = np.zeros((len(rows), self.embedding_dim or 0), dtype=np.float32)
         for i, seg, _ in self._locate(rows):
             out[i] = seg.embeddings([rows[i]])[0]
         return out
@@ -97,7 +108,7 @@ class FingerprintIndex:
                 positions.append(mine)
         found = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
         if found.size != wanted.size:
-            raise IndexCorruptedError(f"{self.path}: some of rows {wanted.tolist()[:5]}... are "
+            raise IndexCorruptedError(f"{self.dir}: some of rows {wanted.tolist()[:5]}... are "
                                       f"in no segment")
         if not parts:
             return sparse.csr_matrix((0, self.config.style_features), dtype=np.float32)
@@ -117,9 +128,36 @@ class FingerprintIndex:
         for i, row in enumerate(rows):
             pos = int(np.searchsorted(starts, row, side="right")) - 1
             if pos < 0 or not self.segments[pos].contains(int(row)):
-                raise IndexCorruptedError(f"{self.path}: row {row} is in no segment")
+                raise IndexCorruptedError(f"{self.dir}: row {row} is in no segment")
             seg = self.segments[pos]
             yield i, seg, int(row) - seg.first_row
+
+
+class FingerprintIndex(SegmentGroup):
+    """A read-only snapshot of an index: served responses (this group) and named references."""
+
+    def __init__(self, path: Path, manifest: Manifest):
+        super().__init__(path / SEGMENTS_DIR, manifest.segments, manifest.config,
+                         manifest.embedding_dim)
+        self.path = path
+        self.manifest = manifest
+        self.references = {name: SegmentGroup(path / REFERENCES_DIR / name, entries,
+                                              manifest.config, manifest.embedding_dim)
+                           for name, entries in sorted(manifest.references.items())}
+
+    def __len__(self) -> int:
+        return self.manifest.rows
+
+    def __enter__(self) -> "FingerprintIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        super().close()
+        for group in self.references.values():
+            group.close()
 
     def info(self) -> dict[str, Any]:
         m = self.manifest
@@ -139,13 +177,21 @@ class FingerprintIndex:
             "config": m.config.to_dict(),
             "versions": m.versions,
             "bytes": {"total": sum(file_bytes.values()), **file_bytes},
-            "segments": [{"name": s.name, "rows": s.rows, "first_row": s.first_row,
-                          "bytes": s.bytes, "created_at": s.created_at,
-                          "sources": list(s.sources), "skipped_empty": s.skipped_empty,
-                          "skipped_duplicates": s.skipped_duplicates,
-                          "store_text": s.store_text, "embedding_index": s.embedding_index,
-                          "minhash_index": s.minhash_index} for s in m.segments],
+            "segments": [_segment_info(s) for s in m.segments],
+            "references": {name: {"responses": sum(s.rows for s in segs),
+                                  "bytes": sum(s.bytes for s in segs),
+                                  "embeddings": all(s.embedding_index != "none" for s in segs),
+                                  "segments": [_segment_info(s) for s in segs]}
+                           for name, segs in sorted(m.references.items())},
         }
+
+
+def _segment_info(s: SegmentEntry) -> dict[str, Any]:
+    return {"name": s.name, "rows": s.rows, "first_row": s.first_row, "bytes": s.bytes,
+            "created_at": s.created_at, "sources": list(s.sources),
+            "skipped_empty": s.skipped_empty, "skipped_duplicates": s.skipped_duplicates,
+            "store_text": s.store_text, "embedding_index": s.embedding_index,
+            "minhash_index": s.minhash_index}
 
 
 def open_index(path: str | os.PathLike[str],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -25,9 +26,11 @@ from index.errors import (ConfigMismatchError, DuplicateIdError, IndexExistsErro
                           IndexLockedError)
 from index.manifest import MANIFEST_NAME, Manifest, now_iso, read_manifest, write_manifest
 from index.segment import SegmentWriter
-from index.store import SEGMENTS_DIR, open_index
+from index.errors import IndexStoreError
+from index.store import REFERENCES_DIR, SEGMENTS_DIR, SegmentGroup, open_index
 
 LOCK_NAME = ".writer.lock"
+REFERENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_CHUNK = 256
 
 Progress = Callable[[int], None]
@@ -94,20 +97,28 @@ def create_index(path: str | os.PathLike[str], config: FingerprintConfig) -> Man
 def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecord],
                    fingerprinter: Fingerprinter, *, store_text: bool = True,
                    skip_duplicates: bool = False, read_stats: ReadStats | None = None,
-                   chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None
-                   ) -> AppendResult:
+                   chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None,
+                   reference: str | None = None, embed: bool = True) -> AppendResult:
     """Fingerprint ``records`` and add them to the index as one new segment.
 
     ``read_stats`` is the ReadStats the records' reader fills in; its count of empty responses is
-    recorded with the segment.
+    recorded with the segment. With ``reference``, the records are another model's outputs and go
+    to that named reference set instead of the served responses; ``embed=False`` stores them
+    without embeddings.
     """
+    if reference is not None and not REFERENCE_NAME.fullmatch(reference):
+        raise IndexStoreError(f"reference name {reference!r}: use 1 to 64 letters, digits, '.', "
+                              f"'_' or '-', starting with a letter or digit")
+    if reference is None and not embed:
+        raise IndexStoreError("served responses are always stored with their embeddings")
     root = Path(path)
     with WriterLock(root):
         index = open_index(root, expected_config=fingerprinter.config)
         try:
             _remove_debris(root, index.manifest)
             return _append_locked(root, index, records, fingerprinter, store_text,
-                                  skip_duplicates, read_stats, chunk_size, progress)
+                                  skip_duplicates, read_stats, chunk_size, progress, reference,
+                                  embed)
         finally:
             index.close()
 
@@ -119,6 +130,14 @@ def add_files(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[s
     stats = ReadStats()
     records = _chain(read_records(p, fields, stats) for p in inputs)
     return append_records(path, records, fingerprinter, read_stats=stats, **options)
+
+
+def add_reference(path: str | os.PathLike[str], name: str,
+                  inputs: Sequence[str | os.PathLike[str]], fingerprinter: Fingerprinter, *,
+                  fields: FieldMap = FieldMap(), embed: bool = False, **options) -> AppendResult:
+    """Store another model's outputs as the named reference set (appending if it exists)."""
+    return add_files(path, inputs, fingerprinter, fields=fields, reference=name, embed=embed,
+                     **options)
 
 
 def build_index(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
@@ -146,49 +165,71 @@ def _chain(iterables: Iterable[Iterable[ResponseRecord]]) -> Iterator[ResponseRe
 
 def _remove_debris(root: Path, manifest: Manifest) -> None:
     """Delete what an interrupted writer left: unlisted segment dirs and temp files."""
-    listed = {s.name for s in manifest.segments}
-    for child in (root / SEGMENTS_DIR).iterdir():
-        if child.name not in listed:
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    _remove_unlisted(root / SEGMENTS_DIR, {s.name for s in manifest.segments})
+    refs_dir = root / REFERENCES_DIR
+    if refs_dir.is_dir():
+        _remove_unlisted(refs_dir, set(manifest.references))
+        for name, entries in manifest.references.items():
+            _remove_unlisted(refs_dir / name, {s.name for s in entries})
     for child in root.glob(f".{MANIFEST_NAME}.tmp-*"):
         child.unlink()
+
+
+def _remove_unlisted(directory: Path, listed: set[str]) -> None:
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        if child.name not in listed:
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
 
 
 def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
                    fingerprinter: Fingerprinter, store_text: bool, skip_duplicates: bool,
                    read_stats: ReadStats | None, chunk_size: int,
-                   progress: Progress | None) -> AppendResult:
+                   progress: Progress | None, reference: str | None,
+                   embed: bool) -> AppendResult:
     manifest: Manifest = index.manifest
-    dim = fingerprinter.embedding_dim
-    if manifest.embedding_dim is not None and manifest.embedding_dim != dim:
+    dim = fingerprinter.embedding_dim if embed else None
+    if dim is not None and manifest.embedding_dim is not None and manifest.embedding_dim != dim:
         raise ConfigMismatchError(str(root), [("embedding_dim", manifest.embedding_dim, dim)])
-    number = len(manifest.segments) + 1
-    name = f"seg-{number:06d}-{uuid.uuid4().hex[:8]}"
-    writer = SegmentWriter(root / SEGMENTS_DIR / f".tmp-{name}", name, manifest.rows,
+    if reference is None:
+        group: SegmentGroup = index
+        directory = root / SEGMENTS_DIR
+        entries = manifest.segments
+    else:
+        group = index.references.get(reference) or SegmentGroup(
+            root / REFERENCES_DIR / reference, (), manifest.config, manifest.embedding_dim)
+        directory = root / REFERENCES_DIR / reference
+        entries = manifest.references.get(reference, ())
+    first_row = sum(e.rows for e in entries)
+    name = f"seg-{len(entries) + 1:06d}-{uuid.uuid4().hex[:8]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = SegmentWriter(directory / f".tmp-{name}", name, first_row,
                            fingerprinter.config.num_perm, dim,
                            fingerprinter.config.style_features, store_text)
     seen: set[str] = set()
     duplicates = 0
     try:
         for chunk in _chunks(records, chunk_size):
-            fresh = _without_duplicates(index, chunk, seen, skip_duplicates)
+            fresh = _without_duplicates(group, chunk, seen, skip_duplicates)
             duplicates += len(chunk) - len(fresh)
             if fresh:
                 version = fingerprinter.config.normalizer_version
                 hashes = [None if r.prompt is None else prompt_hash(r.prompt, version)
                           for r in fresh]
-                writer.add(fresh, fingerprinter.fingerprint([r.response for r in fresh]), hashes)
+                writer.add(fresh, fingerprinter.fingerprint([r.response for r in fresh],
+                                                            embed=embed), hashes)
             if progress is not None:
                 progress(len(chunk))
         empty = read_stats.empty if read_stats is not None else 0
         if writer.rows == 0:
             writer.abort()
-            return AppendResult(None, 0, empty, duplicates, manifest.rows)
+            return AppendResult(None, 0, empty, duplicates, first_row)
         entry = writer.finish(empty, duplicates)
-        final = root / SEGMENTS_DIR / name
-        os.replace(writer.dir, final)
-        write_manifest(root, manifest.with_segment(entry, dim))
-        return AppendResult(name, entry.rows, empty, duplicates, manifest.rows + entry.rows)
+        os.replace(writer.dir, directory / name)
+        embedding_dim = dim if reference is None else manifest.embedding_dim
+        write_manifest(root, manifest.with_segment(entry, embedding_dim, reference))
+        return AppendResult(name, entry.rows, empty, duplicates, first_row + entry.rows)
     except BaseException:
         writer.abort()
         raise

@@ -275,3 +275,34 @@ def test_five_megabyte_response_is_indexed_whole(tmp_path, fingerprinter):
         hit = idx.search_minhash(tail, k=1)  # a large excerpt still matches the whole
         assert hit.rows[0, 0] == 0 and hit.scores[0, 0] > 0.2
         assert np.array_equal(idx.signatures([0])[0], fingerprinter.minhasher.signatures([big])[0])
+
+
+def test_reference_sets_are_stored_apart_without_embeddings(built_index, tmp_path,
+                                                            fingerprinter):
+    from index import add_reference
+
+    before = json.loads((built_index / "manifest.json").read_text())["segments"]
+    ref = write_jsonl(tmp_path / "ref.jsonl", served_rows(5, start=300))
+    result = add_reference(built_index, "other-model", [ref], fingerprinter)
+    assert (result.added, result.total) == (5, 5)
+    more = write_jsonl(tmp_path / "ref2.jsonl", served_rows(2, start=400))
+    assert add_reference(built_index, "other-model", [more], fingerprinter).total == 7
+    with open_index(built_index) as idx:
+        assert len(idx) == 24 and json.loads((built_index / "manifest.json").read_text())[
+            "segments"] == before
+        group = idx.references["other-model"]
+        assert len(group) == 7 and not group.has_embeddings
+        assert group.responses([6])[6].id == "resp-401"
+        texts = [served_text(i) for i in range(300, 305)]
+        assert np.array_equal(group.signatures(list(range(5))),
+                              fingerprinter.minhasher.signatures(texts))
+        assert (group.style([4, 0]) != fingerprinter.styler.transform([texts[4], texts[0]])).nnz == 0
+        assert group.rows_for_prompts([]) == {}
+        assert len(group.prompt_hashes()) == 7
+        info = idx.info()["references"]["other-model"]
+        assert info["responses"] == 7 and info["embeddings"] is False
+    with pytest.raises(DuplicateIdError, match="already in the index"):
+        add_reference(built_index, "other-model", [more], fingerprinter)
+    from index import IndexStoreError
+    with pytest.raises(IndexStoreError, match="reference name"):
+        add_reference(built_index, "../escape", [more], fingerprinter)
