@@ -6,19 +6,25 @@ embedding cosine)? This is the strongest uncalibrated evidence of a student inhe
 teacher's wording. Unpaired: the nearest served responses by estimated Jaccard and by cosine,
 whatever their prompt, which is what catches verbatim reuse of served answers (near-duplicates).
 
-The ``score`` is the mean per-response evidence, (lexical + semantic) / 2. It is not calibrated:
-compare it across suspects against the same index, never read it as a probability. Calibration
-against reference models and p-values fill the ``p_value`` fields of the result (issue 3).
+With reference models (stored in the index or given per call), every signal is calibrated
+against them and combined into one p-value (attribution.calibrated), and the ``score`` is the
+derived fraction: the share of the suspect's responses that are provider-like beyond what
+independent models show. Without references, the ``score`` is the uncalibrated mean
+per-response evidence, (lexical + semantic) / 2: compare it across suspects against the same
+index, never read it as a probability.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
+from attribution.calibrated import Calibration, calibrate_against_references
+from attribution.references import ReferenceData, reference_from_group
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
 from fingerprint.errors import ConfigError
@@ -56,32 +62,55 @@ def attribute_file(index_path: str | os.PathLike[str], suspect_path: str | os.Pa
                    *, fields: FieldMap = FieldMap(),
                    options: AttributionOptions = AttributionOptions(),
                    fingerprinter: Fingerprinter | None = None,
-                   progress: Progress | None = None) -> AttributionResult:
+                   progress: Progress | None = None,
+                   references: Sequence[ReferenceData] | None = None) -> AttributionResult:
     """Read a suspect's outputs from a file and attribute them against an index."""
     with open_index(index_path) as index:
         stats = ReadStats()
         records = list(read_records(suspect_path, fields, stats))
         return attribute(index, records, fingerprinter=fingerprinter, options=options,
-                         progress=progress, suspect=str(suspect_path), skipped_empty=stats.empty)
+                         progress=progress, suspect=str(suspect_path), skipped_empty=stats.empty,
+                         references=references)
 
 
 def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
               fingerprinter: Fingerprinter | None = None,
               options: AttributionOptions = AttributionOptions(),
               progress: Progress | None = None, suspect: str = "<records>",
-              skipped_empty: int = 0) -> AttributionResult:
-    """Attribute a suspect's responses against an open index."""
+              skipped_empty: int = 0,
+              references: Sequence[ReferenceData] | None = None) -> AttributionResult:
+    """Attribute a suspect's responses against an open index.
+
+    ``references`` default to the reference sets stored in the index; pass ``[]`` for none.
+    """
     fingerprinter = fingerprinter or Fingerprinter(index.config)
     if fingerprinter.config != index.config:
         raise ConfigMismatchError(str(index.path), index.config.differences(fingerprinter.config))
     evidence: list[ResponseEvidence] = []
+    signatures, styles = [], []
     for start in range(0, len(records), options.chunk_size):
         chunk = records[start:start + options.chunk_size]
         fps = fingerprinter.fingerprint([r.response for r in chunk])
         evidence.extend(_chunk_evidence(index, chunk, fps, options))
+        signatures.append(fps.signatures)
+        styles.append(fps.style)
         if progress is not None:
             progress(len(chunk))
-    return _summarise(index, records, evidence, options, suspect, skipped_empty)
+    if references is None:
+        references = [reference_from_group(n, g) for n, g in index.references.items()]
+    calibration = None
+    if references and evidence:
+        from scipy import sparse
+
+        version = index.config.normalizer_version
+        calibration = calibrate_against_references(
+            index, references,
+            [None if r.prompt is None else prompt_hash(r.prompt, version) for r in records],
+            np.concatenate(signatures), sparse.vstack(styles, format="csr"),
+            np.array([e.near_duplicate for e in evidence]), options.near_duplicate_threshold)
+        evidence = [dataclasses.replace(e, provider_like=bool(flag))
+                    for e, flag in zip(evidence, calibration.provider_like)]
+    return _summarise(index, records, evidence, options, suspect, skipped_empty, calibration)
 
 
 def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fps: Fingerprints,
@@ -131,9 +160,22 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _calibrated_signals(calibration: Calibration) -> list[Signal]:
+    out = []
+    for s in calibration.signals:
+        c = s.calibrated
+        out.append(Signal(s.name, s.value, s.description, s.n,
+                          p_value=None if c is None else c.p_value,
+                          z=None if c is None else c.z,
+                          references=0 if c is None else c.n_references,
+                          null_mean=(None if not s.null else float(np.mean(list(s.null.values())))),
+                          reason=None if c is None else c.reason))
+    return out
+
+
 def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
                evidence: list[ResponseEvidence], options: AttributionOptions, suspect: str,
-               skipped_empty: int) -> AttributionResult:
+               skipped_empty: int, calibration: Calibration | None = None) -> AttributionResult:
     n = len(evidence)
     paired = [e for e in evidence if e.paired is not None]
     signals = (
@@ -154,15 +196,33 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
                "mean embedding cosine of the nearest served response, any prompt", n),
     )
     notes = []
+    uncalibrated = float(np.mean([e.evidence for e in evidence])) if evidence else 0.0
+    if calibration is not None:
+        signals = tuple(_calibrated_signals(calibration)) + tuple(
+            s for s in signals if s.name not in {c.name for c in calibration.signals})
+        notes.extend(calibration.notes)
+        if calibration.fraction is None:
+            notes.append("the references' responses are all assigned to the provider, so no "
+                         "derived fraction can be estimated; the score is 0")
+    else:
+        notes.append("no reference models: the score is uncalibrated and there is no p-value; "
+                     "add references with 'fingerprint reference add' or --reference")
     if n and not paired:
         notes.append("no suspect prompt was found among the indexed prompts: the score rests on "
                      "nearest matches only, which separate students from independent models far "
                      "less well than paired answers")
     if n == 0:
         notes.append("the suspect file holds no non-empty response")
+    calibrated = calibration is not None
+    fraction = calibration.fraction if calibrated else None
     return AttributionResult(
         suspect=suspect, index=str(index.path),
-        score=float(np.mean([e.evidence for e in evidence])) if evidence else 0.0,
+        score=(fraction or 0.0) if calibrated else uncalibrated,
+        p_value=calibration.p_value if calibrated else None, calibrated=calibrated,
+        references=calibration.references if calibrated else (),
+        derived_fraction=fraction,
+        derived_fraction_ci=calibration.fraction_ci if calibrated else None,
+        uncalibrated_score=uncalibrated,
         signals=signals, responses=tuple(evidence),
         top_pairs=tuple(_top_pairs(index, records, evidence, options.top_pairs)),
         counts={"responses": n, "skipped_empty": skipped_empty, "paired": len(paired),

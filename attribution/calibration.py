@@ -65,17 +65,34 @@ def calibrate(value: float, null_values: Sequence[float], *, transform=None,
     return Calibrated(float(value), mean, sd, float(z), p, n)
 
 
+def empirical_calibration(value: float, null_values: Sequence[float], *,
+                          min_references: int = MIN_REFERENCES) -> Calibrated:
+    """Exact rank p-value, (1 + #{null >= value}) / (R + 1): valid under exchangeability with no
+    distributional assumption, but never below 1 / (R + 1)."""
+    null = np.asarray([v for v in null_values if v is not None and np.isfinite(v)], dtype=float)
+    n = int(null.size)
+    if n < min_references:
+        return Calibrated(float(value), None, None, None, None, n,
+                          f"p-value needs at least {min_references} references on shared "
+                          f"prompts; have {n}")
+    p = float((1 + np.sum(null >= value)) / (n + 1))
+    return Calibrated(float(value), float(null.mean()), float(null.std(ddof=1)), None, p, n)
+
+
 def cauchy_combination(p_values: Sequence[float | None],
                        weights: Sequence[float] | None = None) -> float | None:
     """Combine p-values with the Cauchy combination test (Liu & Xie 2020).
 
     Valid under arbitrary dependence between the signals in the tail that matters, which is
-    the case here: all signals are computed from the same responses.
+    the case here: all signals are computed from the same responses. Inputs are capped at 0.99:
+    tan((0.5 - p) * pi) runs to minus infinity as p nears 1, so one uninformative signal at
+    p = 1 (an exact rank p-value of a zero rate, say) would otherwise veto strong evidence from
+    the others; the cap moves the combined p-value only where it is large anyway.
     """
     pairs = [(p, w) for p, w in zip(p_values, weights or [1.0] * len(p_values)) if p is not None]
     if not pairs:
         return None
-    ps = np.clip(np.array([p for p, _ in pairs], dtype=float), 1e-300, 1.0 - 1e-16)
+    ps = np.clip(np.array([p for p, _ in pairs], dtype=float), 1e-300, 0.99)
     w = np.array([w for _, w in pairs], dtype=float)
     w = w / w.sum()
     t = float(np.sum(w * np.tan((0.5 - ps) * np.pi)))

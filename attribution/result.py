@@ -45,17 +45,22 @@ class ResponseEvidence:
     semantic: float  # paired cosine where the prompt is indexed, else best cosine
     near_duplicate: bool
     evidence: float  # (lexical + semantic) / 2, clipped to [0, 1]
+    provider_like: bool | None = None  # assigned to the provider by the style classifier
 
 
 @dataclass(frozen=True)
 class Signal:
-    """A model-level statistic; ``p_value`` stays None until the signal is calibrated."""
+    """A model-level statistic; ``p_value`` is None unless it was calibrated on references."""
 
     name: str
     value: float | None
     description: str
     n: int
     p_value: float | None = None
+    z: float | None = None
+    references: int = 0  # how many reference models the calibration used
+    null_mean: float | None = None  # the references' mean, on the signal's own scale
+    reason: str | None = None  # why there is no p-value, where there is none
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,10 @@ class AttributionResult:
     p_value: float | None = None
     calibrated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    references: tuple[str, ...] = ()
+    derived_fraction: float | None = None
+    derived_fraction_ci: tuple[float, float] | None = None
+    uncalibrated_score: float | None = None
 
     def signal(self, name: str) -> Signal:
         for s in self.signals:
@@ -98,6 +107,11 @@ class AttributionResult:
             "score": self.score,
             "p_value": self.p_value,
             "calibrated": self.calibrated,
+            "derived_fraction": self.derived_fraction,
+            "derived_fraction_ci95": (None if self.derived_fraction_ci is None
+                                      else list(self.derived_fraction_ci)),
+            "uncalibrated_score": self.uncalibrated_score,
+            "references": list(self.references),
             "suspect": self.suspect,
             "index": self.index,
             "counts": dict(self.counts),

@@ -57,10 +57,9 @@ class TargetAttribution:
     assigned: np.ndarray = field(repr=False)  # per suspect response: assigned to the target
     null: dict[str, float]  # per other class, left out: share of its responses assigned
     calibrated: Calibrated
-    provider_rate: float | None  # cross-validated share of the target's own responses (TPR)
-    null_rate: float | None
-    fraction: float | None
-    fraction_ci: tuple[float, float] | None
+    null_rate: float | None  # mean share assigned to the target among the left-out classes
+    fraction: float | None  # lower bound on the derived fraction (see RelativeAttributor)
+    fraction_ci: tuple[float, float] | None  # 95% bootstrap interval over the suspect's responses
 
 
 class RelativeAttributor:
@@ -68,12 +67,17 @@ class RelativeAttributor:
 
     ``classes`` maps each model (or family) name to its style count matrix (one row per
     response). Every class that is not a target serves as a reference for that target. Fitting
-    costs one classifier for all classes, one per class left out (the null draws), and
-    ``cv_folds`` per target (its true-positive rate, for the derived fraction).
+    costs one classifier for all classes and one per class left out (the null draws).
+
+    The derived fraction is the lower bound (share - null) / (1 - null): adjusted
+    classify-and-count with the classifier's hit rate on provider-derived responses taken as 1.
+    That rate cannot be measured in the same conditions as the suspect's share (the suspect is
+    scored on prompts whose provider answers are in training, a held-out provider answer is not),
+    and any true rate below 1 would only make the fraction larger.
     """
 
     def __init__(self, classes: Mapping[str, object], targets: Sequence[str], *,
-                 C: float = DEFAULT_C, cv_folds: int = 3, seed: int = 0):
+                 C: float = DEFAULT_C, seed: int = 0):
         self.names = list(classes)
         missing = [t for t in targets if t not in classes]
         if missing:
@@ -89,9 +93,6 @@ class RelativeAttributor:
             t: {n: float(np.mean([kept[j] == t for j in labels]))
                 for n, (kept, labels) in left_out.items() if n != t and len(labels)}
             for t in self.targets}
-        self.provider_rate = {t: _cross_validated_rate(self.names, matrices,
-                                                       self.names.index(t), C, cv_folds, seed)
-                              for t in self.targets}
 
     def assignments(self, suspect) -> np.ndarray:
         """Index into ``names`` of the class each suspect response is assigned to."""
@@ -110,17 +111,16 @@ class RelativeAttributor:
         share = float(assigned.mean()) if assigned.size else 0.0
         null = self.null[target]
         calibrated = calibrate(share, list(null.values()), transform=logit_share)
-        provider_rate = self.provider_rate[target]
         null_rate = float(np.mean(list(null.values()))) if null else None
         fraction = ci = None
-        if provider_rate is not None and null_rate is not None and assigned.size:
-            fraction = derived_fraction(share, null_rate, provider_rate)
+        if null_rate is not None and assigned.size:
+            fraction = derived_fraction(share, null_rate, 1.0)
             if fraction is not None and draws is not None:
-                fractions = [derived_fraction(s, null_rate, provider_rate)
+                fractions = [derived_fraction(s, null_rate, 1.0)
                              for s in assigned[draws].mean(axis=1)]
                 ci = (float(np.percentile(fractions, 2.5)), float(np.percentile(fractions, 97.5)))
-        return TargetAttribution(target, share, assigned, dict(null), calibrated, provider_rate,
-                                 null_rate, fraction, ci)
+        return TargetAttribution(target, share, assigned, dict(null), calibrated, null_rate,
+                                 fraction, ci)
 
 
 def _left_out_assignments(names: list[str], matrices: list, leave: str,
@@ -131,19 +131,3 @@ def _left_out_assignments(names: list[str], matrices: list, leave: str,
         return [], np.zeros(0, dtype=np.int64)
     clf = StyleClassifier(C).fit([matrices[i] for i in keep])
     return [names[i] for i in keep], clf.predict(matrices[names.index(leave)])
-
-
-def _cross_validated_rate(names: list[str], matrices: list, k: int, C: float, folds: int,
-                          seed: int) -> float | None:
-    """Share of the target's own responses assigned to it when held out (its TPR)."""
-    rows = matrices[k].shape[0]
-    if rows < folds or folds < 2:
-        return None
-    order = np.random.default_rng(seed).permutation(rows)
-    hits = 0
-    for fold in np.array_split(order, folds):
-        train = np.setdiff1d(order, fold)
-        fitted = StyleClassifier(C).fit([matrices[k][train] if i == k else m
-                                         for i, m in enumerate(matrices)])
-        hits += int(np.sum(fitted.predict(matrices[k][fold]) == k))
-    return hits / rows

@@ -129,7 +129,6 @@ def evaluate(dirs: list[Path]) -> dict:
             "length_control_auc": max(length_auc, 1 - length_auc),
             "length_control_auc_longer_is_positive": length_auc,
             "n_positive": len(pos), "n_negative": len(neg),
-            "provider_rate": attributor.provider_rate[f"provider:{family}"],
         }
     students = [m for m in models if m["role"] == "student"]
     report["top1_accuracy"] = (float(np.mean([m["top_teacher"] == m["teacher"] for m in students]))

@@ -25,11 +25,21 @@ def test_t_prediction_p_values_are_uniform_for_exchangeable_values():
     assert abs(np.mean(ps < 0.05) - 0.05) < 0.012
 
 
+def test_empirical_p_value_is_the_rank_among_references():
+    from attribution.calibration import empirical_calibration
+
+    assert empirical_calibration(0.5, [0, 0, 0, 0, 0.6]).p_value == pytest.approx(2 / 6)
+    assert empirical_calibration(0.02, [0.0] * 8).p_value == pytest.approx(1 / 9)
+    assert empirical_calibration(0.0, [0.0] * 8).p_value == 1.0
+    assert empirical_calibration(0.1, [0.0] * 3).reason.endswith("have 3")
+
+
 def test_cauchy_combination():
     assert cauchy_combination([0.03]) == pytest.approx(0.03)
     assert cauchy_combination([0.2, 0.2, 0.2]) == pytest.approx(0.2)
     assert cauchy_combination([1e-12, 0.9]) == pytest.approx(2e-12, rel=1e-3)
     assert cauchy_combination([None, 0.4]) == pytest.approx(0.4)
+    assert cauchy_combination([1e-6, 1.0]) < 1e-5  # p = 1 does not veto strong evidence
     assert cauchy_combination([None]) is None
     rng = np.random.default_rng(2)  # valid for independent uniforms too
     combined = [cauchy_combination(u) for u in rng.uniform(size=(4000, 3))]
@@ -68,7 +78,7 @@ def test_p_values_are_uniform_for_an_independent_model_in_simulation():
     for _ in range(30):
         profiles = [model_profile(rng) for _ in range(8)]
         classes = {f"m{i}": responses(rng, p) for i, p in enumerate(profiles[:7])}
-        attributor = RelativeAttributor(classes, ["m0"], cv_folds=2)
+        attributor = RelativeAttributor(classes, ["m0"])
         independent = responses(rng, profiles[7])
         ps.append(attributor.attribute(independent, bootstrap=0)["m0"].calibrated.p_value)
         student = responses(rng, 0.6 * profiles[0] / profiles[0].sum()
@@ -80,7 +90,7 @@ def test_p_values_are_uniform_for_an_independent_model_in_simulation():
     assert np.median(student_ps) < 0.01  # and a student of m0 is detected
 
 
-def test_derived_fraction_recovers_the_mixture_share():
+def test_derived_fraction_lower_bound_covers_the_mixture_share():
     rng = np.random.default_rng(4)
     profiles = [model_profile(rng) for _ in range(8)]
     classes = {f"m{i}": responses(rng, p, n=200) for i, p in enumerate(profiles[:7])}
@@ -89,5 +99,5 @@ def test_derived_fraction_recovers_the_mixture_share():
                           format="csr")  # half of the responses come from the provider
     result = attributor.attribute(mixed)["m0"]
     low, high = result.fraction_ci
-    assert low <= 0.5 <= high and high - low < 0.3
-    assert abs(result.fraction - 0.5) < 0.15
+    assert 0.3 <= low <= result.fraction <= high <= 0.55  # a lower bound, close to the truth
+    assert high - low < 0.25
