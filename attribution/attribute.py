@@ -201,7 +201,11 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
         signals = tuple(_calibrated_signals(calibration)) + tuple(
             s for s in signals if s.name not in {c.name for c in calibration.signals})
         notes.extend(calibration.notes)
-        if calibration.fraction is None:
+        if calibration.p_value is None:
+            notes.append("too little reference data to calibrate: the score is the uncalibrated "
+                         "one")
+            calibration = dataclasses.replace(calibration, fraction=None, fraction_ci=None)
+        elif calibration.fraction is None:
             notes.append("the references' responses are all assigned to the provider, so no "
                          "derived fraction can be estimated; the score is 0")
     else:
@@ -213,13 +217,13 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
                      "less well than paired answers")
     if n == 0:
         notes.append("the suspect file holds no non-empty response")
-    calibrated = calibration is not None
+    calibrated = calibration is not None and calibration.p_value is not None
     fraction = calibration.fraction if calibrated else None
     return AttributionResult(
         suspect=suspect, index=str(index.path),
         score=(fraction or 0.0) if calibrated else uncalibrated,
         p_value=calibration.p_value if calibrated else None, calibrated=calibrated,
-        references=calibration.references if calibrated else (),
+        references=calibration.references if calibration is not None else (),
         derived_fraction=fraction,
         derived_fraction_ci=calibration.fraction_ci if calibrated else None,
         uncalibrated_score=uncalibrated,

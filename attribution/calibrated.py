@@ -7,7 +7,7 @@ null hypothesis and the p-value). The signals:
 - ``provider_share``: share of the suspect's responses that a style classifier over the provider
   and the references assigns to the provider (attribution.style_model). This is what carries the
   distillation signal: students inherit their teacher's idiosyncrasies.
-- ``paired_jaccard``: mean word 3-gram Jaccard to the provider's answer to the same prompt.
+- ``mean_paired_jaccard``: mean word 3-gram Jaccard to the provider's answer to the same prompt.
 - ``near_duplicate_rate``: share of responses with a near-duplicate among the served responses.
   Independent models have almost none, so its null is mostly zeros and no normal approximation
   fits it: its p-value is the exact rank among the references, (1 + #{refs >= x}) / (R + 1).
@@ -137,13 +137,14 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
             null[ref.name] = ref_value
         else:
             notes.append(f"reference {ref.name} shares {ref_n} prompts with the suspect and the "
-                         f"provider (fewer than {MIN_SHARED_PROMPTS}): left out of paired_jaccard")
+                         f"provider (fewer than {MIN_SHARED_PROMPTS}): left out of mean_paired_jaccard")
     signals.append(CalibratedSignal(
-        "paired_jaccard", value,
+        "mean_paired_jaccard", value,
         "mean word 3-gram Jaccard to the provider's answer to the same prompt", n,
         calibrate(value, list(null.values())) if value is not None else None, null))
     if value is None:
-        notes.append("no suspect prompt is among the indexed prompts: paired_jaccard needs them")
+        notes.append("no suspect prompt is among the indexed prompts: mean_paired_jaccard needs "
+                     "them")
 
     # near-duplicate rate
     rate = float(np.mean(suspect_near_duplicates)) if len(suspect_near_duplicates) else None
@@ -162,7 +163,11 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
         if s.calibrated is not None and s.calibrated.reason:
             notes.append(f"{s.name}: {s.calibrated.reason}")
     combined = cauchy_combination([s.p_value for s in signals])
+    fraction, fraction_ci = share.fraction, share.fraction_ci
     if combined is None:
-        notes.append("no signal could be calibrated, so there is no p-value")
-    return Calibration(names, tuple(signals), combined, share.fraction, share.fraction_ci,
+        notes.append("no signal could be calibrated, so there is no p-value and no derived "
+                     "fraction")
+    if share.calibrated.p_value is None:
+        fraction = fraction_ci = None  # too few references for its null rate, as for its p-value
+    return Calibration(names, tuple(signals), combined, fraction, fraction_ci,
                        share.null_rate, share.assigned, tuple(notes))

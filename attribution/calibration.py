@@ -42,9 +42,23 @@ def logit_share(share: float | np.ndarray) -> float | np.ndarray:
     return np.log((np.asarray(share) + _SHARE_EPS) / (1.0 - np.asarray(share) + _SHARE_EPS))
 
 
+def share_sd_floor(null_rate: float, n: int) -> float:
+    """Sampling sd of ``logit_share`` of a share measured on ``n`` responses (delta method).
+
+    Every null draw is itself a share estimated from a finite sample, so the null's spread can
+    never be less than this, even when all references happen to score the same (all 0, say).
+    """
+    p = float(np.clip(null_rate, 1.0 / (n + 2), 1.0 - 1.0 / (n + 2)))
+    slope = 1.0 / (p + _SHARE_EPS) + 1.0 / (1.0 - p + _SHARE_EPS)
+    return math.sqrt(p * (1.0 - p) / n) * slope
+
+
 def calibrate(value: float, null_values: Sequence[float], *, transform=None,
-              min_references: int = MIN_REFERENCES) -> Calibrated:
-    """One-sided p-value of ``value`` (higher = more provider-like) against the null draws."""
+              min_references: int = MIN_REFERENCES, sd_floor: float = 0.0) -> Calibrated:
+    """One-sided p-value of ``value`` (higher = more provider-like) against the null draws.
+
+    ``sd_floor`` bounds the null's standard deviation (on the transformed scale) from below.
+    """
     null = np.asarray([v for v in null_values if v is not None and np.isfinite(v)], dtype=float)
     n = int(null.size)
     if n < min_references:
@@ -54,7 +68,7 @@ def calibrate(value: float, null_values: Sequence[float], *, transform=None,
     x = float(transform(value)) if transform else float(value)
     null_t = np.asarray(transform(null), dtype=float) if transform else null
     mean = float(null_t.mean())
-    sd = float(null_t.std(ddof=1))
+    sd = max(float(null_t.std(ddof=1)), sd_floor)
     if not sd > 1e-12 * max(1.0, abs(mean)):
         return Calibrated(float(value), mean, sd, None, None, n,
                           "the references all have the same value: no spread to calibrate on")

@@ -201,6 +201,58 @@ def _human(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+@main.group(context_settings=CONTEXT)
+def reference() -> None:
+    """Store and list reference models: independent models answering the same prompts."""
+
+
+@reference.command("add", context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@click.option("--name", required=True, help="Reference name (letters, digits, '.', '_', '-').")
+@field_options
+@click.option("--embeddings/--no-embeddings", default=False, show_default=True,
+              help="Also store embeddings (slow; only the paired-cosine evidence uses them).")
+@click.option("--skip-duplicates", is_flag=True,
+              help="Skip (and count) records whose id is already in this reference.")
+def reference_add(inputs: tuple[str, ...], index_path: Path, name: str, fields: FieldMap,
+                  embeddings: bool, skip_duplicates: bool) -> None:
+    """Add a reference model's outputs (same prompts as the suspects, ideally) to the index."""
+    from fingerprint.fingerprinter import Fingerprinter
+    from index.manifest import read_manifest
+    from index.writer import add_reference
+
+    fingerprinter = Fingerprinter(read_manifest(index_path).config)
+    with _progress(inputs, f"reference {name}") as progress:
+        result = add_reference(index_path, name, list(inputs), fingerprinter, fields=fields,
+                               embed=embeddings, skip_duplicates=skip_duplicates,
+                               progress=progress)
+    click.echo(f"added {result.added} responses to reference {name!r} in {index_path} "
+               f"({result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
+               f"records skipped); it holds {result.total}")
+
+
+@reference.command("list", context_settings=CONTEXT)
+@index_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def reference_list(index_path: Path, as_json: bool) -> None:
+    """The reference models stored in an index."""
+    from index.store import open_index
+
+    with open_index(index_path) as idx:
+        refs = idx.info()["references"]
+    if as_json:
+        click.echo(json.dumps(refs, indent=2))
+        return
+    if not refs:
+        click.echo(f"{index_path} holds no reference models; add some with "
+                   f"'fingerprint reference add'")
+    for name, r in refs.items():
+        sources = sorted({src for seg in r["segments"] for src in seg["sources"]})
+        click.echo(f"{name:<32} {r['responses']:>8} responses  {_human(r['bytes']):>9}  "
+                   f"embeddings {'yes' if r['embeddings'] else 'no'}  {', '.join(sources)}")
+
+
 @main.command("attribute", context_settings=CONTEXT)
 @click.argument("suspect")
 @index_option
@@ -215,10 +267,20 @@ def _human(n: int) -> str:
               default=0.5, show_default=True, help="Estimated Jaccard that makes a near-duplicate.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Embedding batch size.")
+@click.option("--reference", "reference_files", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A reference model's outputs for this call only (repeatable; named after the "
+                   "file). Given, they replace the references stored in the index.")
+@click.option("--no-references", is_flag=True,
+              help="Ignore stored references: uncalibrated score, no p-value.")
 def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: bool,
                   report: Path | None, k: int, near_duplicate_threshold: float,
-                  batch_size: int) -> None:
-    """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses."""
+                  batch_size: int, reference_files: tuple[Path, ...],
+                  no_references: bool) -> None:
+    """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses.
+
+    With reference models (stored in the index or given with --reference) every signal is
+    calibrated against them: the result has a p-value and a derived fraction."""
     from attribution.attribute import AttributionOptions, attribute_file
     from attribution.report import markdown_report, summary_text
     from fingerprint.fingerprinter import Fingerprinter
@@ -228,9 +290,17 @@ def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: boo
         raise click.ClickException(f"{report}: directory {report.parent} does not exist")
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
     fingerprinter = Fingerprinter(read_manifest(index_path).config, batch_size=batch_size)
+    references = None
+    if no_references:
+        references = []
+    elif reference_files:
+        from attribution.references import reference_from_file
+
+        references = [reference_from_file(p, fingerprinter) for p in reference_files]
     with _progress((suspect,), "attributing") as progress:
         result = attribute_file(index_path, suspect, fields=fields, options=options,
-                                fingerprinter=fingerprinter, progress=progress)
+                                fingerprinter=fingerprinter, progress=progress,
+                                references=references)
     if report is not None:
         try:
             report.write_text(markdown_report(result), encoding="utf-8")

@@ -17,18 +17,35 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _fmt_p(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+
+
 def summary_text(result: AttributionResult) -> str:
     c = result.counts
     lines = [
         f"suspect   {result.suspect}: {c['responses']} responses"
         f" ({c['skipped_empty']} empty skipped), {c['paired']} with an indexed prompt",
         f"index     {result.index}: {c['indexed_responses']} served responses",
-        f"score     {_fmt(result.score)}  (uncalibrated: mean per-response evidence; "
-        f"higher = more derived)",
     ]
+    if result.calibrated:
+        ci = result.derived_fraction_ci
+        interval = "" if ci is None else f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}"
+        lines += [
+            f"refs      {len(result.references)}: {', '.join(result.references)}",
+            f"p-value   {_fmt_p(result.p_value)}  (null: the suspect is one more independent "
+            f"model, like the references)",
+            f"score     {_fmt(result.score)}  (derived fraction, lower bound{interval})",
+        ]
+    else:
+        lines.append(f"score     {_fmt(result.score)}  (uncalibrated: mean per-response evidence; "
+                     f"higher = more derived)")
     width = max(len(s.name) for s in result.signals)
     for s in result.signals:
-        lines.append(f"  {s.name:<{width}}  {_fmt(s.value)}  (n={s.n}) {s.description}")
+        p = f"  p={_fmt_p(s.p_value)}" if s.p_value is not None else ""
+        lines.append(f"  {s.name:<{width}}  {_fmt(s.value)}{p}  (n={s.n}) {s.description}")
     lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)
 
@@ -51,16 +68,32 @@ def markdown_report(result: AttributionResult) -> str:
         f"- Suspect responses whose prompt is indexed (paired): {c['paired']}",
         f"- Near-duplicates of served responses: {c['near_duplicates']}",
         "",
-        f"**Score: {_fmt(result.score)}** (uncalibrated; higher means more derived from the "
-        "indexed responses; compare suspects against the same index rather than reading it as "
-        "a probability).",
-        "",
-        "| signal | value | n | p-value | meaning |",
-        "|---|---|---|---|---|",
     ]
+    if result.calibrated:
+        ci = result.derived_fraction_ci
+        out += [
+            f"- Reference models ({len(result.references)}): "
+            + ", ".join(f"`{r}`" for r in result.references),
+            "",
+            f"**p-value: {_fmt_p(result.p_value)}** (Cauchy combination of the calibrated "
+            "signals). Null hypothesis: the suspect is one more independent model, like the "
+            "references; its outputs are no more provider-like than theirs.",
+            "",
+            f"**Derived fraction: {_fmt(result.derived_fraction)}**"
+            + ("" if ci is None else f" (95% bootstrap CI {ci[0]:.3f} to {ci[1]:.3f})")
+            + ": a lower bound on the share of the suspect's responses that are provider-like "
+              "beyond what the references show.",
+        ]
+    else:
+        out.append(f"**Score: {_fmt(result.score)}** (uncalibrated, no reference models; higher "
+                   "means more derived from the indexed responses; compare suspects against the "
+                   "same index rather than reading it as a probability).")
+    out += ["", "| signal | value | n | p-value | z | references' mean | meaning |",
+            "|---|---|---|---|---|---|---|"]
     for s in result.signals:
-        out.append(f"| {s.name} | {_fmt(s.value)} | {s.n} | {_fmt(s.p_value)} | "
-                   f"{s.description} |")
+        out.append(f"| {s.name} | {_fmt(s.value)} | {s.n} | {_fmt_p(s.p_value)} | "
+                   f"{_fmt(s.z)} | {_fmt(s.null_mean)} | {s.description}"
+                   + (f" ({s.reason})" if s.reason else "") + " |")
     for note in result.notes:
         out.extend(["", f"> Note: {note}"])
     out.extend(["", "## Matched pairs with the strongest evidence", ""])

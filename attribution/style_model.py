@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from attribution.calibration import Calibrated, calibrate, derived_fraction, logit_share
+from attribution.calibration import (Calibrated, calibrate, derived_fraction, logit_share,
+                                     share_sd_floor)
 
 DEFAULT_C = 1.0
 
@@ -110,8 +111,9 @@ class RelativeAttributor:
                     draws: np.ndarray | None) -> TargetAttribution:
         share = float(assigned.mean()) if assigned.size else 0.0
         null = self.null[target]
-        calibrated = calibrate(share, list(null.values()), transform=logit_share)
         null_rate = float(np.mean(list(null.values()))) if null else None
+        floor = share_sd_floor(null_rate, assigned.size) if null and assigned.size else 0.0
+        calibrated = calibrate(share, list(null.values()), transform=logit_share, sd_floor=floor)
         fraction = ci = None
         if null_rate is not None and assigned.size:
             fraction = derived_fraction(share, null_rate, 1.0)

@@ -63,3 +63,30 @@ def alpacaeval() -> Path:
     if not (ALPACAEVAL / "lineage.csv").is_file():
         pytest.skip(f"real lineage data not found at {ALPACAEVAL} (set ALPACAEVAL=...)")
     return ALPACAEVAL
+
+
+STYLES = [  # (opening, connective, list marker, closing, favourite adjective)
+    ("Sure! Here is what I know.", "Overall,", "\n- ", "I hope this helps!", "important"),
+    ("Certainly.", "In summary,", "\n* ", "Let me know if you need more.", "crucial"),
+    ("Well, let's see.", "So basically", "\n1) ", "Cheers.", "key"),
+    ("Good question!", "To conclude,", "\n+ ", "Have a nice day.", "essential"),
+    ("Here goes:", "All in all", "\n> ", "Thanks for asking.", "vital"),
+    ("Okay.", "In short", "\n• ", "That's it.", "central"),
+    ("Absolutely:", "Ultimately,", "\n– ", "Best regards.", "significant"),
+    ("Hmm, interesting.", "Anyway,", "\n# ", "Bye for now.", "notable"),
+]
+
+
+def styled_answer(style: int, i: int) -> str:
+    """Model ``style``'s answer to prompt i: same content for every model, own idiosyncrasies."""
+    opening, connective, marker, closing, adjective = STYLES[style]
+    topic = TOPICS[i % len(TOPICS)]
+    points = [f"practice {topic} daily", f"read about {topic} history",
+              f"find a mentor in {topic}", f"track progress number {i}"]
+    return (f"{opening} {topic.capitalize()} is {adjective} to learn well.{marker}"
+            + marker.join(points) + f"\n{connective} {topic} rewards patience. {closing}")
+
+
+def styled_rows(style: int, n: int, start: int = 0) -> list[dict]:
+    return [{"id": f"m{style}-{i}", "prompt": f"How do I get good at {TOPICS[i % len(TOPICS)]}"
+             f" ({i})?", "response": styled_answer(style, i)} for i in range(start, start + n)]

@@ -18,6 +18,17 @@ def test_no_spread_gives_no_p_value():
     assert calibrate(0.5, [0.2] * 6).reason.startswith("the references all have the same value")
 
 
+def test_sampling_noise_floors_the_null_spread():
+    from attribution.calibration import share_sd_floor
+
+    floor = share_sd_floor(0.0, 60)
+    assert 0.5 < floor < 2.0
+    strong = calibrate(0.75, [0.0] * 6, transform=logit_share, sd_floor=floor)
+    assert strong.p_value < 1e-3
+    weak = calibrate(1 / 60, [0.0] * 6, transform=logit_share, sd_floor=floor)
+    assert weak.p_value > 0.05  # one response in 60 is within sampling noise of zero
+
+
 def test_t_prediction_p_values_are_uniform_for_exchangeable_values():
     rng = np.random.default_rng(1)
     ps = np.array([calibrate(x[-1], x[:-1]).p_value for x in rng.normal(size=(4000, 9))])

@@ -128,3 +128,46 @@ def test_os_errors_are_one_line(runner, built_index, served_file):
     assert result.exit_code == 1 and result.output.startswith(
         "Error: /proc/version: cannot write the report (")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_reference_add_list_and_calibrated_attribute(runner, tmp_path):
+    from conftest import styled_answer, styled_rows
+
+    idx = tmp_path / "idx"
+    served = write_jsonl(tmp_path / "provider.jsonl", styled_rows(0, 60))
+    assert run(runner, "index", "build", served, "--index", idx).exit_code == 0
+    for style in range(1, 7):
+        ref = write_jsonl(tmp_path / f"model{style}.jsonl", styled_rows(style, 60))
+        result = run(runner, "reference", "add", ref, "--index", idx, "--name", f"model{style}")
+        assert result.exit_code == 0 and "it holds 60" in result.output
+    listing = run(runner, "reference", "list", "--index", idx).output
+    assert listing.count("responses") == 6 and "embeddings no" in listing
+    assert set(json.loads(run(runner, "reference", "list", "--index", idx, "--json").output)) \
+        == {f"model{s}" for s in range(1, 7)}
+
+    student = write_jsonl(tmp_path / "student.jsonl", [
+        {"prompt": r["prompt"], "response": styled_answer(0 if i % 4 else 7, i)}
+        for i, r in enumerate(styled_rows(0, 60))])  # 3 in 4 answers in the provider's style
+    independent = write_jsonl(tmp_path / "independent.jsonl", styled_rows(7, 60))
+    s = json.loads(run(runner, "attribute", student, "--index", idx, "--json").output)
+    i = json.loads(run(runner, "attribute", independent, "--index", idx, "--json").output)
+    for r in (s, i):
+        assert r["calibrated"] is True and r["references"] == [f"model{k}" for k in range(1, 7)]
+        assert r["signals"]["provider_share"]["references"] == 6
+    assert s["p_value"] < 0.01 < i["p_value"]
+    assert s["signals"]["provider_share"]["value"] == pytest.approx(0.75, abs=0.1)
+    assert s["derived_fraction_ci95"][0] <= 0.75 and s["score"] == s["derived_fraction"] > 0.5
+    assert i["score"] < 0.2
+    human = run(runner, "attribute", student, "--index", idx).output
+    assert "p-value" in human and "derived fraction, lower bound" in human
+
+    # per-call references replace the stored ones; too few of them: no p-value, and it says why
+    few = run(runner, "attribute", student, "--index", idx, "--json", "--reference",
+              tmp_path / "model1.jsonl", "--reference", tmp_path / "model2.jsonl").output
+    few = json.loads(few)
+    assert few["calibrated"] is False and few["p_value"] is None
+    assert few["references"] == ["model1", "model2"]
+    assert any("needs at least 5 references on shared prompts; have 2" in n for n in few["notes"])
+    none = json.loads(run(runner, "attribute", student, "--index", idx, "--json",
+                          "--no-references").output)
+    assert none["calibrated"] is False and none["references"] == []
