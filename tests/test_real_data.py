@@ -49,3 +49,41 @@ def test_chatgpt_student_scores_above_human_data_model(chatgpt_index, alpacaeval
     for name in ("mean_paired_jaccard", "mean_paired_cosine"):
         assert student.signal(name).value > human.signal(name).value, name
     print(json.dumps({"vicuna-7b": student.score, "guanaco-7b": human.score}))
+
+
+REFERENCE_ROLES = ("provider", "vendor")
+
+
+def lineage_rows(alpacaeval):
+    import csv
+
+    with open(alpacaeval / "lineage.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_calibrated_p_values_on_real_human_data_models(chatgpt_index, alpacaeval,
+                                                       fingerprinter, tmp_path):
+    """Against the ChatGPT index, with every other provider and vendor model as a reference, no
+    human-data model may look derived (p >= 0.01), and the style signal ranks a ChatGPT student
+    above them."""
+    from attribution.references import reference_from_records
+
+    rows = lineage_rows(alpacaeval)
+    refs = []
+    for row in rows:
+        if row["role"] in REFERENCE_ROLES and row["provider_family"] != "chatgpt":
+            records = list(read_records(alpacaeval / "outputs" / f"{row['model']}.jsonl"))
+            refs.append(reference_from_records(row["model"], records[:N_PROMPTS], fingerprinter))
+    assert len(refs) >= 5
+    humans = [r["model"] for r in rows if r["role"] == "non-student"]
+    shares = {}
+    for model in humans + ["vicuna-7b"]:
+        records = list(read_records(alpacaeval / "outputs" / f"{model}.jsonl"))[:N_PROMPTS]
+        with open_index(chatgpt_index) as idx:
+            result = attribute(idx, records, fingerprinter=fingerprinter, references=refs)
+        assert result.calibrated and len(result.references) == len(refs)
+        if model in humans:
+            assert result.p_value >= 0.01, (model, result.p_value)
+            assert all(s.p_value is None or s.p_value >= 0.01 for s in result.signals), model
+        shares[model] = result.signal("provider_share").value
+    assert shares["vicuna-7b"] > max(shares[h] for h in humans)
