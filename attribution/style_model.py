@@ -60,7 +60,7 @@ class TargetAttribution:
     calibrated: Calibrated
     null_rate: float | None  # mean share assigned to the target among the left-out classes
     fraction: float | None  # lower bound on the derived fraction (see RelativeAttributor)
-    fraction_ci: tuple[float, float] | None  # 95% bootstrap interval over the suspect's responses
+    fraction_ci: tuple[float, float] | None  # 95% bootstrap interval (responses and references)
 
 
 class RelativeAttributor:
@@ -101,14 +101,10 @@ class RelativeAttributor:
 
     def attribute(self, suspect, bootstrap: int = 1000) -> dict[str, TargetAttribution]:
         labels = self.assignments(suspect)
-        rng = np.random.default_rng(self.seed)
-        draws = (rng.integers(0, labels.size, size=(bootstrap, labels.size))
-                 if bootstrap and labels.size else None)
-        return {t: self._for_target(t, labels == self.names.index(t), draws)
+        return {t: self._for_target(t, labels == self.names.index(t), bootstrap)
                 for t in self.targets}
 
-    def _for_target(self, target: str, assigned: np.ndarray,
-                    draws: np.ndarray | None) -> TargetAttribution:
+    def _for_target(self, target: str, assigned: np.ndarray, bootstrap: int) -> TargetAttribution:
         share = float(assigned.mean()) if assigned.size else 0.0
         null = self.null[target]
         null_rate = float(np.mean(list(null.values()))) if null else None
@@ -117,12 +113,21 @@ class RelativeAttributor:
         fraction = ci = None
         if null_rate is not None and assigned.size:
             fraction = derived_fraction(share, null_rate, 1.0)
-            if fraction is not None and draws is not None:
-                fractions = [derived_fraction(s, null_rate, 1.0)
-                             for s in assigned[draws].mean(axis=1)]
-                ci = (float(np.percentile(fractions, 2.5)), float(np.percentile(fractions, 97.5)))
+            if fraction is not None and bootstrap:
+                ci = self._fraction_interval(assigned, np.array(list(null.values())), bootstrap)
         return TargetAttribution(target, share, assigned, dict(null), calibrated, null_rate,
                                  fraction, ci)
+
+    def _fraction_interval(self, assigned: np.ndarray, null: np.ndarray,
+                           bootstrap: int) -> tuple[float, float]:
+        """95% percentile interval, resampling the suspect's responses *and* the references:
+        the references' rate is an estimate from a handful of models, often the larger doubt."""
+        rng = np.random.default_rng(self.seed)
+        shares = assigned[rng.integers(0, assigned.size, size=(bootstrap, assigned.size))]
+        null_rates = null[rng.integers(0, null.size, size=(bootstrap, null.size))].mean(axis=1)
+        fractions = [derived_fraction(s, n, 1.0) or 0.0
+                     for s, n in zip(shares.mean(axis=1), null_rates)]
+        return float(np.percentile(fractions, 2.5)), float(np.percentile(fractions, 97.5))
 
 
 def _left_out_assignments(names: list[str], matrices: list, leave: str,

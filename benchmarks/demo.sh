@@ -1,7 +1,9 @@
 #!/bin/sh
 # The main job on real data: index a provider's served responses (gpt-3.5-turbo-0301 answering the
-# 805 AlpacaEval prompts), then attribute two suspects against it: vicuna-7b, fine-tuned on
-# ChatGPT conversations (a student), and guanaco-7b, fine-tuned on human-written OASST1 data.
+# 805 AlpacaEval prompts), store independent models' answers to the same prompts as references
+# (the other vendors' API and open models: not OpenAI's own, which are the provider's siblings),
+# then attribute two suspects against it: vicuna-7b, fine-tuned on ChatGPT conversations (a
+# student), and guanaco-7b, fine-tuned on human-written OASST1 data.
 set -eu
 : "${ALPACAEVAL:=../shared/data/alpacaeval}" "${DEMO_DIR:=demo-out}" "${BIN:=.venv/bin}"
 
@@ -32,6 +34,16 @@ mkdir -p "$DEMO_DIR"
 echo "== index the provider's served responses: $provider"
 "$BIN/fingerprint" index build "$provider" --index "$DEMO_DIR/idx"
 "$BIN/fingerprint" index info "$DEMO_DIR/idx"
+echo
+echo "== store reference models (independent of the provider)"
+for ref in claude-2 cohere gemini-pro mistral-medium Meta-Llama-3-8B-Instruct \
+           Mistral-7B-Instruct-v0.2; do
+  if outputs=$(find_outputs "$ref"); then
+    "$BIN/fingerprint" reference add "$outputs" --index "$DEMO_DIR/idx" --name "$ref"
+  else
+    echo "reference $ref not found under $ALPACAEVAL: skipped" >&2
+  fi
+done
 for suspect in "$student" "$human"; do
   name=$(basename "$(dirname "$suspect")")
   case "$suspect" in *.jsonl) name=$(basename "$suspect" .jsonl) ;; esac
@@ -40,5 +52,6 @@ for suspect in "$student" "$human"; do
   "$BIN/fingerprint" attribute "$suspect" --index "$DEMO_DIR/idx" --report "$DEMO_DIR/$name.md"
 done
 echo
-echo "vicuna-7b (a ChatGPT student) should score above guanaco-7b (human data) against the"
-echo "ChatGPT index. The score is not yet calibrated: see README 'Reading the numbers'."
+echo "vicuna-7b (a ChatGPT student) should come out more ChatGPT-like than guanaco-7b (human"
+echo "data): a higher provider_share and derived fraction, a lower p-value. See README 'Reading"
+echo "the numbers' for what the p-value does and does not say."
