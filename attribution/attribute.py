@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from attribution.calibrated import Calibration, calibrate_against_references
 from attribution.references import ReferenceData, reference_from_group
+from attribution.teacher import rank_teachers
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
 from fingerprint.errors import ConfigError
@@ -58,19 +60,33 @@ class AttributionOptions:
             raise ConfigError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
 
 
-def attribute_file(index_path: str | os.PathLike[str], suspect_path: str | os.PathLike[str],
-                   *, fields: FieldMap = FieldMap(),
+def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                   suspect_path: str | os.PathLike[str], *, fields: FieldMap = FieldMap(),
                    options: AttributionOptions = AttributionOptions(),
                    fingerprinter: Fingerprinter | None = None,
                    progress: Progress | None = None,
                    references: Sequence[ReferenceData] | None = None) -> AttributionResult:
-    """Read a suspect's outputs from a file and attribute them against an index."""
-    with open_index(index_path) as index:
-        stats = ReadStats()
-        records = list(read_records(suspect_path, fields, stats))
-        return attribute(index, records, fingerprinter=fingerprinter, options=options,
-                         progress=progress, suspect=str(suspect_path), skipped_empty=stats.empty,
-                         references=references)
+    """Read a suspect's outputs from a file and attribute them against an index.
+
+    Given several indexes (one per provider), the providers are first ranked as the suspect's
+    likely teacher (attribution.teacher); the full attribution is then made against the top one
+    and carries the ranking in ``teachers``.
+    """
+    paths = ([index_path] if isinstance(index_path, (str, os.PathLike))
+             else list(index_path))
+    stats = ReadStats()
+    records = list(read_records(suspect_path, fields, stats))
+    with ExitStack() as stack:
+        indexes = [stack.enter_context(open_index(p)) for p in paths]
+        ranking = None
+        target = indexes[0]
+        if len(indexes) > 1:
+            ranking = rank_teachers(indexes, records, references)
+            target = indexes[[str(i.path) for i in indexes].index(ranking.teacher.index)]
+        result = attribute(target, records, fingerprinter=fingerprinter, options=options,
+                           progress=progress, suspect=str(suspect_path),
+                           skipped_empty=stats.empty, references=references)
+    return dataclasses.replace(result, teachers=ranking) if ranking else result
 
 
 def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,

@@ -35,6 +35,8 @@ MIN_SHARED_PROMPTS = 20
 # Rows per class used to fit the style classifier: enough for the idiosyncrasies, bounded cost.
 MAX_CLASS_ROWS = 2000
 MIN_CLASS_ROWS = 50
+# Below this many suspect responses, say that the figures rest on little data.
+FEW_SUSPECT_RESPONSES = 30
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
                                  near_duplicate_threshold: float,
                                  bootstrap: int = 1000) -> Calibration:
     notes: list[str] = []
+    if len(suspect_hashes) < FEW_SUSPECT_RESPONSES:
+        notes.append(f"the suspect has only {len(suspect_hashes)} responses (fewer than "
+                     f"{FEW_SUSPECT_RESPONSES}): its p-value and derived fraction rest on little "
+                     f"data, and the p-value accounts for that by being larger")
     names = tuple(r.name for r in references)
     if len(set(names)) != len(names):
         raise ValueError(f"reference names must be unique, got {list(names)}")

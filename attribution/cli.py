@@ -80,6 +80,13 @@ def index_option(f: Callable) -> Callable:
                         help="Index directory.")(f)
 
 
+def indexes_option(f: Callable) -> Callable:
+    return click.option("--index", "index_paths", required=True, multiple=True,
+                        type=click.Path(file_okay=False, path_type=Path),
+                        help="Index directory; repeat it with several providers' indexes to "
+                             "rank them as the suspect's likely teacher.")(f)
+
+
 def write_options(f: Callable) -> Callable:
     f = click.option("--no-store-text", is_flag=True,
                      help="Store fingerprints and metadata but not prompt and response texts.")(f)
@@ -255,7 +262,7 @@ def reference_list(index_path: Path, as_json: bool) -> None:
 
 @main.command("attribute", context_settings=CONTEXT)
 @click.argument("suspect")
-@index_option
+@indexes_option
 @field_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (top-level 'score').")
@@ -273,7 +280,7 @@ def reference_list(index_path: Path, as_json: bool) -> None:
                    "file). Given, they replace the references stored in the index.")
 @click.option("--no-references", is_flag=True,
               help="Ignore stored references: uncalibrated score, no p-value.")
-def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: bool,
+def attribute_cmd(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap, as_json: bool,
                   report: Path | None, k: int, near_duplicate_threshold: float,
                   batch_size: int, reference_files: tuple[Path, ...],
                   no_references: bool) -> None:
@@ -289,7 +296,7 @@ def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: boo
     if report is not None and not report.parent.is_dir():  # fail before minutes of embedding
         raise click.ClickException(f"{report}: directory {report.parent} does not exist")
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
-    fingerprinter = Fingerprinter(read_manifest(index_path).config, batch_size=batch_size)
+    fingerprinter = Fingerprinter(read_manifest(index_paths[0]).config, batch_size=batch_size)
     references = None
     if no_references:
         references = []
@@ -298,7 +305,7 @@ def attribute_cmd(suspect: str, index_path: Path, fields: FieldMap, as_json: boo
 
         references = [reference_from_file(p, fingerprinter) for p in reference_files]
     with _progress((suspect,), "attributing") as progress:
-        result = attribute_file(index_path, suspect, fields=fields, options=options,
+        result = attribute_file(list(index_paths), suspect, fields=fields, options=options,
                                 fingerprinter=fingerprinter, progress=progress,
                                 references=references)
     if report is not None:

@@ -30,6 +30,11 @@ def summary_text(result: AttributionResult) -> str:
         f" ({c['skipped_empty']} empty skipped), {c['paired']} with an indexed prompt",
         f"index     {result.index}: {c['indexed_responses']} served responses",
     ]
+    if result.teachers is not None:
+        t = result.teachers
+        lines.append(f"teacher   {t.teacher.provider} (margin {t.margin:.3f} in provider share, "
+                     f"p={_fmt_p(t.teacher.p_value)}); ranking: "
+                     + ", ".join(f"{s.provider} {s.share:.3f}" for s in t.ranking))
     if result.calibrated:
         ci = result.derived_fraction_ci
         interval = "" if ci is None else f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}"
@@ -69,6 +74,15 @@ def markdown_report(result: AttributionResult) -> str:
         f"- Near-duplicates of served responses: {c['near_duplicates']}",
         "",
     ]
+    if result.teachers is not None:
+        t = result.teachers
+        out += ["", f"**Likely teacher: {t.teacher.provider}** (`{t.teacher.index}`), margin "
+                f"{t.margin:.3f} in provider share over the runner-up, p-value "
+                f"{_fmt_p(t.teacher.p_value)}. The rest of this report is against that index.",
+                "", "| provider | provider share | p-value | z |", "|---|---|---|---|"]
+        out += [f"| {s.provider} | {s.share:.3f} | {_fmt_p(s.p_value)} | {_fmt(s.z)} |"
+                for s in t.ranking]
+        out.append("")
     if result.calibrated:
         ci = result.derived_fraction_ci
         out += [

@@ -95,6 +95,7 @@ class AttributionResult:
     derived_fraction: float | None = None
     derived_fraction_ci: tuple[float, float] | None = None
     uncalibrated_score: float | None = None
+    teachers: Any = None  # attribution.teacher.TeacherRanking, when several indexes were ranked
 
     def signal(self, name: str) -> Signal:
         for s in self.signals:
@@ -112,6 +113,7 @@ class AttributionResult:
                                       else list(self.derived_fraction_ci)),
             "uncalibrated_score": self.uncalibrated_score,
             "references": list(self.references),
+            "teachers": None if self.teachers is None else self.teachers.to_dict(),
             "suspect": self.suspect,
             "index": self.index,
             "counts": dict(self.counts),

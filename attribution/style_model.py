@@ -134,7 +134,8 @@ def _left_out_assignments(names: list[str], matrices: list, leave: str,
                           C: float) -> tuple[list[str], np.ndarray]:
     """Fit without class ``leave``; return the remaining names and its responses' labels."""
     keep = [i for i, n in enumerate(names) if n != leave]
-    if len(keep) < 2:
-        return [], np.zeros(0, dtype=np.int64)
+    rows = matrices[names.index(leave)].shape[0]
+    if len(keep) == 1:  # one class left: everything is assigned to it
+        return [names[keep[0]]], np.zeros(rows, dtype=np.int64)
     clf = StyleClassifier(C).fit([matrices[i] for i in keep])
     return [names[i] for i in keep], clf.predict(matrices[names.index(leave)])

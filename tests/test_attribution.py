@@ -6,7 +6,7 @@ import pytest
 from attribution import AttributionOptions, attribute, attribute_file, markdown_report
 from conftest import TOPICS, served_rows, served_text, write_jsonl
 from fingerprint import ConfigError, FingerprintConfig, Fingerprinter, ResponseRecord
-from index import ConfigMismatchError, open_index
+from index import ConfigMismatchError, build_index, open_index
 
 
 def records(texts, prompts=None):
@@ -105,3 +105,79 @@ def test_options_are_validated():
         AttributionOptions(near_duplicate_threshold=0)
     with pytest.raises(ConfigError, match="k must be"):
         AttributionOptions(k=0)
+
+
+# --- calibrated attribution: what it can and cannot compute ---------------------------------
+@pytest.fixture
+def styled_index(tmp_path, fingerprinter):
+    from conftest import styled_rows
+    from index import add_reference
+
+    path = tmp_path / "styled"
+    build_index(path, [write_jsonl(tmp_path / "p.jsonl", styled_rows(0, 40))], fingerprinter)
+    for style in range(1, 7):
+        add_reference(path, f"model{style}",
+                      [write_jsonl(tmp_path / f"m{style}.jsonl", styled_rows(style, 40))],
+                      fingerprinter)
+    return path
+
+
+def styled_records(style, n, start=0, with_prompts=True):
+    from conftest import styled_rows
+
+    return [ResponseRecord(id=r["id"], response=r["response"],
+                           prompt=r["prompt"] if with_prompts else None, line=i + 1)
+            for i, r in enumerate(styled_rows(style, n, start))]
+
+
+def test_calibrated_result_for_a_student_and_an_independent_model(styled_index, fingerprinter):
+    with open_index(styled_index) as idx:
+        student = attribute(idx, styled_records(0, 40), fingerprinter=fingerprinter)
+        independent = attribute(idx, styled_records(7, 40), fingerprinter=fingerprinter)
+    assert student.calibrated and student.p_value < 1e-3 and student.score > 0.8
+    assert independent.calibrated and independent.p_value > 0.05 and independent.score < 0.2
+    assert all(e.provider_like for e in student.responses)
+    assert not any(e.provider_like for e in independent.responses)
+    assert student.signal("provider_share").references == 6
+
+
+def test_a_tiny_suspect_says_it_rests_on_little_data(styled_index, fingerprinter):
+    with open_index(styled_index) as idx:
+        result = attribute(idx, styled_records(0, 3), fingerprinter=fingerprinter)
+    assert any("only 3 responses" in n for n in result.notes)
+    assert result.p_value > 1e-3  # three responses cannot make a very small p-value
+
+
+def test_suspect_prompts_not_in_the_index(styled_index, fingerprinter):
+    with open_index(styled_index) as idx:
+        result = attribute(idx, styled_records(0, 40, start=500), fingerprinter=fingerprinter)
+    assert result.counts["paired"] == 0
+    assert result.signal("mean_paired_jaccard").value is None
+    assert any("no suspect prompt is among the indexed prompts" in n for n in result.notes)
+    assert result.signal("provider_share").p_value is not None  # style needs no shared prompts
+
+
+def test_references_without_overlapping_prompts(styled_index, fingerprinter):
+    from attribution.references import reference_from_records
+
+    refs = [reference_from_records(f"far{s}", styled_records(s, 40, start=900), fingerprinter)
+            for s in range(1, 7)]
+    with open_index(styled_index) as idx:
+        result = attribute(idx, styled_records(0, 40), fingerprinter=fingerprinter,
+                           references=refs)
+    jaccard = result.signal("mean_paired_jaccard")
+    assert jaccard.p_value is None and "have 0" in jaccard.reason
+    assert sum("shares 0 prompts with the suspect" in n for n in result.notes) == 6
+    assert result.signal("provider_share").p_value is not None
+
+
+def test_a_single_reference_gives_no_p_value_and_says_why(styled_index, fingerprinter):
+    from attribution.references import reference_from_records
+
+    ref = reference_from_records("only", styled_records(3, 40), fingerprinter)
+    with open_index(styled_index) as idx:
+        result = attribute(idx, styled_records(0, 40), fingerprinter=fingerprinter,
+                           references=[ref])
+    assert result.p_value is None and not result.calibrated and result.derived_fraction is None
+    assert "needs at least 5 references on shared prompts; have 1" in \
+        result.signal("provider_share").reason

@@ -171,3 +171,34 @@ def test_reference_add_list_and_calibrated_attribute(runner, tmp_path):
     none = json.loads(run(runner, "attribute", student, "--index", idx, "--json",
                           "--no-references").output)
     assert none["calibrated"] is False and none["references"] == []
+
+
+def test_several_indexes_rank_the_likely_teacher(runner, tmp_path):
+    from conftest import styled_answer, styled_rows
+
+    for provider, style in (("provider-a", 0), ("provider-b", 1)):
+        served = write_jsonl(tmp_path / f"{provider}.jsonl", styled_rows(style, 40))
+        assert run(runner, "index", "build", served, "--index", tmp_path / provider).exit_code == 0
+    for style in range(2, 7):  # references stored with one index serve the whole ranking
+        ref = write_jsonl(tmp_path / f"model{style}.jsonl", styled_rows(style, 40))
+        run(runner, "reference", "add", ref, "--index", tmp_path / "provider-a", "--name",
+            f"model{style}")
+    student = write_jsonl(tmp_path / "student.jsonl", [
+        {"prompt": r["prompt"], "response": styled_answer(1 if i % 5 else 7, i)}
+        for i, r in enumerate(styled_rows(1, 40))])  # 4 in 5 answers in provider-b's style
+    result = run(runner, "attribute", student, "--index", tmp_path / "provider-a", "--index",
+                 tmp_path / "provider-b", "--json", "--report", tmp_path / "r.md")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    teachers = data["teachers"]
+    assert teachers["teacher"] == "provider-b" and teachers["margin"] > 0.5
+    assert [r["provider"] for r in teachers["ranking"]] == ["provider-b", "provider-a"]
+    assert teachers["p_value"] < 0.01 < teachers["ranking"][1]["p_value"]
+    assert data["index"].endswith("provider-b")  # the full attribution is against the teacher
+    assert "**Likely teacher: provider-b**" in (tmp_path / "r.md").read_text()
+    mismatched = tmp_path / "other-config"
+    run(runner, "index", "build", tmp_path / "provider-a.jsonl", "--index", mismatched,
+        "--num-perm", "64")
+    result = runner.invoke(main, ["attribute", str(student), "--index",
+                                  str(tmp_path / "provider-a"), "--index", str(mismatched)])
+    assert result.exit_code == 1 and "num_perm: index has 128, got 64" in result.output

@@ -1,0 +1,103 @@
+"""Which provider did the suspect most likely learn from?
+
+Several providers' indexes (or several providers' labels) are ranked by one style classifier
+over all of them plus the reference models, so that their provider shares are on one scale: the
+share of the suspect's responses that read like each provider rather than like any other class.
+The top provider is the likely teacher; the margin to the runner-up says how clear that is, and
+its own p-value (other providers and the references scored with their class left out) says
+whether the suspect is more like it than independent models are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from attribution.calibrated import _provider_rows, _reference_rows
+from attribution.references import ReferenceData, reference_from_group
+from attribution.style_model import RelativeAttributor
+from fingerprint.config import FingerprintConfig
+from fingerprint.normalize import prompt_hash
+from fingerprint.records import ResponseRecord
+from fingerprint.style import StyleVectorizer
+from index.errors import ConfigMismatchError
+from index.store import FingerprintIndex
+
+
+@dataclass(frozen=True)
+class TeacherScore:
+    provider: str
+    index: str
+    share: float
+    p_value: float | None
+    z: float | None
+    derived_fraction: float | None
+
+
+@dataclass(frozen=True)
+class TeacherRanking:
+    ranking: tuple[TeacherScore, ...]  # best first
+    margin: float | None  # share of the first minus share of the second
+    references: tuple[str, ...]
+
+    @property
+    def teacher(self) -> TeacherScore:
+        return self.ranking[0]
+
+    def to_dict(self) -> dict:
+        return {"teacher": self.teacher.provider, "index": self.teacher.index,
+                "margin": self.margin, "p_value": self.teacher.p_value,
+                "references": list(self.references),
+                "ranking": [s.__dict__ for s in self.ranking]}
+
+
+def provider_labels(indexes: Sequence[FingerprintIndex]) -> list[str]:
+    """Each index's directory name, made unique (a provider is known by its index)."""
+    labels: list[str] = []
+    for idx in indexes:
+        base = Path(idx.path).resolve().name or str(idx.path)
+        label, n = base, 2
+        while label in labels:
+            label, n = f"{base}-{n}", n + 1
+        labels.append(label)
+    return labels
+
+
+def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[ResponseRecord],
+                  references: Sequence[ReferenceData] | None = None,
+                  bootstrap: int = 0) -> TeacherRanking:
+    """Rank providers by provider share; references default to those stored in the indexes."""
+    if len(indexes) < 2:
+        raise ValueError("ranking teachers needs at least two providers' indexes")
+    config: FingerprintConfig = indexes[0].config
+    for idx in indexes[1:]:
+        differences = config.differences(idx.config)
+        if differences:
+            raise ConfigMismatchError(str(idx.path), differences)
+    if references is None:
+        stored: dict[str, ReferenceData] = {}
+        for idx in indexes:
+            for name, group in idx.references.items():
+                stored.setdefault(name, reference_from_group(name, group))
+        references = list(stored.values())
+    labels = provider_labels(indexes)
+    clash = sorted(set(labels) & {r.name for r in references})
+    if clash:
+        raise ValueError(f"reference names equal provider labels: {clash}")
+    hashes = [None if r.prompt is None else prompt_hash(r.prompt, config.normalizer_version)
+              for r in records]
+    classes = {label: idx.style(_provider_rows(idx, hashes))
+               for label, idx in zip(labels, indexes)}
+    for ref in references:
+        classes[ref.name] = ref.style[_reference_rows(ref, hashes)]
+    suspect = StyleVectorizer(config.style_features, config.style_version).transform(
+        [r.response for r in records])
+    results = RelativeAttributor(classes, labels).attribute(suspect, bootstrap)
+    scores = [TeacherScore(label, str(idx.path), results[label].share,
+                           results[label].calibrated.p_value, results[label].calibrated.z,
+                           results[label].fraction)
+              for label, idx in zip(labels, indexes)]
+    scores.sort(key=lambda s: -s.share)
+    return TeacherRanking(tuple(scores), scores[0].share - scores[1].share,
+                          tuple(r.name for r in references))
