@@ -185,7 +185,8 @@ def _calibrated_signals(calibration: Calibration) -> list[Signal]:
                           z=None if c is None else c.z,
                           references=0 if c is None else c.n_references,
                           null_mean=(None if not s.null else float(np.mean(list(s.null.values())))),
-                          reason=None if c is None else c.reason))
+                          reason=None if c is None else c.reason,
+                          reference_values=dict(s.null)))
     return out
 
 

@@ -267,7 +267,8 @@ def reference_list(index_path: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (top-level 'score').")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a Markdown report with the matched pairs side by side.")
+              help="Write a report: HTML (.html, with plots and shared phrases highlighted) or "
+                   "Markdown (any other name).")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Matches reported per suspect response.")
 @click.option("--near-duplicate-threshold", type=click.FloatRange(0, 1, min_open=True),
@@ -309,8 +310,15 @@ def attribute_cmd(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap,
                                 fingerprinter=fingerprinter, progress=progress,
                                 references=references)
     if report is not None:
+        if report.suffix.lower() in (".html", ".htm"):
+            from attribution.html_report import html_report
+
+            versions = read_manifest(Path(result.index)).versions
+            text = html_report(result, {"index_versions": versions})
+        else:
+            text = markdown_report(result)
         try:
-            report.write_text(markdown_report(result), encoding="utf-8")
+            report.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise click.ClickException(f"{report}: cannot write the report "
                                        f"({exc.strerror or exc})") from None

@@ -61,6 +61,7 @@ class Signal:
     references: int = 0  # how many reference models the calibration used
     null_mean: float | None = None  # the references' mean, on the signal's own scale
     reason: str | None = None  # why there is no p-value, where there is none
+    reference_values: dict[str, float] = field(default_factory=dict)  # each reference's value
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,29 @@ def test_a_single_reference_gives_no_p_value_and_says_why(styled_index, fingerpr
     assert result.p_value is None and not result.calibrated and result.derived_fraction is None
     assert "needs at least 5 references on shared prompts; have 1" in \
         result.signal("provider_share").reason
+
+
+def test_shared_word_trigrams_are_highlighted():
+    from attribution.html_report import highlight_shared
+
+    text = "Paris is the capital of France. It has <many> museums."
+    other = "the capital of france is paris; it has many museums"
+    assert highlight_shared(text, other) == (
+        "Paris is <mark>the capital of France</mark>. "
+        "<mark>It has &lt;many&gt; museums</mark>.")
+    assert highlight_shared("nothing in common here", other) == "nothing in common here"
+
+
+def test_html_report_plots_every_reference_and_shows_the_config(styled_index, fingerprinter):
+    from attribution.html_report import html_report
+
+    with open_index(styled_index) as idx:
+        result = attribute(idx, styled_records(0, 40), fingerprinter=fingerprinter)
+    page = html_report(result, {"index_versions": {"faiss-cpu": "x"}})
+    share = result.signal("provider_share")
+    assert len(share.reference_values) == 6
+    for name, value in share.reference_values.items():
+        assert f"<title>{name}: " in page
+    assert page.count("<title>suspect: ") == 3  # one plot per calibrated signal
+    assert "<mark>" in page and "Derived fraction" in page and '"faiss-cpu": "x"' in page
+    assert page.startswith("<!doctype html>") and "src=" not in page  # nothing fetched

@@ -202,3 +202,12 @@ def test_several_indexes_rank_the_likely_teacher(runner, tmp_path):
     result = runner.invoke(main, ["attribute", str(student), "--index",
                                   str(tmp_path / "provider-a"), "--index", str(mismatched)])
     assert result.exit_code == 1 and "num_perm: index has 128, got 64" in result.output
+
+
+def test_html_report_from_the_cli(runner, built_index, served_file, tmp_path):
+    result = run(runner, "attribute", served_file, "--index", built_index, "--report",
+                 tmp_path / "r.html")
+    assert result.exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "<h1>Attribution report</h1>" in page and "Uncalibrated score" in page
+    assert '"num_perm": 128' in page and "index_versions" in page
