@@ -26,7 +26,7 @@ import numpy as np
 
 from attribution.calibrated import Calibration, calibrate_against_references
 from attribution.references import ReferenceData, reference_from_group
-from attribution.teacher import rank_teachers
+from attribution.teacher import rank_teachers, stored_references
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
 from fingerprint.errors import ConfigError
@@ -81,6 +81,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
         ranking = None
         target = indexes[0]
         if len(indexes) > 1:
+            if references is None:  # the same references for the ranking and the attribution
+                references = stored_references(indexes)
             ranking = rank_teachers(indexes, records, references)
             target = indexes[[str(i.path) for i in indexes].index(ranking.teacher.index)]
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,

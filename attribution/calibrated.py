@@ -73,7 +73,10 @@ def _spread(rows: Sequence[int], limit: int) -> list[int]:
     return [rows[int(i)] for i in np.linspace(0, len(rows) - 1, limit)]
 
 
-def _provider_rows(index: FingerprintIndex, suspect_hashes: Sequence[str | None]) -> list[int]:
+def provider_training_rows(index: FingerprintIndex,
+                           suspect_hashes: Sequence[str | None]) -> list[int]:
+    """Served rows to fit the style classifier on: the answers to the suspect's prompts (so that
+    every class answers the same prompts and topic cancels out), else an even sample."""
     by_prompt = index.rows_for_prompts(h for h in suspect_hashes if h is not None)
     paired = sorted(rows[0] for rows in by_prompt.values())
     if len(paired) >= MIN_CLASS_ROWS:
@@ -81,7 +84,9 @@ def _provider_rows(index: FingerprintIndex, suspect_hashes: Sequence[str | None]
     return _spread(range(len(index)), MAX_CLASS_ROWS)
 
 
-def _reference_rows(ref: ReferenceData, suspect_hashes: Sequence[str | None]) -> list[int]:
+def reference_training_rows(ref: ReferenceData,
+                            suspect_hashes: Sequence[str | None]) -> list[int]:
+    """A reference's rows to fit on, chosen as for the provider."""
     wanted = {h for h in suspect_hashes if h is not None}
     first = ref.first_row_by_prompt()
     shared = sorted(row for h, row in first.items() if h in wanted)
@@ -124,9 +129,9 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
         raise ValueError(f"reference names must be unique, got {list(names)}")
 
     # provider share: the style classifier
-    classes = {PROVIDER: index.style(_provider_rows(index, suspect_hashes))}
+    classes = {PROVIDER: index.style(provider_training_rows(index, suspect_hashes))}
     for ref in references:
-        classes[ref.name] = ref.style[_reference_rows(ref, suspect_hashes)]
+        classes[ref.name] = ref.style[reference_training_rows(ref, suspect_hashes)]
     share = RelativeAttributor(classes, [PROVIDER]).attribute(suspect_style, bootstrap)[PROVIDER]
     signals = [CalibratedSignal(
         "provider_share", share.share,

@@ -42,6 +42,16 @@ def logit_share(share: float | np.ndarray) -> float | np.ndarray:
     return np.log((np.asarray(share) + _SHARE_EPS) / (1.0 - np.asarray(share) + _SHARE_EPS))
 
 
+def _finite(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+
+
+def _too_few(value: float, n: int, min_references: int) -> Calibrated:
+    return Calibrated(float(value), None, None, None, None, n,
+                      f"p-value needs at least {min_references} references on shared prompts; "
+                      f"have {n}")
+
+
 def share_sd_floor(null_rate: float, n: int) -> float:
     """Sampling sd of ``logit_share`` of a share measured on ``n`` responses (delta method).
 
@@ -59,12 +69,10 @@ def calibrate(value: float, null_values: Sequence[float], *, transform=None,
 
     ``sd_floor`` bounds the null's standard deviation (on the transformed scale) from below.
     """
-    null = np.asarray([v for v in null_values if v is not None and np.isfinite(v)], dtype=float)
+    null = _finite(null_values)
     n = int(null.size)
     if n < min_references:
-        return Calibrated(float(value), None, None, None, None, n,
-                          f"p-value needs at least {min_references} references on shared "
-                          f"prompts; have {n}")
+        return _too_few(value, n, min_references)
     x = float(transform(value)) if transform else float(value)
     null_t = np.asarray(transform(null), dtype=float) if transform else null
     mean = float(null_t.mean())
@@ -83,12 +91,10 @@ def empirical_calibration(value: float, null_values: Sequence[float], *,
                           min_references: int = MIN_REFERENCES) -> Calibrated:
     """Exact rank p-value, (1 + #{null >= value}) / (R + 1): valid under exchangeability with no
     distributional assumption, but never below 1 / (R + 1)."""
-    null = np.asarray([v for v in null_values if v is not None and np.isfinite(v)], dtype=float)
+    null = _finite(null_values)
     n = int(null.size)
     if n < min_references:
-        return Calibrated(float(value), None, None, None, None, n,
-                          f"p-value needs at least {min_references} references on shared "
-                          f"prompts; have {n}")
+        return _too_few(value, n, min_references)
     p = float((1 + np.sum(null >= value)) / (n + 1))
     return Calibrated(float(value), float(null.mean()), float(null.std(ddof=1)), None, p, n)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from attribution.calibrated import _provider_rows, _reference_rows
+from attribution.calibrated import provider_training_rows, reference_training_rows
 from attribution.references import ReferenceData, reference_from_group
 from attribution.style_model import RelativeAttributor
 from fingerprint.config import FingerprintConfig
@@ -52,6 +52,15 @@ class TeacherRanking:
                 "ranking": [s.__dict__ for s in self.ranking]}
 
 
+def stored_references(indexes: Sequence[FingerprintIndex]) -> list[ReferenceData]:
+    """The reference sets stored in any of the indexes (the first of each name)."""
+    stored: dict[str, ReferenceData] = {}
+    for idx in indexes:
+        for name, group in idx.references.items():
+            stored.setdefault(name, reference_from_group(name, group))
+    return list(stored.values())
+
+
 def provider_labels(indexes: Sequence[FingerprintIndex]) -> list[str]:
     """Each index's directory name, made unique (a provider is known by its index)."""
     labels: list[str] = []
@@ -76,21 +85,17 @@ def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[Respons
         if differences:
             raise ConfigMismatchError(str(idx.path), differences)
     if references is None:
-        stored: dict[str, ReferenceData] = {}
-        for idx in indexes:
-            for name, group in idx.references.items():
-                stored.setdefault(name, reference_from_group(name, group))
-        references = list(stored.values())
+        references = stored_references(indexes)
     labels = provider_labels(indexes)
     clash = sorted(set(labels) & {r.name for r in references})
     if clash:
         raise ValueError(f"reference names equal provider labels: {clash}")
     hashes = [None if r.prompt is None else prompt_hash(r.prompt, config.normalizer_version)
               for r in records]
-    classes = {label: idx.style(_provider_rows(idx, hashes))
+    classes = {label: idx.style(provider_training_rows(idx, hashes))
                for label, idx in zip(labels, indexes)}
     for ref in references:
-        classes[ref.name] = ref.style[_reference_rows(ref, hashes)]
+        classes[ref.name] = ref.style[reference_training_rows(ref, hashes)]
     suspect = StyleVectorizer(config.style_features, config.style_version).transform(
         [r.response for r in records])
     results = RelativeAttributor(classes, labels).attribute(suspect, bootstrap)
