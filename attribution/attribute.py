@@ -105,13 +105,14 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
     if fingerprinter.config != index.config:
         raise ConfigMismatchError(str(index.path), index.config.differences(fingerprinter.config))
     evidence: list[ResponseEvidence] = []
-    signatures, styles = [], []
+    signatures, styles, embeddings = [], [], []
     for start in range(0, len(records), options.chunk_size):
         chunk = records[start:start + options.chunk_size]
         fps = fingerprinter.fingerprint([r.response for r in chunk])
         evidence.extend(_chunk_evidence(index, chunk, fps, options))
         signatures.append(fps.signatures)
         styles.append(fps.style)
+        embeddings.append(fps.embeddings)
         if progress is not None:
             progress(len(chunk))
     if references is None:
@@ -125,7 +126,8 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
             index, references,
             [None if r.prompt is None else prompt_hash(r.prompt, version) for r in records],
             np.concatenate(signatures), sparse.vstack(styles, format="csr"),
-            np.array([e.near_duplicate for e in evidence]), options.near_duplicate_threshold)
+            np.array([e.near_duplicate for e in evidence]), options.near_duplicate_threshold,
+            suspect_embeddings=np.concatenate(embeddings))
         evidence = [dataclasses.replace(e, provider_like=bool(flag))
                     for e, flag in zip(evidence, calibration.provider_like)]
     return _summarise(index, records, evidence, options, suspect, skipped_empty, calibration)

@@ -7,6 +7,8 @@ null hypothesis and the p-value). The signals:
 - ``provider_share``: share of the suspect's responses that a style classifier over the provider
   and the references assigns to the provider (attribution.style_model). This is what carries the
   distillation signal: students inherit their teacher's idiosyncrasies.
+- ``mean_paired_cosine``: the same in embedding cosine, against the references stored with
+  embeddings (``reference add --embeddings``; without them it stays uncalibrated).
 - ``mean_paired_jaccard``: mean word 3-gram Jaccard to the provider's answer to the same prompt.
 - ``near_duplicate_rate``: share of responses with a near-duplicate among the served responses.
   Independent models have almost none, so its null is mostly zeros and no normal approximation
@@ -95,22 +97,50 @@ def reference_training_rows(ref: ReferenceData,
     return _spread(range(len(ref)), MAX_CLASS_ROWS)
 
 
-def _paired_mean(index: FingerprintIndex, hashes: Sequence[str | None], signatures: np.ndarray,
-                 restrict: set[str]) -> tuple[float | None, int]:
-    """Mean Jaccard to the provider's first answer to the same prompt, over ``restrict``."""
+def _paired_mean(index: FingerprintIndex, hashes: Sequence[str | None], restrict: set[str],
+                 similarity) -> tuple[float | None, int]:
+    """Mean similarity to the provider's first answer to the same prompt, over ``restrict``
+    (one answer per prompt). ``similarity(rows, served_rows)`` gives one value per pair."""
     by_prompt = index.rows_for_prompts(h for h in hashes if h in restrict)
-    pairs = [(i, rows[0]) for i, h in enumerate(hashes)
-             if h in restrict and h in by_prompt and (rows := by_prompt[h])]
-    seen, mine, served = set(), [], []
-    for i, row in pairs:
-        if hashes[i] not in seen:
-            seen.add(hashes[i])
+    seen: set[str] = set()
+    mine, served = [], []
+    for i, h in enumerate(hashes):
+        if h in restrict and h in by_prompt and h not in seen:
+            seen.add(h)
             mine.append(i)
-            served.append(row)
+            served.append(by_prompt[h][0])
     if not mine:
         return None, 0
-    values = np.mean(signatures[mine] == index.signatures(served), axis=1)
-    return float(values.mean()), len(mine)
+    return float(np.mean(similarity(mine, served))), len(mine)
+
+
+def _jaccard_to(index: FingerprintIndex, signatures: np.ndarray):
+    return lambda mine, served: np.mean(signatures[mine] == index.signatures(served), axis=1)
+
+
+def _cosine_to(index: FingerprintIndex, embeddings: np.ndarray):
+    return lambda mine, served: np.sum(embeddings[mine] * index.embeddings(served), axis=1)
+
+
+def _paired_signal(name: str, description: str, index: FingerprintIndex,
+                   references: Sequence[ReferenceData], suspect_hashes: Sequence[str | None],
+                   suspect_similarity, reference_similarity, notes: list[str]) -> CalibratedSignal:
+    """A paired signal for the suspect and, as null draws, for every reference that has it."""
+    prompts = {h for h in suspect_hashes if h is not None}
+    value, n = _paired_mean(index, suspect_hashes, prompts, suspect_similarity)
+    null: dict[str, float] = {}
+    for ref in references:
+        similarity = reference_similarity(ref)
+        if similarity is None:
+            continue
+        ref_value, ref_n = _paired_mean(index, ref.prompt_hashes, prompts, similarity)
+        if ref_value is not None and ref_n >= MIN_SHARED_PROMPTS:
+            null[ref.name] = ref_value
+        else:
+            notes.append(f"reference {ref.name} shares {ref_n} prompts with the suspect and the "
+                         f"provider (fewer than {MIN_SHARED_PROMPTS}): left out of {name}")
+    calibrated = calibrate(value, list(null.values())) if value is not None else None
+    return CalibratedSignal(name, value, description, n, calibrated, null)
 
 
 def calibrate_against_references(index: FingerprintIndex, references: Sequence[ReferenceData],
@@ -118,7 +148,8 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
                                  suspect_signatures: np.ndarray, suspect_style,
                                  suspect_near_duplicates: np.ndarray,
                                  near_duplicate_threshold: float,
-                                 bootstrap: int = 1000) -> Calibration:
+                                 bootstrap: int = 1000,
+                                 suspect_embeddings: np.ndarray | None = None) -> Calibration:
     notes: list[str] = []
     if len(suspect_hashes) < FEW_SUSPECT_RESPONSES:
         notes.append(f"the suspect has only {len(suspect_hashes)} responses (fewer than "
@@ -138,24 +169,25 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
         "share of responses a style classifier over provider and references assigns to the "
         "provider", len(share.assigned), share.calibrated, share.null)]
 
-    # paired Jaccard, on the prompts each reference shares with the suspect and the provider
-    suspect_prompts = {h for h in suspect_hashes if h is not None}
-    value, n = _paired_mean(index, suspect_hashes, suspect_signatures, suspect_prompts)
-    null: dict[str, float] = {}
-    for ref in references:
-        ref_value, ref_n = _paired_mean(index, ref.prompt_hashes, ref.signatures, suspect_prompts)
-        if ref_value is not None and ref_n >= MIN_SHARED_PROMPTS:
-            null[ref.name] = ref_value
-        else:
-            notes.append(f"reference {ref.name} shares {ref_n} prompts with the suspect and the "
-                         f"provider (fewer than {MIN_SHARED_PROMPTS}): left out of mean_paired_jaccard")
-    signals.append(CalibratedSignal(
-        "mean_paired_jaccard", value,
-        "mean word 3-gram Jaccard to the provider's answer to the same prompt", n,
-        calibrate(value, list(null.values())) if value is not None else None, null))
-    if value is None:
+    # paired similarities, on the prompts each reference shares with the suspect and the provider
+    signals.append(_paired_signal(
+        "mean_paired_jaccard", "mean word 3-gram Jaccard to the provider's answer to the same "
+        "prompt", index, references, suspect_hashes, _jaccard_to(index, suspect_signatures),
+        lambda ref: _jaccard_to(index, ref.signatures), notes))
+    if signals[-1].value is None:
         notes.append("no suspect prompt is among the indexed prompts: mean_paired_jaccard needs "
                      "them")
+    if suspect_embeddings is not None and index.has_embeddings:
+        with_embeddings = [r for r in references if r.embeddings is not None]
+        if len(with_embeddings) < len(references):
+            notes.append(f"{len(references) - len(with_embeddings)} of {len(references)} "
+                         f"references were stored without embeddings (reference add "
+                         f"--embeddings), so mean_paired_cosine is calibrated on the others")
+        signals.append(_paired_signal(
+            "mean_paired_cosine", "mean embedding cosine to the provider's answer to the same "
+            "prompt", index, references, suspect_hashes, _cosine_to(index, suspect_embeddings),
+            lambda ref: None if ref.embeddings is None else _cosine_to(index, ref.embeddings),
+            notes))
 
     # near-duplicate rate
     rate = float(np.mean(suspect_near_duplicates)) if len(suspect_near_duplicates) else None

@@ -207,3 +207,23 @@ def test_html_report_plots_every_reference_and_shows_the_config(styled_index, fi
     assert page.count("<title>suspect: ") == 3  # one plot per calibrated signal
     assert "<mark>" in page and "Derived fraction" in page and '"faiss-cpu": "x"' in page
     assert page.startswith("<!doctype html>") and "src=" not in page  # nothing fetched
+
+
+def test_paired_cosine_is_calibrated_on_references_stored_with_embeddings(tmp_path,
+                                                                           fingerprinter):
+    from conftest import styled_rows
+    from index import add_reference
+
+    path = tmp_path / "emb"
+    build_index(path, [write_jsonl(tmp_path / "p.jsonl", styled_rows(0, 25))], fingerprinter)
+    for style in range(1, 6):
+        add_reference(path, f"model{style}",
+                      [write_jsonl(tmp_path / f"m{style}.jsonl", styled_rows(style, 25))],
+                      fingerprinter, embed=True)
+    with open_index(path) as idx:
+        assert all(g.has_embeddings for g in idx.references.values())
+        result = attribute(idx, styled_records(0, 25), fingerprinter=fingerprinter)
+    cosine = result.signal("mean_paired_cosine")
+    assert cosine.references == 5 and cosine.p_value is not None and cosine.value > 0.99
+    assert set(cosine.reference_values) == {f"model{s}" for s in range(1, 6)}
+    assert all(v < cosine.value for v in cosine.reference_values.values())
