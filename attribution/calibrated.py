@@ -177,8 +177,8 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
     if signals[-1].value is None:
         notes.append("no suspect prompt is among the indexed prompts: mean_paired_jaccard needs "
                      "them")
-    if suspect_embeddings is not None and index.has_embeddings:
-        with_embeddings = [r for r in references if r.embeddings is not None]
+    with_embeddings = [r for r in references if r.embeddings is not None]
+    if suspect_embeddings is not None and index.has_embeddings and with_embeddings:
         if len(with_embeddings) < len(references):
             notes.append(f"{len(references) - len(with_embeddings)} of {len(references)} "
                          f"references were stored without embeddings (reference add "
