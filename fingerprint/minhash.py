@@ -21,9 +21,10 @@ from fingerprint.shingles import word_shingles
 SIGNATURE_DTYPE = np.dtype("<u4")
 EMPTY_HASH = np.uint32(0xFFFFFFFF)
 
-# Upper bound on the (shingles x permutations) matrix materialised at once: 16M uint32 = 64 MB,
-# whatever the batch or a single document's size.
-_MAX_CELLS = 1 << 24
+# Cells of the (shingles x permutations) matrix materialised at once. Small enough to stay in
+# the CPU cache (256K uint32 = 1 MB): at 64 MB the multiply-add and the reduction were memory
+# bound and 5x slower (benchmarks/minhash_speed.py). It also bounds memory for any document size.
+_MAX_CELLS = 1 << 18
 
 _FMIX_M1 = np.uint32(0x85EBCA6B)
 _FMIX_M2 = np.uint32(0xC2B2AE35)
