@@ -133,11 +133,7 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
     from index.writer import build_index
 
     fingerprinter = Fingerprinter(_config(FingerprintConfig(), config), batch_size=batch_size)
-    with _progress(inputs, "indexing") as progress:
-        result = build_index(index_path, list(inputs), fingerprinter, fields=fields,
-                             store_text=not no_store_text, skip_duplicates=skip_duplicates,
-                             progress=progress)
-    _echo_append(index_path, result)
+    _append(build_index, inputs, index_path, fingerprinter, fields, no_store_text, skip_duplicates)
 
 
 @index.command("add", context_settings=CONTEXT)
@@ -156,14 +152,16 @@ def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 
     stored = read_manifest(index_path).config
     fingerprinter = Fingerprinter(_config(stored, config), batch_size=batch_size)
+    _append(add_files, inputs, index_path, fingerprinter, fields, no_store_text, skip_duplicates)
+
+
+def _append(write: Callable, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,
+            fields: FieldMap, no_store_text: bool, skip_duplicates: bool) -> None:
+    """Run ``build_index`` or ``add_files`` with a progress bar and report what it stored."""
     with _progress(inputs, "indexing") as progress:
-        result = add_files(index_path, list(inputs), fingerprinter, fields=fields,
-                           store_text=not no_store_text, skip_duplicates=skip_duplicates,
-                           progress=progress)
-    _echo_append(index_path, result)
-
-
-def _echo_append(index_path: Path, result: Any) -> None:
+        result = write(index_path, list(inputs), fingerprinter, fields=fields,
+                       store_text=not no_store_text, skip_duplicates=skip_duplicates,
+                       progress=progress)
     where = f"segment {result.segment}" if result.segment else "no new segment"
     click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
                f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "

@@ -12,19 +12,12 @@ import json
 import re
 import unicodedata
 
+from attribution.report import fmt_number
 from attribution.result import AttributionResult, Signal
 from fingerprint.shingles import word_shingles
 
 _WORD = re.compile(r"\w+")
 _PAIR_CHARS = 2000
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    if 0 < abs(value) < 1e-3:
-        return f"{value:.2e}"
-    return f"{value:.{digits}f}"
 
 
 def highlight_shared(text: str, other: str, n: int = 3) -> str:
@@ -58,14 +51,14 @@ def signal_plot(signal: Signal) -> str:
     span = (high - low) or 1.0
     x = lambda v: 20 + 560 * (v - low) / span  # noqa: E731
     dots = "".join(f'<circle cx="{x(v):.1f}" cy="30" r="6" fill="#999" fill-opacity="0.7">'
-                   f"<title>{html.escape(name)}: {_fmt(v)}</title></circle>"
+                   f"<title>{html.escape(name)}: {fmt_number(v)}</title></circle>"
                    for name, v in null.items())
     return (f'<svg width="600" height="60" role="img" aria-label="{html.escape(signal.name)}">'
             f'<line x1="20" y1="30" x2="580" y2="30" stroke="#ccc"/>{dots}'
             f'<circle cx="{x(signal.value):.1f}" cy="30" r="8" fill="#c00">'
-            f"<title>suspect: {_fmt(signal.value)}</title></circle>"
-            f'<text x="20" y="55" font-size="11">{_fmt(low)}</text>'
-            f'<text x="580" y="55" font-size="11" text-anchor="end">{_fmt(high)}</text></svg>')
+            f"<title>suspect: {fmt_number(signal.value)}</title></circle>"
+            f'<text x="20" y="55" font-size="11">{fmt_number(low)}</text>'
+            f'<text x="580" y="55" font-size="11" text-anchor="end">{fmt_number(high)}</text></svg>')
 
 
 def fraction_plot(fraction: float | None, ci: tuple[float, float] | None) -> str:
@@ -98,34 +91,34 @@ def html_report(result: AttributionResult, extra: dict | None = None) -> str:
     ]
     if result.teachers is not None:
         t = result.teachers
-        rows = "".join(f"<tr><td>{e(s.provider)}</td><td>{_fmt(s.share)}</td>"
-                       f"<td>{_fmt(s.p_value)}</td></tr>" for s in t.ranking)
+        rows = "".join(f"<tr><td>{e(s.provider)}</td><td>{fmt_number(s.share)}</td>"
+                       f"<td>{fmt_number(s.p_value)}</td></tr>" for s in t.ranking)
         parts.append(f"<h2>Likely teacher: {e(t.teacher.provider)}</h2><p>Margin "
-                     f"{_fmt(t.margin)} in provider share over the runner-up.</p><table><tr>"
+                     f"{fmt_number(t.margin)} in provider share over the runner-up.</p><table><tr>"
                      f"<th>provider</th><th>provider share</th><th>p-value</th></tr>{rows}"
                      f"</table>")
     if result.calibrated:
         ci = result.derived_fraction_ci
         parts += [
-            f"<h2>p-value {_fmt(result.p_value)}</h2>",
+            f"<h2>p-value {fmt_number(result.p_value)}</h2>",
             "<p>Null hypothesis: the suspect is one more independent model, like the "
             f"{len(result.references)} reference models ({e(', '.join(result.references))}); "
             "its outputs are no more like the provider's than theirs are. Signals are calibrated "
             "against the references and combined with the Cauchy combination test.</p>",
-            f"<h2>Derived fraction {_fmt(result.derived_fraction)}"
-            + ("" if ci is None else f" (95% CI {_fmt(ci[0])} to {_fmt(ci[1])})") + "</h2>",
+            f"<h2>Derived fraction {fmt_number(result.derived_fraction)}"
+            + ("" if ci is None else f" (95% CI {fmt_number(ci[0])} to {fmt_number(ci[1])})") + "</h2>",
             "<p>A lower bound on the share of the suspect's responses that are provider-like "
             "beyond what the references show.</p>",
             fraction_plot(result.derived_fraction, ci),
         ]
     else:
-        parts.append(f"<h2>Uncalibrated score {_fmt(result.score)}</h2><p>No usable reference "
+        parts.append(f"<h2>Uncalibrated score {fmt_number(result.score)}</h2><p>No usable reference "
                      "models: no p-value. Compare suspects against the same index only.</p>")
     parts.append("<h2>Signals</h2><p>Red: the suspect; grey: each reference model (hover for "
                  "names).</p><table><tr><th>signal</th><th>value</th><th>p-value</th>"
                  "<th>suspect among the references</th><th>meaning</th></tr>")
     for s in result.signals:
-        parts.append(f"<tr><td>{e(s.name)}</td><td>{_fmt(s.value)}</td><td>{_fmt(s.p_value)}"
+        parts.append(f"<tr><td>{e(s.name)}</td><td>{fmt_number(s.value)}</td><td>{fmt_number(s.p_value)}"
                      f"{'<br><small>' + e(s.reason) + '</small>' if s.reason else ''}</td>"
                      f"<td>{signal_plot(s)}</td><td>{e(s.description)}</td>"
                      f"</tr>")
@@ -137,15 +130,16 @@ def html_report(result: AttributionResult, extra: dict | None = None) -> str:
                  "response closest to it; word 3-grams the two share are highlighted.</p>")
     for n, p in enumerate(result.top_pairs, start=1):
         served = p.served_text or ""
-        cosine = _fmt(p.cosine)
+        served_cell = (highlight_shared(served[:_PAIR_CHARS], p.suspect_text) if p.served_text
+                       else "<i>text not stored</i>")
+        cosine = fmt_number(p.cosine)
         parts.append(
             f"<h3>{n}. suspect <code>{e(p.suspect_id)}</code> ~ served "
-            f"<code>{e(p.served_id)}</code> ({e(p.relation)})</h3><p>Jaccard {_fmt(p.jaccard)}, "
+            f"<code>{e(p.served_id)}</code> ({e(p.relation)})</h3><p>Jaccard {fmt_number(p.jaccard)}, "
             f"cosine {cosine}" + (f"<br>Prompt: {e(p.prompt)}" if p.prompt else "") + "</p>"
             f"<table class='pair'><tr><th>suspect</th><th>served</th></tr><tr>"
             f"<td>{highlight_shared(p.suspect_text[:_PAIR_CHARS], served)}</td>"
-            f"<td>{highlight_shared(served[:_PAIR_CHARS], p.suspect_text) if p.served_text else '<i>text not stored</i>'}"
-            f"</td></tr></table>")
+            f"<td>{served_cell}</td></tr></table>")
     parts.append("<h2>Exact configuration</h2><pre>"
                  + html.escape(json.dumps({"settings": result.settings, **(extra or {})},
                                           indent=2), quote=False)

@@ -17,10 +17,11 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _fmt_p(value: float | None) -> str:
+def fmt_number(value: float | None) -> str:
+    """Three decimals, or scientific notation where that would hide a tiny value (p-values)."""
     if value is None:
         return "n/a"
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+    return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.3f}"
 
 
 def summary_text(result: AttributionResult) -> str:
@@ -33,14 +34,14 @@ def summary_text(result: AttributionResult) -> str:
     if result.teachers is not None:
         t = result.teachers
         lines.append(f"teacher   {t.teacher.provider} (margin {t.margin:.3f} in provider share, "
-                     f"p={_fmt_p(t.teacher.p_value)}); ranking: "
+                     f"p={fmt_number(t.teacher.p_value)}); ranking: "
                      + ", ".join(f"{s.provider} {s.share:.3f}" for s in t.ranking))
     if result.calibrated:
         ci = result.derived_fraction_ci
         interval = "" if ci is None else f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}"
         lines += [
             f"refs      {len(result.references)}: {', '.join(result.references)}",
-            f"p-value   {_fmt_p(result.p_value)}  (null: the suspect is one more independent "
+            f"p-value   {fmt_number(result.p_value)}  (null: the suspect is one more independent "
             f"model, like the references)",
             f"score     {_fmt(result.score)}  (derived fraction, lower bound{interval})",
         ]
@@ -49,7 +50,7 @@ def summary_text(result: AttributionResult) -> str:
                      f"higher = more derived)")
     width = max(len(s.name) for s in result.signals)
     for s in result.signals:
-        p = f"  p={_fmt_p(s.p_value)}" if s.p_value is not None else ""
+        p = f"  p={fmt_number(s.p_value)}" if s.p_value is not None else ""
         lines.append(f"  {s.name:<{width}}  {_fmt(s.value)}{p}  (n={s.n}) {s.description}")
     lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)
@@ -78,9 +79,9 @@ def markdown_report(result: AttributionResult) -> str:
         t = result.teachers
         out += ["", f"**Likely teacher: {t.teacher.provider}** (`{t.teacher.index}`), margin "
                 f"{t.margin:.3f} in provider share over the runner-up, p-value "
-                f"{_fmt_p(t.teacher.p_value)}. The rest of this report is against that index.",
+                f"{fmt_number(t.teacher.p_value)}. The rest of this report is against that index.",
                 "", "| provider | provider share | p-value | z |", "|---|---|---|---|"]
-        out += [f"| {s.provider} | {s.share:.3f} | {_fmt_p(s.p_value)} | {_fmt(s.z)} |"
+        out += [f"| {s.provider} | {s.share:.3f} | {fmt_number(s.p_value)} | {_fmt(s.z)} |"
                 for s in t.ranking]
         out.append("")
     if result.calibrated:
@@ -89,7 +90,7 @@ def markdown_report(result: AttributionResult) -> str:
             f"- Reference models ({len(result.references)}): "
             + ", ".join(f"`{r}`" for r in result.references),
             "",
-            f"**p-value: {_fmt_p(result.p_value)}** (Cauchy combination of the calibrated "
+            f"**p-value: {fmt_number(result.p_value)}** (Cauchy combination of the calibrated "
             "signals). Null hypothesis: the suspect is one more independent model, like the "
             "references; its outputs are no more provider-like than theirs.",
             "",
@@ -105,7 +106,7 @@ def markdown_report(result: AttributionResult) -> str:
     out += ["", "| signal | value | n | p-value | z | references' mean | meaning |",
             "|---|---|---|---|---|---|---|"]
     for s in result.signals:
-        out.append(f"| {s.name} | {_fmt(s.value)} | {s.n} | {_fmt_p(s.p_value)} | "
+        out.append(f"| {s.name} | {_fmt(s.value)} | {s.n} | {fmt_number(s.p_value)} | "
                    f"{_fmt(s.z)} | {_fmt(s.null_mean)} | {s.description}"
                    + (f" ({s.reason})" if s.reason else "") + " |")
     for note in result.notes:

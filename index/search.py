@@ -53,13 +53,14 @@ def search_minhash(segments: Sequence[Segment], signatures: np.ndarray, k: int) 
     rows, scores = _empty(q, k)
     if q == 0:
         return Hits(rows, scores)
-    codes = one_bit_codes(signatures)
+    codes = None  # 1-bit codes, made only if a segment is large enough to need them
     for seg in segments:
         if seg.rows == 0:
             continue
         if seg.rows <= EXACT_SCAN_ROWS:
             cand, exact = _exact_scan(seg, signatures, k)
         else:
+            codes = one_bit_codes(signatures) if codes is None else codes
             cand, exact = _candidates_reranked(seg, signatures, codes, k)
         rows, scores = _merge(rows, scores, cand, exact, k)
     return Hits(rows, scores)

@@ -28,7 +28,7 @@ from fingerprint.minhash import SIGNATURE_DTYPE
 from fingerprint.records import ResponseRecord
 from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
 from index.codes import one_bit_codes
-from index.errors import IndexCorruptedError
+from index.errors import IndexCorruptedError, IndexStoreError
 from index.files import fsync_path, sha256_file
 from index.manifest import FileEntry, SegmentEntry, now_iso
 from index.metadata import MetadataReader, MetadataWriter
@@ -227,7 +227,7 @@ class Segment:
     @cached_property
     def embedding_index(self) -> faiss.Index:
         if not self.has_embeddings:
-            raise IndexCorruptedError(f"{self.dir}: this segment was stored without embeddings")
+            raise IndexStoreError(f"{self.dir}: this segment was stored without embeddings")
         self.verify()
         return self._checked(faiss.read_index, EMBEDDINGS)
 
