@@ -18,16 +18,17 @@ from fingerprint.style import STYLE_VERSIONS
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 MINHASH_SCHEMES = ("affine32",)
-HASH_FUNCTIONS = ("sha1_32",)
+HASH_FUNCTIONS = ("xxh32", "sha1_32")
 
 
 @dataclass(frozen=True)
 class FingerprintConfig:
     """Everything that determines the MinHash and embedding fingerprints of a text.
 
-    ``minhash_scheme`` and ``hash_function`` name datasketch's defaults (``MinHash(scheme=
-    "affine32")`` fed ``sha1_hash32``): signatures are bit-identical to datasketch's for the same
-    shingles and seed. ``style_*`` define the per-response style fingerprint (fingerprint.style).
+    ``minhash_scheme`` and ``hash_function`` name datasketch's (``MinHash(scheme="affine32",
+    hashfunc=...)``; ``xxh32`` is ``xxhash.xxh32_intdigest``, ``sha1_32`` datasketch's default
+    ``sha1_hash32``): signatures are bit-identical to datasketch's for the same shingles and seed.
+    ``style_*`` define the per-response style fingerprint (fingerprint.style).
     """
 
     normalizer_version: int = 1
@@ -35,7 +36,7 @@ class FingerprintConfig:
     num_perm: int = 128
     seed: int = 1
     minhash_scheme: str = "affine32"
-    hash_function: str = "sha1_32"
+    hash_function: str = "xxh32"
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_max_tokens: int = 256
     style_version: int = 1

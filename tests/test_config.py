@@ -8,6 +8,7 @@ from fingerprint import ConfigError, FingerprintConfig
 def test_defaults_are_the_documented_ones():
     c = FingerprintConfig()
     assert (c.shingle_size, c.num_perm, c.seed, c.minhash_scheme) == (3, 128, 1, "affine32")
+    assert c.hash_function == "xxh32"
     assert c.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -22,6 +23,7 @@ def test_config_is_frozen():
     ({"shingle_size": 0}, "shingle_size"),
     ({"seed": -1}, "seed"),
     ({"minhash_scheme": "legacy"}, "minhash_scheme"),
+    ({"hash_function": "md5"}, "hash_function"),
     ({"embedding_model": " "}, "embedding_model"),
     ({"num_perm": "128"}, "integer"),
     ({"normalizer_version": 9}, "normalizer_version"),
