@@ -10,6 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
+
 _CHUNK = 1 << 20
 
 
@@ -43,3 +45,48 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
     fsync_path(target.parent)
+
+
+class NpyAppender:
+    """Writes a ``.npy`` array row block by row block, so a segment never sits whole in memory.
+
+    The header is written first with room reserved for the final shape and rewritten when the
+    file is closed; the result is an ordinary ``.npy`` file that ``np.load(..., mmap_mode="r")``
+    opens without reading it.
+    """
+
+    HEADER_BYTES = 128
+
+    def __init__(self, path: str | os.PathLike[str], dtype: str, row_shape: tuple[int, ...] = ()):
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.row_shape = tuple(row_shape)
+        self.rows = 0
+        self._file = open(self.path, "wb")
+        self._file.write(self._header())
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected "
+                             f"{self.row_shape}")
+        self._file.write(block.tobytes())
+        self.rows += block.shape[0]
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        self._file.seek(0)
+        self._file.write(self._header())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def _header(self) -> bytes:
+        shape = (self.rows, *self.row_shape)
+        text = repr({"descr": self.dtype.str, "fortran_order": False, "shape": shape})
+        room = self.HEADER_BYTES - 10  # magic (6), version (2), header length (2)
+        if len(text) + 1 > room:
+            raise ValueError(f"{self.path.name}: shape {shape} does not fit the reserved header")
+        body = (text + " " * (room - len(text) - 1) + "\n").encode("latin-1")
+        return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body

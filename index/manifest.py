@@ -25,7 +25,7 @@ from index.files import atomic_write_bytes
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "fingerprint-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: streamed .npy vectors, local FAISS ids, size-dependent index types
 
 _VERSIONED_PACKAGES = ("output-fingerprint", "datasketch", "faiss-cpu", "numpy",
                        "sentence-transformers", "transformers", "torch")
@@ -176,8 +176,11 @@ def read_manifest(root: Path) -> Manifest:
         raise NotAnIndexError(f"{path}: expected format {FORMAT_NAME!r}, found {found!r}")
     version = data.get("format_version")
     if version != FORMAT_VERSION:
+        hint = (" (written by an older release: rebuild it from the served responses with "
+                "'fingerprint index build')" if isinstance(version, int) and
+                version < FORMAT_VERSION else "")
         raise IndexCorruptedError(f"{path}: format_version is {version!r}; this toolkit reads "
-                                  f"version {FORMAT_VERSION}")
+                                  f"version {FORMAT_VERSION}{hint}")
     stored = data.pop("checksum", None)
     actual = _checksum(data)
     if stored != actual:

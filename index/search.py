@@ -1,10 +1,14 @@
 """Top-k search across segments, merged into one ranking.
 
-MinHash search reports the exact MinHash estimate (the figure datasketch would give). A segment
-of up to ``EXACT_SCAN_ROWS`` rows is scanned in full. A larger one runs in two stages: the 1-bit
-codes in its FAISS binary index yield candidates by Hamming distance, which are re-ranked on the
-full signatures. 1-bit codes rank near-duplicates reliably but not weak matches (at Jaccard 0.05
-two bits agree 52.5% of the time instead of 50%), which is why small segments skip that stage.
+Every reported score is exact: the MinHash estimate on the full signatures (the figure datasketch
+would give) or the cosine of the stored embeddings. A segment of up to ``EXACT_SCAN_ROWS`` rows
+is scanned in full for MinHash. A larger one runs in two stages: the 1-bit codes in its FAISS
+binary index yield candidates by Hamming distance, which are re-ranked on the full signatures.
+1-bit codes rank near-duplicates reliably but not weak matches (at Jaccard 0.05 two bits agree
+52.5% of the time instead of 50%), which is why small segments skip that stage. Embeddings of a
+small segment are searched exactly (flat index); a large segment's IVF-PQ index proposes
+candidates that are re-ranked on the memory-mapped vectors. The probe and candidate counts below
+were tuned with benchmarks/scaling.py for recall@10 >= 0.9 against exact search.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from index.segment import Segment
 CANDIDATE_FACTOR = 8
 MIN_CANDIDATES = 64
 EXACT_SCAN_ROWS = 50_000
+# Approximate (IVF) segments: inverted lists visited per query, and embedding candidates
+# re-ranked exactly per requested neighbour.
+MINHASH_NPROBE = 16
+EMBEDDING_NPROBE = 16
+EMBEDDING_CANDIDATE_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,18 @@ def _exact_scan(seg: Segment, signatures: np.ndarray, k: int) -> tuple[np.ndarra
 def _candidates_reranked(seg: Segment, signatures: np.ndarray, codes: np.ndarray,
                          k: int) -> tuple[np.ndarray, np.ndarray]:
     n_cand = min(seg.rows, max(MIN_CANDIDATES, CANDIDATE_FACTOR * k))
-    _, cand = seg.code_index.search(codes, n_cand)
-    exact = np.full(cand.shape, -np.inf, dtype=np.float64)
+    index = seg.code_index
+    if seg.approximate:
+        index.nprobe = MINHASH_NPROBE
+    _, found = index.search(codes, n_cand)
+    cand = np.full(found.shape, -1, dtype=np.int64)
+    exact = np.full(found.shape, -np.inf, dtype=np.float64)
     stored = seg.signatures
     for i in range(len(signatures)):
-        valid = cand[i] >= 0
-        local = np.sort(seg.local(cand[i][valid]))
-        cand[i][valid] = local + seg.first_row
-        exact[i, valid] = np.mean(stored[local] == signatures[i], axis=1)
-    return cand.astype(np.int64), exact
+        local = np.sort(found[i][found[i] >= 0])  # sorted: sequential reads of the memory map
+        cand[i, :local.size] = local + seg.first_row
+        exact[i, :local.size] = np.mean(stored[local] == signatures[i], axis=1)
+    return cand, exact
 
 
 def search_embeddings(segments: Sequence[Segment], vectors: np.ndarray, k: int) -> Hits:
@@ -102,6 +114,23 @@ def search_embeddings(segments: Sequence[Segment], vectors: np.ndarray, k: int) 
     for seg in segments:
         if seg.rows == 0:
             continue
-        sims, found = seg.embedding_index.search(vectors, min(k, seg.rows))
-        rows, scores = _merge(rows, scores, found.astype(np.int64), sims.astype(np.float64), k)
+        if seg.approximate:
+            found, sims = _embedding_candidates_reranked(seg, vectors, k)
+        else:
+            sims, found = seg.embedding_index.search(vectors, min(k, seg.rows))
+            found = seg.to_global(found)
+        rows, scores = _merge(rows, scores, found, sims.astype(np.float64), k)
     return Hits(rows, scores)
+
+
+def _embedding_candidates_reranked(seg: Segment, vectors: np.ndarray,
+                                   k: int) -> tuple[np.ndarray, np.ndarray]:
+    index = seg.embedding_index
+    index.nprobe = EMBEDDING_NPROBE
+    _, found = index.search(vectors, min(seg.rows, EMBEDDING_CANDIDATE_FACTOR * k))
+    sims = np.full(found.shape, -np.inf, dtype=np.float32)
+    valid = found >= 0
+    stored = seg.embeddings(np.sort(found[valid]))  # sorted: sequential reads of the memory map
+    order = np.argsort(np.argsort(found[valid], kind="stable"), kind="stable")
+    sims[valid] = np.einsum("ij,ij->i", stored[order], np.repeat(vectors, valid.sum(1), axis=0))
+    return seg.to_global(found), sims

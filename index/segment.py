@@ -5,16 +5,25 @@ makes the manifest checksums meaningful and lets readers memory-map files withou
 
 Files of a segment directory:
 - ``signatures.npy``: MinHash signatures, ``<u4`` (little-endian uint32), shape (rows, num_perm);
-- ``embeddings.faiss``: FAISS ``IndexIDMap2`` over the L2-normalised embeddings, keyed by row
-  (absent when the segment was stored without embeddings, e.g. a reference set);
-- ``minhash_codes.faiss``: FAISS ``IndexBinaryIDMap`` over the 1-bit MinHash codes, keyed by row;
+- ``embeddings.npy``: the L2-normalised embeddings, ``<f2``, shape (rows, dim) (absent when the
+  segment was stored without embeddings, e.g. a reference set);
+- ``embeddings.faiss``: the FAISS search index over those embeddings (see below);
+- ``minhash_codes.faiss``: a FAISS binary index over the 1-bit MinHash codes;
 - ``metadata.sqlite``: row -> response id, prompt hash, model, timestamp, account (and texts);
 - ``style_indptr.npy`` (``<i8``), ``style_indices.npy`` (``<i4``), ``style_counts.npy``
   (``<f4``): the style fingerprints as a CSR matrix (rows, style_features).
+
+The ``.npy`` files are written block by block as the batch streams in and are memory-mapped when
+read, so neither writing nor searching holds a segment's full vectors in memory. Only the two
+FAISS indexes are loaded, and their type follows the segment's size: below ``ANN_MIN_ROWS`` rows
+exact ones (flat inner product, flat Hamming); from there on compressed, approximate ones
+(``IVF,PQ`` for embeddings, ``BinaryIVF`` for the codes) whose candidates are re-ranked exactly
+on the memory-mapped vectors and signatures. The chosen types are recorded in the manifest.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -29,29 +38,55 @@ from fingerprint.records import ResponseRecord
 from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
 from index.codes import one_bit_codes
 from index.errors import IndexCorruptedError, IndexStoreError
-from index.files import fsync_path, sha256_file
+from index.files import NpyAppender, fsync_path, sha256_file
 from index.manifest import FileEntry, SegmentEntry, now_iso
 from index.metadata import MetadataReader, MetadataWriter
 
 SIGNATURES = "signatures.npy"
+EMBEDDING_VECTORS = "embeddings.npy"
 EMBEDDINGS = "embeddings.faiss"
 CODES = "minhash_codes.faiss"
 METADATA = "metadata.sqlite"
 STYLE_INDPTR = "style_indptr.npy"
 STYLE_INDICES = "style_indices.npy"
 STYLE_COUNTS = "style_counts.npy"
-SEGMENT_FILES = (SIGNATURES, EMBEDDINGS, CODES, METADATA, STYLE_INDPTR, STYLE_INDICES,
-                 STYLE_COUNTS)
+SEGMENT_FILES = (SIGNATURES, EMBEDDING_VECTORS, EMBEDDINGS, CODES, METADATA, STYLE_INDPTR,
+                 STYLE_INDICES, STYLE_COUNTS)
+EMBEDDING_FILES = (EMBEDDING_VECTORS, EMBEDDINGS)
 NO_EMBEDDINGS = "none"
 
 STYLE_INDPTR_DTYPE = np.dtype("<i8")
+VECTOR_DTYPE = np.dtype("<f2")  # half precision: cosines within 1e-3, half the disk
 
-EMBEDDING_INDEX_TYPE = "IDMap2,Flat(inner product)"
-MINHASH_INDEX_TYPE = "BinaryIDMap,BinaryFlat(1-bit minhash)"
+# From this many rows a segment gets approximate (IVF) indexes instead of exact (flat) ones.
+ANN_MIN_ROWS = 100_000
+# Vectors used to train the IVF centroids and PQ codebooks (FAISS wants >= 39 per centroid).
+TRAINING_PER_LIST = 40
+_BLOCK = 65_536  # rows moved at once when building indexes from the memory-mapped files
+
+FLAT_EMBEDDINGS = "Flat(inner product)"
+FLAT_CODES = "BinaryFlat(1-bit minhash)"
+
+
+def ivf_lists(rows: int) -> int:
+    """Inverted lists for an IVF index of ``rows`` vectors: a power of two near 4 sqrt(rows)."""
+    return int(min(65_536, max(16, 2 ** round(math.log2(4 * math.sqrt(max(rows, 1)))))))
+
+
+def pq_subquantizers(dim: int) -> int:
+    """PQ bytes per vector: one per 8 dimensions (32 for 256-d, 48 for 384-d)."""
+    for m in (dim // 8, dim // 4, dim // 2, dim):
+        if m and dim % m == 0:
+            return m
+    return dim
 
 
 class SegmentWriter:
-    """Builds a segment inside a private directory; nothing is visible until ``finish``."""
+    """Builds a segment inside a private directory; nothing is visible until ``finish``.
+
+    Fingerprints go to disk as they arrive (memory stays flat however large the batch); the
+    FAISS indexes are built in ``finish``, when the size, and so the index type, is known.
+    """
 
     def __init__(self, directory: Path, name: str, first_row: int, num_perm: int,
                  embedding_dim: int | None, style_features: int, store_text: bool):
@@ -59,17 +94,25 @@ class SegmentWriter:
         self.name = name
         self.first_row = first_row
         self.num_perm = num_perm
+        self.embedding_dim = embedding_dim
         self.store_text = store_text
+        self.style_features = style_features
         self.rows = 0
         self.sources: list[str] = []
-        self._signatures: list[np.ndarray] = []
-        self._style: list = []
-        self.style_features = style_features
-        self._embeddings = (None if embedding_dim is None
-                            else faiss.IndexIDMap2(faiss.IndexFlatIP(embedding_dim)))
-        self._codes = faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(num_perm))
+        self._sources_seen: set[str] = set()
         self.dir.mkdir(parents=True)
+        self._signatures = NpyAppender(self.dir / SIGNATURES, SIGNATURE_DTYPE.str, (num_perm,))
+        self._vectors = (None if embedding_dim is None else
+                         NpyAppender(self.dir / EMBEDDING_VECTORS, VECTOR_DTYPE.str,
+                                     (embedding_dim,)))
+        self._indptr = NpyAppender(self.dir / STYLE_INDPTR, STYLE_INDPTR_DTYPE.str)
+        self._indptr.append(np.zeros(1, dtype=STYLE_INDPTR_DTYPE))
+        self._indices = NpyAppender(self.dir / STYLE_INDICES, np.dtype(INDEX_DTYPE).str)
+        self._counts = NpyAppender(self.dir / STYLE_COUNTS, np.dtype(COUNT_DTYPE).str)
+        self._nnz = 0
         self._metadata = MetadataWriter(self.dir / METADATA, store_text)
+        self.embedding_index_type = NO_EMBEDDINGS
+        self.minhash_index_type = FLAT_CODES
 
     def add(self, records: Sequence[ResponseRecord], fingerprints: Fingerprints,
             prompt_hashes: Sequence[str | None]) -> None:
@@ -79,40 +122,39 @@ class SegmentWriter:
         if fingerprints.signatures.shape[1] != self.num_perm:
             raise ValueError(f"signatures have {fingerprints.signatures.shape[1]} permutations, "
                              f"the index {self.num_perm}")
-        ids = np.arange(self.first_row + self.rows, self.first_row + self.rows + n, dtype=np.int64)
-        signatures = np.ascontiguousarray(fingerprints.signatures, dtype=SIGNATURE_DTYPE)
-        self._signatures.append(signatures)
         if fingerprints.style.shape != (n, self.style_features):
             raise ValueError(f"style fingerprints have shape {fingerprints.style.shape}, "
                              f"expected {(n, self.style_features)}")
-        self._style.append(fingerprints.style)
-        if self._embeddings is not None:
+        if self._vectors is not None:
             if fingerprints.embeddings is None:
                 raise ValueError("this segment stores embeddings, but none were given")
-            self._embeddings.add_with_ids(np.ascontiguousarray(fingerprints.embeddings,
-                                                               dtype=np.float32), ids)
-        self._codes.add_with_ids(one_bit_codes(signatures), ids)
+            self._vectors.append(fingerprints.embeddings)
+        self._signatures.append(fingerprints.signatures)
+        style = fingerprints.style.tocsr()
+        self._indptr.append(style.indptr[1:].astype(STYLE_INDPTR_DTYPE) + self._nnz)
+        self._indices.append(style.indices)
+        self._counts.append(style.data)
+        self._nnz += int(style.indptr[-1])
         self._metadata.add(self.first_row + self.rows, records, prompt_hashes)
         self.rows += n
         for r in records:
-            if r.source not in self.sources:
+            if r.source not in self._sources_seen:
+                self._sources_seen.add(r.source)
                 self.sources.append(r.source)
 
     def finish(self, skipped_empty: int, skipped_duplicates: int) -> SegmentEntry:
-        """Write every file, flush it to disk and describe it for the manifest."""
-        signatures = (np.concatenate(self._signatures) if self._signatures
-                      else np.zeros((0, self.num_perm), dtype=SIGNATURE_DTYPE))
-        np.save(self.dir / SIGNATURES, signatures.astype(SIGNATURE_DTYPE, copy=False),
-                allow_pickle=False)
-        self._write_style()
-        if self._embeddings is not None:
-            faiss.write_index(self._embeddings, str(self.dir / EMBEDDINGS))
-        faiss.write_index_binary(self._codes, str(self.dir / CODES))
+        """Close the arrays, build the search indexes, flush everything and describe it."""
+        appenders = [self._signatures, self._indptr, self._indices, self._counts]
+        for appender in appenders + ([self._vectors] if self._vectors is not None else []):
+            appender.close()
+        if self._vectors is not None:
+            self.embedding_index_type = self._build_embedding_index()
+        self.minhash_index_type = self._build_code_index()
         self._metadata.close()
         files = []
         for name in SEGMENT_FILES:
             path = self.dir / name
-            if name == EMBEDDINGS and self._embeddings is None:
+            if name in EMBEDDING_FILES and self._vectors is None:
                 continue
             fsync_path(path)
             files.append(FileEntry(name, path.stat().st_size, sha256_file(path)))
@@ -121,41 +163,75 @@ class SegmentWriter:
             name=self.name, first_row=self.first_row, rows=self.rows, created_at=now_iso(),
             sources=tuple(self.sources), skipped_empty=skipped_empty,
             skipped_duplicates=skipped_duplicates, store_text=self.store_text,
-            embedding_index=(EMBEDDING_INDEX_TYPE if self._embeddings is not None
-                             else NO_EMBEDDINGS),
-            minhash_index=MINHASH_INDEX_TYPE,
+            embedding_index=self.embedding_index_type, minhash_index=self.minhash_index_type,
             files=tuple(files))
 
-    def _write_style(self) -> None:
-        from scipy import sparse
+    def _build_embedding_index(self) -> str:
+        vectors = np.load(self.dir / EMBEDDING_VECTORS, mmap_mode="r")
+        dim = int(vectors.shape[1])
+        if self.rows < ANN_MIN_ROWS:
+            index = faiss.IndexFlatIP(dim)
+            kind = FLAT_EMBEDDINGS
+        else:
+            nlist, m = ivf_lists(self.rows), pq_subquantizers(dim)
+            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, 8,
+                                     faiss.METRIC_INNER_PRODUCT)
+            index.train(_sample(vectors, TRAINING_PER_LIST * nlist).astype(np.float32))
+            kind = f"IVF{nlist},PQ{m}(inner product)"
+        for start in range(0, self.rows, _BLOCK):
+            index.add(np.ascontiguousarray(vectors[start:start + _BLOCK], dtype=np.float32))
+        faiss.write_index(index, str(self.dir / EMBEDDINGS))
+        return kind
 
-        style = (sparse.vstack(self._style, format="csr") if self._style
-                 else sparse.csr_matrix((0, self.style_features), dtype=np.float32))
-        np.save(self.dir / STYLE_INDPTR, style.indptr.astype(STYLE_INDPTR_DTYPE),
-                allow_pickle=False)
-        np.save(self.dir / STYLE_INDICES, style.indices.astype(INDEX_DTYPE), allow_pickle=False)
-        np.save(self.dir / STYLE_COUNTS, style.data.astype(COUNT_DTYPE), allow_pickle=False)
+    def _build_code_index(self) -> str:
+        signatures = np.load(self.dir / SIGNATURES, mmap_mode="r")
+        if self.rows < ANN_MIN_ROWS:
+            index = faiss.IndexBinaryFlat(self.num_perm)
+            kind = FLAT_CODES
+        else:
+            nlist = ivf_lists(self.rows)
+            index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(self.num_perm), self.num_perm,
+                                         nlist)
+            index.train(one_bit_codes(_sample(signatures, TRAINING_PER_LIST * nlist)))
+            kind = f"BinaryIVF{nlist}(1-bit minhash)"
+        for start in range(0, self.rows, _BLOCK):
+            index.add(one_bit_codes(signatures[start:start + _BLOCK]))
+        faiss.write_index_binary(index, str(self.dir / CODES))
+        return kind
 
     def abort(self) -> None:
+        for appender in (self._signatures, self._vectors, self._indptr, self._indices,
+                         self._counts):
+            try:
+                if appender is not None:
+                    appender._file.close()
+            except Exception:  # the directory is removed anyway
+                pass
         try:
             self._metadata.close()
-        except Exception:  # the directory is removed anyway
+        except Exception:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _sample(array: np.ndarray, size: int) -> np.ndarray:
+    """Up to ``size`` rows spread evenly over the array (deterministic: same data, same index)."""
+    if array.shape[0] <= size:
+        return np.asarray(array)
+    return np.asarray(array[np.linspace(0, array.shape[0] - 1, size).astype(np.int64)])
+
+
 class Segment:
-    """Read side of a segment. Files are checked against the manifest before first use."""
+    """Read side of a segment. Sizes are checked on open, each file's sha256 on its first use."""
 
     def __init__(self, directory: Path, entry: SegmentEntry, num_perm: int, style_features: int):
         self.dir = directory
         self.entry = entry
         self.num_perm = num_perm
         self.style_features = style_features
-        self._verified = False
-        for name in self.files:
-            expected = entry.file(name)
-            path = self.dir / name
+        self._verified: set[str] = set()
+        for expected in entry.files:
+            path = self.dir / expected.name
             if not path.is_file():
                 raise IndexCorruptedError(f"{path}: file is missing (segment {entry.name} lists "
                                           f"{expected.bytes} bytes)")
@@ -166,7 +242,7 @@ class Segment:
 
     @property
     def files(self) -> tuple[str, ...]:
-        return tuple(n for n in SEGMENT_FILES if n != EMBEDDINGS or self.has_embeddings)
+        return tuple(f.name for f in self.entry.files)
 
     @property
     def has_embeddings(self) -> bool:
@@ -180,43 +256,53 @@ class Segment:
     def rows(self) -> int:
         return self.entry.rows
 
+    @property
+    def approximate(self) -> bool:
+        """True if the FAISS indexes are IVF (candidates must be re-ranked exactly)."""
+        return self.entry.minhash_index.startswith("BinaryIVF")
+
     def verify(self) -> None:
         """Compare every file with its recorded sha256 (reads the whole segment once)."""
-        if self._verified:
-            return
         for name in self.files:
+            self._path(name)
+
+    def _path(self, name: str) -> Path:
+        """The file's path, after checking its sha256 against the manifest (once per process)."""
+        if name not in self._verified:
             expected = self.entry.file(name)
             actual = sha256_file(self.dir / name)
             if actual != expected.sha256:
                 raise IndexCorruptedError(f"{self.dir / name}: checksum mismatch (expected sha256 "
                                           f"{expected.sha256}, actual {actual})")
-        self._verified = True
+            self._verified.add(name)
+        return self.dir / name
+
+    def _array(self, name: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
+        path = self._path(name)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise IndexCorruptedError(f"{path}: not a readable .npy array ({exc})") from None
+        if array.dtype != dtype or (shape is not None and array.shape != shape) or \
+                (shape is None and array.ndim != 1):
+            wanted = f"{dtype} {shape}" if shape is not None else f"1-d {dtype}"
+            raise IndexCorruptedError(f"{path}: expected {wanted}, found {array.dtype} "
+                                      f"{array.shape}")
+        return array
 
     @cached_property
     def signatures(self) -> np.ndarray:
-        self.verify()
-        array = np.load(self.dir / SIGNATURES, mmap_mode="r", allow_pickle=False)
-        expected = (self.rows, self.num_perm)
-        if array.dtype != SIGNATURE_DTYPE or array.shape != expected:
-            raise IndexCorruptedError(f"{self.dir / SIGNATURES}: expected {SIGNATURE_DTYPE} "
-                                      f"{expected}, found {array.dtype} {array.shape}")
-        return array
+        """(rows, num_perm) uint32, memory-mapped."""
+        return self._array(SIGNATURES, SIGNATURE_DTYPE, (self.rows, self.num_perm))
 
     @cached_property
     def style(self):
         """The style fingerprints, CSR (rows, style_features), arrays memory-mapped."""
         from scipy import sparse
 
-        self.verify()
-        parts = []
-        for name, dtype in ((STYLE_COUNTS, COUNT_DTYPE), (STYLE_INDICES, INDEX_DTYPE),
-                            (STYLE_INDPTR, STYLE_INDPTR_DTYPE)):
-            array = np.load(self.dir / name, mmap_mode="r", allow_pickle=False)
-            if array.dtype != dtype or array.ndim != 1:
-                raise IndexCorruptedError(f"{self.dir / name}: expected 1-d {dtype}, found "
-                                          f"{array.ndim}-d {array.dtype}")
-            parts.append(array)
-        counts, indices, indptr = parts
+        counts = self._array(STYLE_COUNTS, np.dtype(COUNT_DTYPE), None)
+        indices = self._array(STYLE_INDICES, np.dtype(INDEX_DTYPE), None)
+        indptr = self._array(STYLE_INDPTR, STYLE_INDPTR_DTYPE, None)
         if len(indptr) != self.rows + 1 or indptr[-1] != len(counts) or \
                 len(indices) != len(counts):
             raise IndexCorruptedError(f"{self.dir}: style arrays do not form a "
@@ -228,28 +314,36 @@ class Segment:
     def embedding_index(self) -> faiss.Index:
         if not self.has_embeddings:
             raise IndexStoreError(f"{self.dir}: this segment was stored without embeddings")
-        self.verify()
         return self._checked(faiss.read_index, EMBEDDINGS)
 
     @cached_property
+    def vectors(self) -> np.ndarray:
+        """(rows, dim) float16 embeddings, memory-mapped."""
+        return self._array(EMBEDDING_VECTORS, VECTOR_DTYPE, (self.rows, self.embedding_index.d))
+
+    @cached_property
     def code_index(self) -> faiss.IndexBinary:
-        self.verify()
         return self._checked(faiss.read_index_binary, CODES)
 
     @cached_property
     def metadata(self) -> MetadataReader:
-        self.verify()
-        return MetadataReader(self.dir / METADATA)
+        return MetadataReader(self._path(METADATA))
 
     def _checked(self, reader, name: str):
+        path = self._path(name)
         try:
-            index = reader(str(self.dir / name))
+            index = reader(str(path))
         except RuntimeError as exc:
-            raise IndexCorruptedError(f"{self.dir / name}: FAISS cannot read it ({exc})") from None
+            raise IndexCorruptedError(f"{path}: FAISS cannot read it ({exc})") from None
         if index.ntotal != self.rows:
-            raise IndexCorruptedError(f"{self.dir / name}: expected {self.rows} vectors, "
+            raise IndexCorruptedError(f"{path}: expected {self.rows} vectors, "
                                       f"found {index.ntotal}")
         return index
+
+    def to_global(self, found: np.ndarray) -> np.ndarray:
+        """FAISS result ids (segment-local positions, -1 for none) -> index rows."""
+        found = np.asarray(found, dtype=np.int64)
+        return np.where(found >= 0, found + self.first_row, -1)
 
     def local(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(rows, dtype=np.int64) - self.first_row
@@ -257,11 +351,10 @@ class Segment:
     def contains(self, row: int) -> bool:
         return self.first_row <= row < self.first_row + self.rows
 
-    def embeddings(self, rows: Sequence[int]) -> np.ndarray:
-        index = self.embedding_index
-        if not len(rows):
-            return np.zeros((0, index.d), dtype=np.float32)
-        return np.stack([index.reconstruct(int(r)) for r in rows]).astype(np.float32)
+    def embeddings(self, local_rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 embeddings of the given local rows."""
+        local_rows = np.asarray(local_rows, dtype=np.int64)
+        return np.asarray(self.vectors[local_rows], dtype=np.float32)
 
     def close(self) -> None:
         if "metadata" in self.__dict__:

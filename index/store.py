@@ -91,8 +91,8 @@ class SegmentGroup:
         if not self.has_embeddings:
             raise IndexStoreError(f"{self.dir}: stored without embeddings")
         out = np.zeros((len(rows), self.embedding_dim or 0), dtype=np.float32)
-        for i, seg, _ in self._locate(rows):
-            out[i] = seg.embeddings([rows[i]])[0]
+        for i, seg, local in self._locate(rows):
+            out[i] = seg.embeddings([local])[0]
         return out
 
     def style(self, rows: Sequence[int]):

@@ -1,0 +1,118 @@
+"""Large segments: streamed writing, approximate (IVF) indexes and their exact re-ranking.
+
+The switch to approximate indexes happens at ``ANN_MIN_ROWS`` (100k rows); these tests lower it so
+that a few thousand rows take the same code path. Embeddings are clustered random unit vectors
+(the index layer does not care where vectors come from), signatures are real MinHash signatures
+of generated texts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from fingerprint import FingerprintConfig, MinHasher
+from fingerprint.fingerprinter import Fingerprints
+from fingerprint.records import ResponseRecord
+from index import segment as segment_module
+from index.search import search_embeddings, search_minhash
+from index.segment import Segment, SegmentWriter, ivf_lists, pq_subquantizers
+
+ROWS, DIM, STYLE = 3000, 64, 2**10
+
+
+def texts(rng: np.random.Generator, n: int) -> list[str]:
+    vocab = [f"w{i}" for i in range(5000)]
+    return [" ".join(rng.choice(vocab, size=60)) for _ in range(n)]
+
+
+def edited(text: str, rng: np.random.Generator, share: float) -> str:
+    words = text.split()
+    for i in rng.choice(len(words), size=int(share * len(words)), replace=False):
+        words[i] = f"edit{rng.integers(1_000_000)}"
+    return " ".join(words)
+
+
+def clustered_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    centres = rng.normal(size=(50, DIM))
+    x = centres[rng.integers(50, size=n)] + 0.5 * rng.normal(size=(n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def large_segment(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    docs = texts(rng, ROWS)
+    vectors = clustered_vectors(rng, ROWS)
+    hasher = MinHasher(FingerprintConfig())
+    directory = tmp_path_factory.mktemp("scale") / "seg"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(segment_module, "ANN_MIN_ROWS", 1000)
+    writer = SegmentWriter(directory, "seg", first_row=500, num_perm=128, embedding_dim=DIM,
+                           style_features=STYLE, store_text=False)
+    for start in range(0, ROWS, 700):  # several blocks: the .npy files grow as rows stream in
+        chunk = slice(start, start + 700)
+        n = len(docs[chunk])
+        records = [ResponseRecord(id=f"r{start + i}", response=docs[start + i], prompt=None,
+                                  source="gen", line=start + i + 1) for i in range(n)]
+        prints = Fingerprints(hasher.signatures(docs[chunk]), vectors[chunk],
+                              sparse.random(n, STYLE, density=0.01, format="csr",
+                                            dtype=np.float32, random_state=start))
+        writer.add(records, prints, [None] * n)
+    entry = writer.finish(0, 0)
+    patch.undo()
+    return Segment(directory, entry, 128, STYLE), docs, vectors, hasher, rng
+
+
+def test_large_segment_records_approximate_index_types(large_segment):
+    seg, docs, vectors, hasher, _ = large_segment
+    nlist = ivf_lists(ROWS)
+    assert seg.entry.embedding_index == f"IVF{nlist},PQ{pq_subquantizers(DIM)}(inner product)"
+    assert seg.entry.minhash_index == f"BinaryIVF{nlist}(1-bit minhash)"
+    assert seg.approximate
+    assert np.array_equal(seg.signatures, hasher.signatures(docs))  # streamed blocks, in order
+    assert np.allclose(seg.embeddings(np.arange(ROWS)), vectors, atol=1e-3)
+    assert seg.style.shape == (ROWS, STYLE)
+
+
+def test_approximate_embedding_search_recalls_exact_neighbours(large_segment):
+    seg, _, vectors, _, rng = large_segment
+    queries = clustered_vectors(rng, 200)
+    hits = search_embeddings([seg], queries, k=10)
+    exact = np.argsort(-(queries @ seg.embeddings(np.arange(ROWS)).T), axis=1)[:, :10] + 500
+    recall = np.mean([len(set(h) & set(e)) / 10 for h, e in zip(hits.rows, exact)])
+    assert recall >= 0.9
+    # reported scores are exact cosines of the stored vectors, not PQ approximations
+    stored = seg.embeddings(hits.rows[:, 0] - 500)
+    assert np.allclose(hits.scores[:, 0], np.sum(stored * queries, axis=1), atol=1e-5)
+
+
+def test_approximate_minhash_search_finds_near_duplicates_with_exact_scores(large_segment):
+    seg, docs, _, hasher, rng = large_segment
+    sources = rng.choice(ROWS, size=100, replace=False)
+    queries = hasher.signatures([edited(docs[i], rng, 0.1) for i in sources])
+    hits = search_minhash([seg], queries, k=5)
+    assert np.mean(hits.rows[:, 0] == sources + 500) >= 0.95
+    best = hits.rows[:, 0] - 500
+    assert np.allclose(hits.scores[:, 0], np.mean(seg.signatures[best] == queries, axis=1))
+
+
+def test_small_segments_stay_exact(tmp_path):
+    writer = SegmentWriter(tmp_path / "small", "small", 0, 128, DIM, STYLE, False)
+    rng = np.random.default_rng(1)
+    docs = texts(rng, 10)
+    prints = Fingerprints(MinHasher(FingerprintConfig()).signatures(docs),
+                          clustered_vectors(rng, 10), sparse.csr_matrix((10, STYLE),
+                                                                        dtype=np.float32))
+    writer.add([ResponseRecord(id=str(i), response=d, prompt=None, source="s", line=i)
+                for i, d in enumerate(docs)], prints, [None] * 10)
+    entry = writer.finish(0, 0)
+    assert (entry.embedding_index, entry.minhash_index) == ("Flat(inner product)",
+                                                            "BinaryFlat(1-bit minhash)")
+
+
+def test_ivf_sizes_follow_the_number_of_rows():
+    assert ivf_lists(100_000) == 1024 and ivf_lists(1_000_000) == 4096
+    assert ivf_lists(10_000_000) == 16384
+    assert pq_subquantizers(384) == 48 and pq_subquantizers(256) == 32
