@@ -93,6 +93,9 @@ def write_options(f: Callable) -> Callable:
     f = click.option("--skip-duplicates", is_flag=True,
                      help="Skip (and count) records whose id is already stored, instead of "
                           "failing.")(f)
+    f = click.option("--workers", type=click.IntRange(1, 256), default=None,
+                     help="Processes that fingerprint a large input [default: the cores "
+                          "available].")(f)
     return click.option("--batch-size", type=click.IntRange(1, 4096), default=32,
                         show_default=True, help="Embedding batch size.")(f)
 
@@ -127,13 +130,14 @@ def index() -> None:
 @write_options
 def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
                 no_store_text: bool, skip_duplicates: bool, batch_size: int,
-                **config: Any) -> None:
+                workers: int | None, **config: Any) -> None:
     """Create an index from served responses (JSONL, gzip or '-' for stdin)."""
     from fingerprint.fingerprinter import Fingerprinter
     from index.writer import build_index
 
     fingerprinter = Fingerprinter(_config(FingerprintConfig(), config), batch_size=batch_size)
-    _append(build_index, inputs, index_path, fingerprinter, fields, no_store_text, skip_duplicates)
+    _append(build_index, inputs, index_path, fingerprinter, fields, no_store_text, skip_duplicates,
+            workers)
 
 
 @index.command("add", context_settings=CONTEXT)
@@ -144,7 +148,7 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 @write_options
 def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
               no_store_text: bool, skip_duplicates: bool, batch_size: int,
-              **config: Any) -> None:
+              workers: int | None, **config: Any) -> None:
     """Append a batch of served responses to an existing index, atomically."""
     from fingerprint.fingerprinter import Fingerprinter
     from index.manifest import read_manifest
@@ -152,16 +156,20 @@ def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 
     stored = read_manifest(index_path).config
     fingerprinter = Fingerprinter(_config(stored, config), batch_size=batch_size)
-    _append(add_files, inputs, index_path, fingerprinter, fields, no_store_text, skip_duplicates)
+    _append(add_files, inputs, index_path, fingerprinter, fields, no_store_text, skip_duplicates,
+            workers)
 
 
 def _append(write: Callable, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,
-            fields: FieldMap, no_store_text: bool, skip_duplicates: bool) -> None:
+            fields: FieldMap, no_store_text: bool, skip_duplicates: bool,
+            workers: int | None) -> None:
     """Run ``build_index`` or ``add_files`` with a progress bar and report what it stored."""
+    from fingerprint.parallel import default_workers
+
     with _progress(inputs, "indexing") as progress:
         result = write(index_path, list(inputs), fingerprinter, fields=fields,
                        store_text=not no_store_text, skip_duplicates=skip_duplicates,
-                       progress=progress)
+                       progress=progress, workers=workers or default_workers())
     where = f"segment {result.segment}" if result.segment else "no new segment"
     click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
                f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "

@@ -30,6 +30,7 @@ class Fingerprinter:
 
     def __init__(self, config: FingerprintConfig = FingerprintConfig(), batch_size: int = 32):
         self.config = config
+        self.batch_size = batch_size
         self.minhasher = MinHasher(config)
         self.embedder = Embedder(config.embedding_model, config.embedding_max_tokens,
                                  batch_size=batch_size)

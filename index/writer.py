@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.fingerprinter import Fingerprinter
+from fingerprint.parallel import ParallelFingerprinter
 from fingerprint.normalize import prompt_hash
 from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
 from index.errors import (ConfigMismatchError, DuplicateIdError, IndexExistsError,
@@ -98,13 +99,15 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
                    fingerprinter: Fingerprinter, *, store_text: bool = True,
                    skip_duplicates: bool = False, read_stats: ReadStats | None = None,
                    chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None,
-                   reference: str | None = None, embed: bool = True) -> AppendResult:
+                   reference: str | None = None, embed: bool = True,
+                   workers: int = 1) -> AppendResult:
     """Fingerprint ``records`` and add them to the index as one new segment.
 
     ``read_stats`` is the ReadStats the records' reader fills in; its count of empty responses is
     recorded with the segment. With ``reference``, the records are another model's outputs and go
     to that named reference set instead of the served responses; ``embed=False`` stores them
-    without embeddings.
+    without embeddings. ``workers`` > 1 fingerprints on that many processes once the input proves
+    large (fingerprint.parallel); the stored result is identical.
     """
     if reference is not None and not REFERENCE_NAME.fullmatch(reference):
         raise IndexStoreError(f"reference name {reference!r}: use 1 to 64 letters, digits, '.', "
@@ -118,7 +121,7 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
             _remove_debris(root, index.manifest)
             return _append_locked(root, index, records, fingerprinter, store_text,
                                   skip_duplicates, read_stats, chunk_size, progress, reference,
-                                  embed)
+                                  embed, workers)
         finally:
             index.close()
 
@@ -187,7 +190,7 @@ def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
                    fingerprinter: Fingerprinter, store_text: bool, skip_duplicates: bool,
                    read_stats: ReadStats | None, chunk_size: int,
                    progress: Progress | None, reference: str | None,
-                   embed: bool) -> AppendResult:
+                   embed: bool, workers: int) -> AppendResult:
     manifest: Manifest = index.manifest
     dim = fingerprinter.embedding_dim if embed else None
     if dim is not None and manifest.embedding_dim is not None and manifest.embedding_dim != dim:
@@ -209,18 +212,25 @@ def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
                            fingerprinter.config.style_features, store_text)
     seen: set[str] = set()
     duplicates = 0
-    try:
+    version = fingerprinter.config.normalizer_version
+
+    def fresh_chunks() -> Iterator[tuple[tuple[int, list[ResponseRecord]], list[str]]]:
+        nonlocal duplicates
         for chunk in _chunks(records, chunk_size):
             fresh = _without_duplicates(group, chunk, seen, skip_duplicates)
             duplicates += len(chunk) - len(fresh)
             if fresh:
-                version = fingerprinter.config.normalizer_version
-                hashes = [None if r.prompt is None else prompt_hash(r.prompt, version)
-                          for r in fresh]
-                writer.add(fresh, fingerprinter.fingerprint([r.response for r in fresh],
-                                                            embed=embed), hashes)
-            if progress is not None:
+                yield (len(chunk), fresh), [r.response for r in fresh]
+            elif progress is not None:
                 progress(len(chunk))
+
+    pool = ParallelFingerprinter(fingerprinter, workers)
+    try:
+        for (read, fresh), prints in pool.map(fresh_chunks(), embed=embed):
+            hashes = [None if r.prompt is None else prompt_hash(r.prompt, version) for r in fresh]
+            writer.add(fresh, prints, hashes)
+            if progress is not None:
+                progress(read)
         empty = read_stats.empty if read_stats is not None else 0
         if writer.rows == 0:
             writer.abort()
@@ -231,6 +241,7 @@ def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
         write_manifest(root, manifest.with_segment(entry, embedding_dim, reference))
         return AppendResult(name, entry.rows, empty, duplicates, first_row + entry.rows)
     except BaseException:
+        pool.close()
         writer.abort()
         raise
 

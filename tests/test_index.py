@@ -310,3 +310,28 @@ def test_reference_sets_are_stored_apart_without_embeddings(built_index, tmp_pat
     from index import IndexStoreError
     with pytest.raises(IndexStoreError, match="reference name"):
         add_reference(built_index, "../escape", [more], fingerprinter)
+
+
+def test_worker_processes_store_exactly_what_one_process_stores(tmp_path, fingerprinter,
+                                                                monkeypatch):
+    from fingerprint import parallel
+
+    monkeypatch.setattr(parallel, "START_AFTER", 40)  # the pool starts after the first chunks
+    submitted = []
+    real_submit = parallel.ProcessPoolExecutor.submit
+    monkeypatch.setattr(parallel.ProcessPoolExecutor, "submit",
+                        lambda pool, fn, texts, embed: submitted.append(len(texts)) or
+                        real_submit(pool, fn, texts, embed))
+    rows = served_rows(150)
+    path = write_jsonl(tmp_path / "served.jsonl", rows)
+    build_index(tmp_path / "serial", [path], fingerprinter, chunk_size=16)
+    build_index(tmp_path / "parallel", [path], fingerprinter, chunk_size=16, workers=2)
+    with open_index(tmp_path / "serial") as a, open_index(tmp_path / "parallel") as b:
+        everything = list(range(150))
+        assert len(a) == len(b) == 150
+        assert np.array_equal(a.signatures(everything), b.signatures(everything))
+        assert np.allclose(a.embeddings(everything), b.embeddings(everything), atol=2e-3)
+        assert (a.style(everything) != b.style(everything)).nnz == 0
+        assert [r.id for r in a.responses(everything).values()] == \
+            [r.id for r in b.responses(everything).values()] == [r["id"] for r in rows]
+    assert sum(submitted) == 150 - 48  # all but the first three chunks went to the workers
