@@ -1,0 +1,403 @@
+"""How indexing and search cost grow with the index: 10k, 100k, 1M (and 10M) responses.
+
+    .venv/bin/python benchmarks/scaling.py [--sizes 10000,100000,1000000] [--out bench-out/scaling]
+                                           [--data ../shared/data/alpacaeval] [--json]
+
+The responses are synthetic, built from real ones: every answer in the AlpacaEval folder is split
+into sentences, and each synthetic response is a real response's length in sentences drawn at
+random from that pool (seeded). Synthetic responses therefore share sentences with each other the
+way a large served corpus shares boilerplate, which is what makes neighbour search non-trivial.
+The corpus is written once for the largest size; each size indexes its first N lines.
+
+For each size, in separate processes so that one measurement cannot warm another:
+- build: ``fingerprint index build --no-store-text`` (the real CLI, default config, all cores),
+  wall time and peak memory of the whole process tree (sampled every 0.1 s);
+- index memory: resident memory added by loading every FAISS index of the index, per response
+  (signatures and vectors stay memory-mapped on disk), and the bytes of those index files;
+- query: 1,000 new synthetic responses, embedding search and MinHash search at k = 10 in batches of
+  100, queries per second (fingerprinting the queries is not timed); recall@10 against exact
+  search (exact inner products over all stored vectors; exact MinHash estimates over all stored
+  signatures, ties at the 10th score counted as hits) on 200 of them. For MinHash, recall is also
+  given on near-duplicate queries (stored responses with a fifth of their sentences replaced),
+  which is what MinHash search is for: 1-bit codes cannot rank responses that merely share a
+  sentence (estimated Jaccard around 0.05), and the plain recall shows how far that goes.
+- datasketch ``MinHashLSH`` (threshold 0.5, 128 permutations), the usual LSH index, holding the
+  same signatures: its resident memory per response, for comparison (at the smaller sizes).
+A PNG (time, memory and query latency against size) is written next to the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SENTENCE = re.compile(r"(?<=[.!?:])\s+|\n+")
+QUERIES, RECALL_QUERIES, BATCH, K = 1000, 200, 100, 10
+
+
+# --- synthetic corpus --------------------------------------------------------------------------
+
+def sentence_pool(data: Path) -> tuple[list[str], list[int]]:
+    from fingerprint.records import read_records
+
+    pool: list[str] = []
+    lengths: list[int] = []
+    for path in sorted((data / "outputs").glob("*.jsonl")):
+        for record in read_records(path):
+            parts = [s.strip() for s in SENTENCE.split(record.response) if s.strip()]
+            if parts:
+                pool.extend(parts)
+                lengths.append(len(parts))
+    return pool, lengths
+
+
+def synthetic(pool: list[str], lengths: list[int], n: int, seed: int) -> Iterator[str]:
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        size = lengths[rng.integers(len(lengths))]
+        yield " ".join(pool[i] for i in rng.integers(len(pool), size=size))
+
+
+def write_corpus(path: Path, pool: list[str], lengths: list[int], n: int) -> None:
+    if path.exists() and sum(1 for _ in open(path, "rb")) == n:
+        return
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for i, text in enumerate(synthetic(pool, lengths, n, seed=0)):
+            f.write(json.dumps({"id": f"s{i}", "response": text}) + "\n")
+    os.replace(tmp, path)
+
+
+def head(source: Path, target: Path, n: int) -> None:
+    if target.exists() and sum(1 for _ in open(target, "rb")) == n:
+        return
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        for i, line in enumerate(src):
+            if i >= n:
+                break
+            dst.write(line)
+
+
+# --- measuring a process tree ------------------------------------------------------------------
+
+class PeakMemory:
+    """Peak of the summed resident memory of a process and its descendants."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.process] + self.process.children(recursive=True)
+                total = 0
+                for p in procs:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def timed_process(cmd: list[str]) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    memory = PeakMemory(proc.pid)
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - start
+    peak = memory.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return {"seconds": seconds, "peak_bytes": peak, "stdout": out}
+
+
+# --- the query side (run in its own process) ---------------------------------------------------
+
+def rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def query_main(index_path: Path, queries_path: Path, corpus: Path, n: int) -> None:
+    import faiss
+
+    from fingerprint.fingerprinter import Fingerprinter
+    from fingerprint.records import read_records
+    from index.store import open_index
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    idx = open_index(index_path)
+    fingerprinter = Fingerprinter(idx.config)
+    queries = [r.response for r in read_records(queries_path)]
+    prints = fingerprinter.fingerprint(queries)
+    near_dup_texts = near_duplicates(corpus, n, RECALL_QUERIES)
+    near_dup = fingerprinter.minhasher.signatures(near_dup_texts)
+
+    before = rss()
+    index_files = 0
+    for seg in idx.segments:  # load (and checksum) every FAISS index
+        seg.embedding_index, seg.code_index  # noqa: B018
+        index_files += (seg.dir / "embeddings.faiss").stat().st_size
+        index_files += (seg.dir / "minhash_codes.faiss").stat().st_size
+    loaded = rss() - before
+
+    timings = {}
+    for name, search, inputs in (("embedding", idx.search_embeddings, prints.embeddings),
+                                 ("minhash", idx.search_minhash, prints.signatures)):
+        search(inputs[:BATCH], k=K)  # warm: page in what the first batch touches
+        start = time.perf_counter()
+        hits = [search(inputs[i:i + BATCH], k=K) for i in range(0, len(inputs), BATCH)]
+        seconds = time.perf_counter() - start
+        timings[name] = {"queries_per_s": len(inputs) / seconds,
+                         "ms_per_query": 1000 * seconds / len(inputs),
+                         "rows": np.concatenate([h.rows for h in hits])}
+
+    sub = slice(0, RECALL_QUERIES)
+    exact_e = exact_embedding_top(idx, prints.embeddings[sub])
+    recall_e = float(np.mean([len(set(a) & set(b)) / K
+                              for a, b in zip(timings["embedding"]["rows"][sub], exact_e)]))
+    recall_m = minhash_recall(idx, prints.signatures[sub], timings["minhash"]["rows"][sub])
+    dup_hits = idx.search_minhash(near_dup, k=K).rows
+    recall_nd = minhash_recall(idx, near_dup, dup_hits)
+    print(json.dumps({
+        "index_memory_bytes": loaded, "index_file_bytes": index_files,
+        "segment_types": sorted({f"{s.entry.embedding_index} + {s.entry.minhash_index}"
+                                 for s in idx.segments}),
+        "embedding_queries_per_s": timings["embedding"]["queries_per_s"],
+        "embedding_ms_per_query": timings["embedding"]["ms_per_query"],
+        "minhash_queries_per_s": timings["minhash"]["queries_per_s"],
+        "minhash_ms_per_query": timings["minhash"]["ms_per_query"],
+        "embedding_recall_at_10": recall_e, "minhash_recall_at_10": recall_m,
+        "minhash_near_duplicate_recall_at_10": recall_nd,
+    }))
+
+
+def near_duplicates(corpus: Path, n: int, count: int) -> list[str]:
+    """Stored responses with a fifth of their sentences replaced by other stored sentences."""
+    rng = np.random.default_rng(1)
+    wanted = set(rng.choice(n, size=count, replace=False).tolist())
+    texts = []
+    with open(corpus, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if i in wanted:
+                texts.append(json.loads(line)["response"])
+    donors = [s for t in texts for s in SENTENCE.split(t) if s.strip()]
+    out = []
+    for text in texts:
+        parts = [s for s in SENTENCE.split(text) if s.strip()]
+        for j in rng.choice(len(parts), size=max(1, len(parts) // 5), replace=False):
+            parts[j] = donors[rng.integers(len(donors))]
+        out.append(" ".join(parts))
+    return out
+
+
+def exact_embedding_top(idx, queries: np.ndarray) -> np.ndarray:
+    best = np.full((len(queries), K), -np.inf)
+    rows = np.full((len(queries), K), -1, dtype=np.int64)
+    for seg in idx.segments:
+        for start in range(0, seg.rows, 262_144):
+            block = np.asarray(seg.vectors[start:start + 262_144], dtype=np.float32)
+            sims = queries @ block.T
+            cand = np.concatenate([best, sims], axis=1)
+            ids = np.concatenate([rows, np.arange(start, start + len(block))[None, :]
+                                  .repeat(len(queries), 0) + seg.first_row], axis=1)
+            top = np.argpartition(-cand, K - 1, axis=1)[:, :K]
+            best, rows = np.take_along_axis(cand, top, 1), np.take_along_axis(ids, top, 1)
+    return rows
+
+
+def minhash_recall(idx, signatures: np.ndarray, found: np.ndarray) -> float:
+    """Share of returned rows whose exact estimate reaches the exact 10th best (ties are hits)."""
+    tops = [exact_top_counts(np.asarray(seg.signatures), signatures, K) for seg in idx.segments]
+    kth = np.sort(np.concatenate(tops, axis=1), axis=1)[:, -K] / signatures.shape[1]
+    hits = []
+    for i, rows in enumerate(found):
+        rows = [int(r) for r in rows if r >= 0]
+        estimates = np.mean(idx.signatures(rows) == signatures[i], axis=1) if rows else []
+        hits.append(np.sum(np.asarray(estimates) >= kth[i] - 1e-12) / K)
+    return float(np.mean(hits))
+
+
+def exact_top_counts(stored: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """(q, k) largest numbers of equal hash values between each query and any stored row."""
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=False)
+    def scan(stored, queries, k, out):
+        for qi in prange(queries.shape[0]):
+            best = np.zeros(k, np.int64)
+            q = queries[qi]
+            for r in range(stored.shape[0]):
+                same = 0
+                row = stored[r]
+                for j in range(row.shape[0]):
+                    same += row[j] == q[j]
+                if same > best[0]:
+                    best[0] = same
+                    best.sort()
+            out[qi] = best
+
+    out = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, stored.shape[0], 1 << 20):
+        part = np.zeros_like(out)
+        scan(np.ascontiguousarray(stored[start:start + (1 << 20)]), queries, k, part)
+        out = np.sort(np.concatenate([out, part], axis=1), axis=1)[:, -k:]
+    return out
+
+
+# --- datasketch MinHashLSH for comparison ------------------------------------------------------
+
+def lsh_main(index_path: Path, n: int) -> None:
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from index.store import open_index
+
+    idx = open_index(index_path)
+    signatures = np.asarray(idx.signatures(list(range(n))))
+    before = rss()
+    lsh = MinHashLSH(threshold=0.5, num_perm=idx.config.num_perm)
+    for i, sig in enumerate(signatures):
+        lsh.insert(str(i), LeanMinHash(seed=idx.config.seed, hashvalues=sig,
+                                       scheme=idx.config.minhash_scheme))
+    print(json.dumps({"lsh_bytes": rss() - before, "rows": n}))
+
+
+# --- driver ------------------------------------------------------------------------------------
+
+def run(sizes: list[int], out: Path, data: Path, lsh_max: int) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    pool, lengths = sentence_pool(data)
+    corpus = out / f"corpus-{max(sizes)}.jsonl"
+    write_corpus(corpus, pool, lengths, max(sizes))
+    queries = out / "queries.jsonl"
+    with open(queries, "w", encoding="utf-8") as f:
+        for i, text in enumerate(synthetic(pool, lengths, QUERIES, seed=12345)):
+            f.write(json.dumps({"id": f"q{i}", "response": text}) + "\n")
+    results = []
+    fingerprint_cli = str(Path(sys.executable).with_name("fingerprint"))
+    for n in sizes:
+        part = out / f"corpus-{n}.jsonl"
+        if n != max(sizes):
+            head(corpus, part, n)
+        index = out / f"index-{n}"
+        if index.exists():
+            subprocess.run(["rm", "-rf", str(index)], check=True)
+        build = timed_process([fingerprint_cli, "index", "build", str(part), "--index",
+                               str(index), "--no-store-text"])
+        query = json.loads(timed_process([sys.executable, __file__, "_query", str(index),
+                                          str(queries), str(part), str(n)])["stdout"])
+        row = {"responses": n, "build_seconds": round(build["seconds"], 1),
+               "build_responses_per_s": round(n / build["seconds"]),
+               "build_peak_mb": round(build["peak_bytes"] / 2**20),
+               "disk_bytes_per_response": round(_du(index) / n),
+               "index_memory_bytes_per_response": round(query["index_memory_bytes"] / n, 1),
+               "index_file_bytes_per_response": round(query["index_file_bytes"] / n, 1),
+               **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in query.items()
+                  if k not in ("index_memory_bytes", "index_file_bytes")}}
+        if n <= lsh_max:
+            lsh = json.loads(timed_process([sys.executable, __file__, "_lsh", str(index),
+                                            str(n)])["stdout"])
+            row["minhashlsh_bytes_per_response"] = round(lsh["lsh_bytes"] / n)
+        results.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "results": results}
+    plot(results, out / "scaling.png")
+    report["plot"] = str(out / "scaling.png")
+    (out / "scaling.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [r["responses"] for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(n, [r["build_seconds"] for r in results], "o-")
+    axes[0].set(title="index build time", ylabel="seconds")
+    axes[1].plot(n, [r["build_peak_mb"] for r in results], "o-", label="build peak (process tree)")
+    axes[1].plot(n, [r["index_memory_bytes_per_response"] * r["responses"] / 2**20
+                     for r in results], "s-", label="loaded search indexes")
+    axes[1].set(title="memory", ylabel="MB")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(n, [r["embedding_ms_per_query"] for r in results], "o-", label="embedding k=10")
+    axes[2].plot(n, [r["minhash_ms_per_query"] for r in results], "s-", label="MinHash k=10")
+    axes[2].set(title="query latency (batches of 100)", ylabel="ms per query")
+    axes[2].legend(fontsize=8)
+    for ax in (axes[0], axes[2]):
+        ax.set_yscale("log")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("responses in the index")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_query":
+        query_main(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_lsh":
+        lsh_main(Path(sys.argv[2]), int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--out", type=Path, default=Path("bench-out/scaling"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/alpacaeval"))
+    parser.add_argument("--lsh-max", type=int, default=100_000,
+                        help="largest size at which datasketch MinHashLSH is measured")
+    parser.add_argument("--json", action="store_true", help="print the JSON only")
+    args = parser.parse_args()
+    report = run([int(s) for s in args.sizes.split(",")], args.out, args.data, args.lsh_max)
+    print(json.dumps(report, indent=2))
+    if not args.json:
+        cols = ["responses", "build_seconds", "build_peak_mb", "index_memory_bytes_per_response",
+                "disk_bytes_per_response", "embedding_queries_per_s", "embedding_recall_at_10",
+                "minhash_queries_per_s", "minhash_recall_at_10",
+                "minhash_near_duplicate_recall_at_10", "minhashlsh_bytes_per_response"]
+        print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+        for r in report["results"]:
+            print("| " + " | ".join(str(r.get(c, "-")) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
