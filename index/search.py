@@ -76,16 +76,15 @@ def search_minhash(segments: Sequence[Segment], signatures: np.ndarray, k: int) 
 
 
 def _exact_scan(seg: Segment, signatures: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    stored = np.asarray(seg.signatures)
+    from index.scan_kernels import top_equal_counts
+
     top = min(k, seg.rows)
-    cand = np.empty((len(signatures), top), dtype=np.int64)
-    exact = np.empty((len(signatures), top), dtype=np.float64)
-    for i, signature in enumerate(signatures):
-        equal = np.count_nonzero(stored == signature, axis=1)
-        best = np.argpartition(-equal, top - 1)[:top] if top < seg.rows else np.arange(seg.rows)
-        cand[i] = best + seg.first_row
-        exact[i] = equal[best] / seg.num_perm
-    return cand, exact
+    local = np.empty((len(signatures), top), dtype=np.int64)
+    counts = np.empty((len(signatures), top), dtype=np.int64)
+    top_equal_counts(np.ascontiguousarray(seg.signatures),
+                     np.ascontiguousarray(signatures, dtype=seg.signatures.dtype), top, local,
+                     counts)
+    return seg.to_global(local), counts / seg.num_perm
 
 
 def _candidates_reranked(seg: Segment, signatures: np.ndarray, codes: np.ndarray,
