@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from fingerprint import __version__
-from fingerprint.config import FingerprintConfig
+from fingerprint.config import EMBEDDING_BACKENDS, FingerprintConfig
 from fingerprint.errors import FingerprintError
 from fingerprint.records import FieldMap, count_lines
 
@@ -56,6 +56,10 @@ _CONFIG_FLAGS = {
     "shingle_size": ("--shingle-size", int, "Words per shingle"),
     "seed": ("--seed", int, "MinHash seed"),
     "embedding_model": ("--embedding-model", str, "sentence-transformers model name or path"),
+    "embedding_backend": ("--embedding-backend", click.Choice(EMBEDDING_BACKENDS),
+                          "How the model is run: its fp32 transformer (torch), the transformer "
+                          "with int8 weights on onnxruntime (onnx-int8), or a token table "
+                          "distilled from it (static)"),
     "embedding_max_tokens": ("--max-tokens", int, "Tokens embedded per response"),
 }
 
@@ -194,9 +198,9 @@ def index_info(index_path: Path, as_json: bool) -> None:
                f"skipped {info['skipped_empty']} empty, {info['skipped_duplicates']} duplicate")
     click.echo(f"size        {_human(b['total'])} "
                + ", ".join(f"{k} {_human(v)}" for k, v in b.items() if k != "total"))
-    click.echo(f"embedding   {info['config']['embedding_model']} "
-               f"(dim {info['embedding_dim']}, {info['config']['embedding_max_tokens']} tokens)")
     cfg = info["config"]
+    click.echo(f"embedding   {cfg['embedding_model']}, backend {cfg['embedding_backend']} "
+               f"(dim {info['embedding_dim']}, {cfg['embedding_max_tokens']} tokens)")
     click.echo(f"minhash     {cfg['num_perm']} permutations, seed {cfg['seed']}, "
                f"{cfg['shingle_size']}-word shingles, {cfg['minhash_scheme']}/"
                f"{cfg['hash_function']}, normalizer v{cfg['normalizer_version']}")

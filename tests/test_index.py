@@ -25,7 +25,7 @@ def snapshot(path: Path) -> dict[str, str]:
 
 def test_build_stores_every_fingerprint_and_field(built_index, fingerprinter):
     with open_index(built_index) as idx:
-        assert len(idx) == 24 and idx.manifest.embedding_dim == 384
+        assert len(idx) == 24 and idx.manifest.embedding_dim == fingerprinter.embedding_dim
         texts = [served_text(i) for i in range(24)]
         assert np.array_equal(idx.signatures(list(range(24))),
                               fingerprinter.minhasher.signatures(texts))
@@ -173,6 +173,20 @@ def test_opening_with_another_config_says_expected_and_actual(built_index):
         add_files(built_index, [], Fingerprinter(FingerprintConfig(num_perm=64)))
 
 
+def test_an_index_refuses_another_embedding_backend(built_index):
+    """Backends' vectors live in different spaces (even the same model's int8 and fp32 differ),
+    so an index built with one must not be searched or extended with another."""
+    from fingerprint.config import EMBEDDING_BACKENDS
+
+    built = FingerprintConfig().embedding_backend
+    other = next(b for b in EMBEDDING_BACKENDS if b != built)
+    with pytest.raises(ConfigMismatchError,
+                       match=f"embedding_backend: index has '{built}', got '{other}'"):
+        open_index(built_index, expected_config=FingerprintConfig(embedding_backend=other))
+    with pytest.raises(ConfigMismatchError, match="embedding_backend"):
+        add_files(built_index, [], Fingerprinter(FingerprintConfig(embedding_backend=other)))
+
+
 def test_directory_that_is_not_an_index(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(NotAnIndexError, match="not an index"):
@@ -221,7 +235,7 @@ def test_damaged_segment_file_fails_its_checksum(built_index):
     idx = open_index(built_index)  # sizes still agree
     with pytest.raises(IndexCorruptedError, match=r"embeddings.faiss: checksum mismatch "
                                                    r"\(expected sha256 [0-9a-f]{64}, actual"):
-        idx.search_embeddings(np.zeros((1, 384), dtype=np.float32), k=1)
+        idx.search_embeddings(np.zeros((1, idx.embedding_dim), dtype=np.float32), k=1)
 
 
 def test_missing_segment_file(built_index):
