@@ -11,7 +11,7 @@ DEMO_DIR ?= demo-out
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,14 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	@ALPACAEVAL="$(ALPACAEVAL)" DEMO_DIR="$(DEMO_DIR)" BIN="$(BIN)" sh benchmarks/demo.sh
+
+# The quick benchmarks (a few minutes); benchmarks/README.md has the full runs and their figures.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/minhash_speed.py --data "$(ALPACAEVAL)"
+	$(BIN)/python benchmarks/embedding_speed.py --data "$(ALPACAEVAL)" -n 128 --prompts 40 --repeat 1
+	$(BIN)/python benchmarks/scaling.py --data "$(ALPACAEVAL)" --sizes 10000,30000 \
+		--out bench-out/scaling-quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info .pytest_cache .hypothesis

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import faiss
 import numpy as np
 
 from index.codes import one_bit_codes
@@ -28,8 +29,8 @@ EXACT_SCAN_ROWS = 50_000
 # Approximate (IVF) segments: inverted lists visited per query, and embedding candidates
 # re-ranked exactly per requested neighbour.
 MINHASH_NPROBE = 16
-EMBEDDING_NPROBE = 16
-EMBEDDING_CANDIDATE_FACTOR = 10
+EMBEDDING_NPROBE = 64
+EMBEDDING_CANDIDATE_FACTOR = 30
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def search_embeddings(segments: Sequence[Segment], vectors: np.ndarray, k: int) 
 def _embedding_candidates_reranked(seg: Segment, vectors: np.ndarray,
                                    k: int) -> tuple[np.ndarray, np.ndarray]:
     index = seg.embedding_index
-    index.nprobe = EMBEDDING_NPROBE
+    faiss.extract_index_ivf(index).nprobe = EMBEDDING_NPROBE
     _, found = index.search(vectors, min(seg.rows, EMBEDDING_CANDIDATE_FACTOR * k))
     sims = np.full(found.shape, -np.inf, dtype=np.float32)
     valid = found >= 0

@@ -68,7 +68,8 @@ def large_segment(tmp_path_factory):
 def test_large_segment_records_approximate_index_types(large_segment):
     seg, docs, vectors, hasher, _ = large_segment
     nlist = ivf_lists(ROWS)
-    assert seg.entry.embedding_index == f"IVF{nlist},PQ{pq_subquantizers(DIM)}(inner product)"
+    m = pq_subquantizers(DIM)
+    assert seg.entry.embedding_index == f"OPQ{m},IVF{nlist},PQ{m}(inner product)"
     assert seg.entry.minhash_index == f"BinaryIVF{nlist}(1-bit minhash)"
     assert seg.approximate
     assert np.array_equal(seg.signatures, hasher.signatures(docs))  # streamed blocks, in order
@@ -115,4 +116,5 @@ def test_small_segments_stay_exact(tmp_path):
 def test_ivf_sizes_follow_the_number_of_rows():
     assert ivf_lists(100_000) == 1024 and ivf_lists(1_000_000) == 4096
     assert ivf_lists(10_000_000) == 16384
-    assert pq_subquantizers(384) == 48 and pq_subquantizers(256) == 32
+    assert pq_subquantizers(384) == 64 and pq_subquantizers(256) == 64
+    assert pq_subquantizers(64) == 32 and pq_subquantizers(6) == 2
