@@ -355,8 +355,8 @@ def plot(results: list[dict], path: Path) -> None:
     axes[0].plot(n, [r["build_seconds"] for r in results], "o-")
     axes[0].set(title="index build time", ylabel="seconds")
     axes[1].plot(n, [r["build_peak_mb"] for r in results], "o-", label="build peak (process tree)")
-    axes[1].plot(n, [r["index_memory_bytes_per_response"] * r["responses"] / 2**20
-                     for r in results], "s-", label="loaded search indexes")
+    axes[1].plot(n, [r["index_file_bytes_per_response"] * r["responses"] / 2**20
+                     for r in results], "s-", label="FAISS indexes (what search loads)")
     axes[1].set(title="memory", ylabel="MB")
     axes[1].legend(fontsize=8)
     axes[2].plot(n, [r["embedding_ms_per_query"] for r in results], "o-", label="embedding k=10")

@@ -28,7 +28,7 @@ MIN_CANDIDATES = 64
 EXACT_SCAN_ROWS = 50_000
 # Approximate (IVF) segments: inverted lists visited per query, and embedding candidates
 # re-ranked exactly per requested neighbour.
-MINHASH_NPROBE = 16
+MINHASH_NPROBE = 256
 EMBEDDING_NPROBE = 64
 EMBEDDING_CANDIDATE_FACTOR = 30
 
