@@ -340,5 +340,234 @@ def attribute_cmd(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap,
             click.echo(f"report    {report}")
 
 
+@main.group(context_settings=CONTEXT)
+def probe() -> None:
+    """Probe a suspect model through its OpenAI-compatible API."""
+
+
+def probe_references_option(f: Callable) -> Callable:
+    return click.option("--reference", "reference_files", multiple=True,
+                        type=click.Path(dir_okay=False, path_type=Path),
+                        help="A reference model's outputs (repeatable; default: those stored "
+                             "in the index).")(f)
+
+
+def _reference_data(files: tuple[Path, ...], fingerprinter: Any) -> Any:
+    """The --reference files as ReferenceData, or None to use the index's stored ones."""
+    if not files:
+        return None
+    from attribution.references import reference_from_file
+
+    return [reference_from_file(p, fingerprinter) for p in files]
+
+
+@probe.command("select", context_settings=CONTEXT)
+@index_option
+@click.option("-n", "n", type=click.IntRange(1), default=200, show_default=True,
+              help="Prompts to choose.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Probes file to write (JSONL: id, prompt, cluster, why).")
+@probe_references_option
+@click.option("--clusters", type=click.IntRange(1), default=None,
+              help="k-means clusters of the prompts [default: n].")
+@click.option("--seed", type=int, default=0, show_default=True)
+def probe_select(index_path: Path, n: int, out: Path, reference_files: tuple[Path, ...],
+                 clusters: int | None, seed: int) -> None:
+    """Choose diagnostic prompts among the served ones: spread over clusters of the prompt
+    space, within each the prompts whose provider answer is most distinctive."""
+    from attribution.probe_select import SelectConfig, select_probes, write_probes
+    from fingerprint.fingerprinter import Fingerprinter
+    from index.manifest import read_manifest
+
+    fingerprinter = Fingerprinter(read_manifest(index_path).config)
+    references = _reference_data(reference_files, fingerprinter)
+    chosen = select_probes(index_path, SelectConfig(n=n, seed=seed, clusters=clusters),
+                           references, fingerprinter)
+    write_probes(chosen, out)
+    used = len({c["cluster"] for c in chosen})
+    how = ("ranked by the provider's style margin against the references"
+           if chosen and chosen[0]["margin"] is not None else "no references: most typical first")
+    click.echo(f"chose {len(chosen)} prompts from {used} clusters ({how}) into {out}")
+
+
+@probe.command("run", context_settings=CONTEXT)
+@click.argument("prompts")
+@field_options
+@click.option("--endpoint", required=True, help="Base URL of the OpenAI-compatible API, e.g. "
+              "http://127.0.0.1:8000/v1.")
+@click.option("--model", required=True, help="Model name to ask.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Answers file (JSONL; resumable: rerun the same command to ask what is "
+                   "missing and retry failed prompts).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+              help="Environment variable holding the API key (the key is never printed or "
+                   "written).")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--system-prompt", default=None, help="System message sent before each prompt.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Requests in flight.")
+@click.option("--requests-per-minute", type=click.FloatRange(0, min_open=True), default=None,
+              help="Upper bound on request starts per minute, retries included.")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=60.0,
+              show_default=True, help="Seconds to wait for one answer.")
+@click.option("--retries", type=click.IntRange(0), default=5, show_default=True,
+              help="Retries per prompt on 429, 5xx, timeouts and connection errors.")
+@click.option("--backoff", "backoff_base", type=click.FloatRange(0), default=1.0,
+              show_default=True, help="First backoff in seconds (doubles per retry, jittered; "
+                                      "never shorter than Retry-After).")
+@click.option("--backoff-max", type=click.FloatRange(0), default=60.0, show_default=True)
+@click.option("--until-decided", is_flag=True,
+              help="Score answers as they arrive and stop once the sequential test decides "
+                   "(needs --index and references; see README 'The sequential test').")
+@click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path),
+              help="The provider's index (with --until-decided).")
+@probe_references_option
+@click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+              default=0.05, show_default=True, help="Error level of each decision.")
+@click.option("--min-derived-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True,
+              help="'Not derived' means: derived fraction below this.")
+@click.option("--max-probes", type=click.IntRange(1), default=None,
+              help="Stop undecided after this many answers.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random probe order (with --until-decided).")
+def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Path,
+              api_key_env: str, temperature: float, max_tokens: int, system_prompt: str | None,
+              concurrency: int, requests_per_minute: float | None, timeout: float, retries: int,
+              backoff_base: float, backoff_max: float, until_decided: bool,
+              index_path: Path | None, reference_files: tuple[Path, ...], alpha: float,
+              min_derived_fraction: float, max_probes: int | None, seed: int) -> None:
+    """Ask a suspect model the PROMPTS (JSONL with a 'prompt' field, or any input file) and
+    write its answers to --out, in the shape 'fingerprint attribute' reads."""
+    import os
+
+    from attribution.probe_client import ProbeConfig, run_probes
+    from attribution.probe_output import RequestParams, read_prompts
+
+    params = RequestParams(model=model, temperature=temperature, max_tokens=max_tokens,
+                           system_prompt=system_prompt)
+    config = ProbeConfig(endpoint=endpoint, concurrency=concurrency,
+                         requests_per_minute=requests_per_minute, timeout=timeout,
+                         retries=retries, backoff_base=backoff_base,
+                         backoff_max=max(backoff_max, backoff_base), api_key_env=api_key_env)
+    questions = read_prompts(prompts, fields)
+    decider = None
+    if until_decided:
+        decider = _decider(index_path, reference_files, questions, alpha, min_derived_fraction,
+                           max_probes)
+        from attribution.probe_decide import shuffled
+
+        questions = shuffled(questions, seed)
+    elif index_path is not None or reference_files:
+        raise click.UsageError("--index and --reference are used only with --until-decided")
+    with _probe_progress() as progress:
+        stats = run_probes(questions, out, params, config, os.environ.get(api_key_env),
+                           progress=progress, on_answer=decider)
+    retried = sum(stats.retries.values())
+    kinds = ", ".join(f"{v} {k}" for k, v in stats.retries.items() if v)
+    click.echo(f"probed {model} at {endpoint}: {stats.answered} answered, {stats.failed} failed, "
+               f"{stats.already} already in {out} (of {stats.total} prompts); "
+               f"{retried} retries{f' ({kinds})' if kinds else ''}; {stats.seconds:.1f} s")
+    if stats.retried_failed or stats.torn_line:
+        click.echo(f"resumed: {stats.retried_failed} prompts that failed before were asked again"
+                   + ("; a torn last line was cut off and asked again" if stats.torn_line
+                      else ""))
+    if stats.failed:
+        click.echo(f"{stats.failed} prompts failed (recorded with their error in {out}); run "
+                   f"the same command again to retry them", err=True)
+    if decider is not None:
+        t = decider.test
+        th = t.thresholds
+        verdict = t.decision or "undecided"
+        click.echo(f"sequential test: {verdict} after {t.n} answers ({t.hits} provider-like); "
+                   f"e-values {t.derived.value:.3g} (H0: rate <= q0 = {th.q0:.3f}) and "
+                   f"{t.not_derived.value:.3g} (H0: rate >= q1 = {th.q1:.3f}); decision at "
+                   f"e >= {1 / t.config.alpha:g} (alpha {t.config.alpha:g})")
+
+
+def _decider(index_path: Path | None, reference_files: tuple[Path, ...], questions: Any,
+             alpha: float, min_derived_fraction: float, max_probes: int | None) -> Any:
+    from attribution.probe_decide import ProbeScorer, SequentialDecider
+    from attribution.sequential import SequentialConfig
+    from fingerprint.fingerprinter import Fingerprinter
+    from index.manifest import read_manifest
+
+    if index_path is None:
+        raise click.UsageError("--until-decided needs --index (the provider's index)")
+    fingerprinter = Fingerprinter(read_manifest(index_path).config)
+    references = _reference_data(reference_files, fingerprinter)
+    scorer = ProbeScorer(index_path, questions, references, fingerprinter)
+    return SequentialDecider(scorer, SequentialConfig(alpha=alpha,
+                                                      min_derived_fraction=min_derived_fraction,
+                                                      max_probes=max_probes))
+
+
+@contextmanager
+def _probe_progress() -> Iterator[Callable[[Any], None]]:
+    from tqdm import tqdm
+
+    with tqdm(desc="probing", unit="prompt", file=sys.stderr, disable=None,
+              dynamic_ncols=True) as bar:
+        def update(stats: Any) -> None:
+            if bar.total != stats.to_ask:
+                bar.total = stats.to_ask
+            bar.n = stats.done
+            bar.set_postfix(failed=stats.failed, retries=sum(stats.retries.values()),
+                            refresh=False)
+            bar.refresh()
+        yield update
+
+
+@main.command("serve-replay", context_settings=CONTEXT)
+@click.argument("recorded")
+@field_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port (0: any free port; the URL is printed).")
+@click.option("--model", default=None,
+              help="Model name served [default: the records' model, else the file's name].")
+@click.option("--require-api-key-env", default=None,
+              help="Answer 401 unless requests carry the key held in this environment variable.")
+@click.option("--rate-limit", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered 429 with Retry-After.")
+@click.option("--retry-after", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--server-error", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered 500.")
+@click.option("--slow", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered after --slow-seconds.")
+@click.option("--slow-seconds", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests whose connection is closed mid-answer.")
+@click.option("--non-json", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered with an HTML page.")
+@click.option("--max-faults-per-prompt", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+def serve_replay(recorded: str, fields: FieldMap, host: str, port: int, model: str | None,
+                 require_api_key_env: str | None, **faults: Any) -> None:
+    """Serve RECORDED outputs as an OpenAI-compatible model (/v1/chat/completions, /v1/models),
+    matching on the last user message; optional injected faults, deterministic given --seed."""
+    import os
+
+    from attribution.replay import ReplayFaults, ReplayServer, load_recorded
+
+    answers, name = load_recorded(recorded, fields)
+    key = None
+    if require_api_key_env is not None:
+        key = os.environ.get(require_api_key_env)
+        if not key:
+            raise click.ClickException(f"environment variable {require_api_key_env} is not set")
+    server = ReplayServer(answers, model or name, host=host, port=port,
+                          faults=ReplayFaults(**faults), api_key=key)
+    click.echo(f"serving {len(answers)} recorded answers as model {model or name!r} at "
+               f"{server.url} (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop_serving()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

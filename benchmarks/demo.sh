@@ -44,7 +44,31 @@ for ref in claude-2 cohere gemini-pro mistral-medium Meta-Llama-3-8B-Instruct \
     echo "reference $ref not found under $ALPACAEVAL: skipped" >&2
   fi
 done
-for suspect in "$student" "$human"; do
+
+# The student is probed through an API, as a real suspect would be: its recorded answers are
+# served by the replay server on a free local port, asked the provider's prompts, then attributed.
+echo
+echo "== probe vicuna-7b through an OpenAI-compatible API (the replay server on 127.0.0.1)"
+port=$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN/fingerprint" serve-replay "$student" --port "$port" --model vicuna-7b &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+"$BIN/python" - "$port" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/models", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+PY
+"$BIN/fingerprint" probe run "$provider" --endpoint "http://127.0.0.1:$port/v1" --model vicuna-7b \
+  --out "$DEMO_DIR/vicuna-7b.jsonl" --concurrency 8
+kill "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+probed="$DEMO_DIR/vicuna-7b.jsonl"
+
+for suspect in "$probed" "$human"; do
   name=$(basename "$(dirname "$suspect")")
   case "$suspect" in *.jsonl) name=$(basename "$suspect" .jsonl) ;; esac
   echo

@@ -1,0 +1,234 @@
+"""Prompts to probe with, and the resumable file of a suspect's answers.
+
+A probe run can take hours against a rate-limited API and is interrupted (Ctrl-C, a crash, a
+killed job). So the output is append-only JSON Lines, one line per prompt, each written whole with
+one ``write`` and an ``fsync``: after a crash the file holds every answer received, plus at most
+one torn last line, which the next run cuts off and asks again. Prompts are keyed by their text,
+so a rerun asks exactly the prompts that have no answer yet.
+
+Each line is in the ``served`` shape that ``fingerprint attribute`` reads (``id``, ``prompt``,
+``response``, ``model``, ``timestamp``) plus ``status``, ``params`` (the request parameters),
+``endpoint`` and ``timing``. A prompt that kept failing gets a line with ``status: "failed"``, its
+``error`` and an empty ``response`` (which readers skip and count as empty), so it is never
+silently lost. A rerun retries failed prompts: their lines are removed first (the file is
+rewritten atomically, temp file + ``os.replace``), so the file never holds two lines for a prompt.
+
+A file written with another model or other request parameters is refused: answers to different
+requests must not be mixed in one suspect's file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from fingerprint.errors import ConfigError, FingerprintError, InputError
+from fingerprint.records import FieldMap, _open_binary, read_records, source_name
+
+
+class ProbeError(FingerprintError):
+    """Base class of the errors of probing a suspect."""
+
+
+class OutputMismatchError(ProbeError):
+    """The output file holds answers to other requests (another model or other parameters)."""
+
+
+class OutputFileError(ProbeError):
+    """The output file is damaged somewhere other than a torn last line."""
+
+
+@dataclass(frozen=True)
+class RequestParams:
+    """What is asked of the suspect; answers to different params are never mixed in one file."""
+
+    model: str
+    temperature: float | None = 0.0
+    max_tokens: int | None = 1024
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError("model must be a non-empty string")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            raise ConfigError(f"temperature must be in [0, 2], got {self.temperature!r}")
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int)
+                                            or self.max_tokens < 1):
+            raise ConfigError(f"max_tokens must be a positive integer, got {self.max_tokens!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def differences(self, other: dict[str, Any]) -> list[str]:
+        mine = self.to_dict()
+        return [f"{k} {other.get(k)!r} (this run: {mine[k]!r})" for k in mine
+                if other.get(k) != mine[k]]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    text: str
+
+
+def read_prompts(path: str | os.PathLike[str], fields: FieldMap = FieldMap()) -> list[Prompt]:
+    """Prompts to ask, in file order, each text once.
+
+    A prompts file is JSON Lines with a ``prompt`` (or AlpacaEval's ``instruction``) field and an
+    optional ``id`` (or ``prompt_id``); any file the index reads (which also carries responses)
+    works too, its prompts are used.
+    """
+    name = source_name(path)
+    if _has_responses(path, name) or fields.explicit:
+        pairs = [(r.id, r.prompt, r.line) for r in read_records(path, fields)]
+        for _, text, line in pairs:
+            if text is None:
+                raise InputError(name, line, 'field "prompt" is missing', field="prompt")
+        return _unique(Prompt(i, t) for i, t, _ in pairs)  # type: ignore[arg-type]
+    return _unique(_prompt_only(path, name))
+
+
+def _has_responses(path: str | os.PathLike[str], name: str) -> bool:
+    with _open_binary(path, name) as stream:
+        head = stream.peek(1 << 16)  # type: ignore[attr-defined]
+    first = head.lstrip()[:1]
+    if first == b"[":
+        return True  # a JSON array: AlpacaEval's model_outputs.json
+    line = head.split(b"\n", 1)[0]
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return True  # let read_records name the problem
+    return isinstance(obj, dict) and any(k in obj for k in ("response", "output", "request"))
+
+
+def _prompt_only(path: str | os.PathLike[str], name: str) -> Iterator[Prompt]:
+    base = os.path.basename(name)
+    with _open_binary(path, name) as stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(name, number, "not valid UTF-8") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(name, number, f"malformed JSON: {exc.msg} "
+                                               f"(column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise InputError(name, number, "expected a JSON object")
+            key = "prompt" if "prompt" in obj else "instruction" if "instruction" in obj else None
+            if key is None:
+                raise InputError(name, number, 'field "prompt" is missing', field="prompt")
+            prompt = obj[key]
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise InputError(name, number, f'field "{key}" must be a non-empty string',
+                                 field=key)
+            ident = obj.get("id", obj.get("prompt_id"))
+            if ident is not None and (isinstance(ident, bool)
+                                      or not isinstance(ident, (str, int))):
+                raise InputError(name, number, 'field "id" must be a string or number',
+                                 field="id")
+            yield Prompt(f"{base}:{number}" if ident is None else str(ident), prompt)
+
+
+def _unique(prompts: Iterator[Prompt]) -> list[Prompt]:
+    seen: set[str] = set()
+    out = []
+    for p in prompts:
+        if p.text not in seen:
+            seen.add(p.text)
+            out.append(p)
+    return out
+
+
+@dataclass
+class ResumeState:
+    answered: dict[str, dict[str, Any]]  # prompt text -> its ok line
+    failed_retried: int  # failed lines removed so that their prompts are asked again
+    torn_line: bool  # a torn last line was cut off
+
+
+class ProbeOutput:
+    """The append-only answers file of one probe run (opened, checked, then appended to)."""
+
+    def __init__(self, path: str | os.PathLike[str], params: RequestParams):
+        self.path = Path(path)
+        self.params = params
+        self._fd: int | None = None
+
+    def resume(self) -> ResumeState:
+        """Read what an earlier run collected; cut a torn last line; drop failed lines."""
+        if not self.path.exists():
+            return ResumeState({}, 0, False)
+        data = self.path.read_bytes()
+        torn = bool(data) and not data.endswith(b"\n")
+        if torn:
+            data = data[: data.rfind(b"\n") + 1]
+        answered: dict[str, dict[str, Any]] = {}
+        kept: list[bytes] = []
+        failed = 0
+        for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+                status, prompt, params = line["status"], line["prompt"], line["params"]
+            except (ValueError, KeyError, TypeError):
+                raise OutputFileError(f"{self.path} line {number}: not a probe answer line "
+                                      f"(was the file written by 'fingerprint probe run'?); "
+                                      f"use another --out") from None
+            differences = self.params.differences(params if isinstance(params, dict) else {})
+            if differences:
+                raise OutputMismatchError(
+                    f"{self.path} holds answers to other requests (line {number}: "
+                    f"{'; '.join(differences)}); mixing them would make one suspect of two. "
+                    f"Use another --out, or the same model and parameters")
+            if status == "ok":
+                if prompt not in answered:
+                    answered[prompt] = line
+                    kept.append(raw)
+            else:
+                failed += 1
+        if torn or failed or len(kept) != sum(1 for r in data.splitlines() if r.strip()):
+            self._rewrite(b"".join(kept))
+        return ResumeState(answered, failed, torn)
+
+    def _rewrite(self, data: bytes) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def open(self) -> "ProbeOutput":
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self
+
+    def append(self, line: dict[str, Any]) -> None:
+        """One whole line per write, then fsync: a crash leaves at most a torn last line."""
+        if self._fd is None:
+            raise ProbeError("output file is not open")
+        data = (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "ProbeOutput":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
