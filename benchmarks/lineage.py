@@ -67,9 +67,10 @@ def tpr_at_fpr(positive: list[float], negative: list[float], fpr: float = 0.05) 
     return float(np.mean([p > threshold for p in positive]))
 
 
-def evaluate(dirs: list[Path]) -> dict:
-    started = time.time()
-    lineage, texts = load(dirs)
+def roles(lineage: dict[str, dict]) -> tuple[dict[str, list[str]], dict[str, list[str]],
+                                             list[str]]:
+    """Provider families (their models), the classifier's classes (each family, each vendor
+    model) and the suspects (students and human-data models), all from lineage.csv's roles."""
     families: dict[str, list[str]] = {}
     for name, row in lineage.items():
         if row["role"] == "provider":
@@ -77,6 +78,13 @@ def evaluate(dirs: list[Path]) -> dict:
     classes_models = {f"provider:{f}": ms for f, ms in families.items()}
     classes_models.update({f"vendor:{n}": [n] for n, r in lineage.items() if r["role"] == "vendor"})
     suspects = [n for n, r in lineage.items() if r["role"] in ("student", "non-student")]
+    return families, classes_models, suspects
+
+
+def evaluate(dirs: list[Path]) -> dict:
+    started = time.time()
+    lineage, texts = load(dirs)
+    families, classes_models, suspects = roles(lineage)
 
     config = FingerprintConfig()
     styler = StyleVectorizer(config.style_features, config.style_version)

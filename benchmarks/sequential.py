@@ -33,7 +33,7 @@ from attribution.sequential import (DERIVED, NOT_DERIVED, SequentialConfig,  # n
 from attribution.style_model import RelativeAttributor  # noqa: E402
 from fingerprint.config import FingerprintConfig  # noqa: E402
 from fingerprint.style import StyleVectorizer  # noqa: E402
-from lineage import load  # noqa: E402
+from lineage import load, roles  # noqa: E402
 
 
 def full_verdict(scores: np.ndarray, q0: float, q1: float, alpha: float) -> str:
@@ -71,13 +71,7 @@ def evaluate(dirs: list[Path], orders: int, alpha: float, min_fraction: float,
              seed: int) -> dict:
     started = time.time()
     lineage, texts = load(dirs)
-    families: dict[str, list[str]] = {}
-    for name, row in lineage.items():
-        if row["role"] == "provider":
-            families.setdefault(row["provider_family"], []).append(name)
-    classes_models = {f"provider:{f}": ms for f, ms in families.items()}
-    classes_models.update({f"vendor:{n}": [n] for n, r in lineage.items() if r["role"] == "vendor"})
-    suspects = [n for n, r in lineage.items() if r["role"] in ("student", "non-student")]
+    families, classes_models, suspects = roles(lineage)
     taught = sorted({lineage[s]["teacher"] for s in suspects} & set(families))
 
     config = FingerprintConfig()
