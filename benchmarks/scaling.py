@@ -169,10 +169,15 @@ def query_main(index_path: Path, queries_path: Path, corpus: Path, n: int) -> No
 
     before = rss()
     index_files = 0
-    for seg in idx.segments:  # load (and checksum) every FAISS index
-        seg.embedding_index, seg.code_index  # noqa: B018
+    for seg in idx.segments:  # load (and checksum) every search index
+        seg.embedding_index  # noqa: B018
         index_files += (seg.dir / "embeddings.faiss").stat().st_size
-        index_files += (seg.dir / "minhash_codes.faiss").stat().st_size
+        if seg.approximate:
+            seg.bands  # noqa: B018
+            index_files += (seg.dir / "minhash_bands.npy").stat().st_size
+        else:
+            seg.code_index  # noqa: B018
+            index_files += (seg.dir / "minhash_codes.faiss").stat().st_size
     loaded = rss() - before
 
     timings = {}

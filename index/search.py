@@ -2,13 +2,13 @@
 
 Every reported score is exact: the MinHash estimate on the full signatures (the figure datasketch
 would give) or the cosine of the stored embeddings. A segment of up to ``EXACT_SCAN_ROWS`` rows
-is scanned in full for MinHash. A larger one runs in two stages: the 1-bit codes in its FAISS
-binary index yield candidates by Hamming distance, which are re-ranked on the full signatures.
-1-bit codes rank near-duplicates reliably but not weak matches (at Jaccard 0.05 two bits agree
-52.5% of the time instead of 50%), which is why small segments skip that stage. Embeddings of a
-small segment are searched exactly (flat index); a large segment's IVF-PQ index proposes
-candidates that are re-ranked on the memory-mapped vectors. The probe and candidate counts below
-were tuned with benchmarks/scaling.py for recall@10 >= 0.9 against exact search.
+is scanned in full for MinHash. A larger one runs in two stages: candidates (by Hamming distance
+of 1-bit codes up to 100k rows, by equal banded signature values beyond) are re-ranked on the full
+signatures. Neither ranks weak matches well (at Jaccard 0.05 two bits agree 52.5% of the time
+instead of 50%), which is why small segments skip that stage; both find near-duplicates.
+Embeddings of a small segment are searched exactly (flat index); a large segment's OPQ-IVF-PQ
+index proposes candidates that are re-ranked on the memory-mapped vectors. The constants below
+were measured with benchmarks/scaling.py (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from index.segment import Segment
 CANDIDATE_FACTOR = 8
 MIN_CANDIDATES = 64
 EXACT_SCAN_ROWS = 50_000
-# Approximate (IVF) segments: inverted lists visited per query, and embedding candidates
-# re-ranked exactly per requested neighbour.
-MINHASH_NPROBE = 256
+# Large segments: rows taken per banded MinHash value; IVF lists visited per embedding query and
+# embedding candidates re-ranked exactly per requested neighbour.
+BAND_CAP = 256
 EMBEDDING_NPROBE = 64
 EMBEDDING_CANDIDATE_FACTOR = 30
 
@@ -91,18 +91,39 @@ def _exact_scan(seg: Segment, signatures: np.ndarray, k: int) -> tuple[np.ndarra
 def _candidates_reranked(seg: Segment, signatures: np.ndarray, codes: np.ndarray,
                          k: int) -> tuple[np.ndarray, np.ndarray]:
     n_cand = min(seg.rows, max(MIN_CANDIDATES, CANDIDATE_FACTOR * k))
-    index = seg.code_index
     if seg.approximate:
-        index.nprobe = MINHASH_NPROBE
-    _, found = index.search(codes, n_cand)
-    cand = np.full(found.shape, -1, dtype=np.int64)
-    exact = np.full(found.shape, -np.inf, dtype=np.float64)
+        found = _band_candidates(seg, signatures)
+    else:
+        _, found = seg.code_index.search(codes, n_cand)
+    top = min(k if seg.approximate else n_cand, seg.rows)
+    cand = np.full((len(signatures), top), -1, dtype=np.int64)
+    exact = np.full((len(signatures), top), -np.inf, dtype=np.float64)
     stored = seg.signatures
     for i in range(len(signatures)):
         local = np.sort(found[i][found[i] >= 0])  # sorted: sequential reads of the memory map
-        cand[i, :local.size] = local + seg.first_row
-        exact[i, :local.size] = np.mean(stored[local] == signatures[i], axis=1)
+        if not local.size:
+            continue
+        estimates = np.mean(stored[local] == signatures[i], axis=1)
+        best = np.argsort(-estimates, kind="stable")[:top]
+        cand[i, :best.size] = local[best] + seg.first_row
+        exact[i, :best.size] = estimates[best]
     return cand, exact
+
+
+def _band_candidates(seg: Segment, signatures: np.ndarray) -> list[np.ndarray]:
+    """Rows sharing at least one banded signature value with each query (at most BAND_CAP per
+    band: a value shared by thousands of rows is boilerplate, not a near-duplicate)."""
+    bands = seg.bands
+    found: list[list[np.ndarray]] = [[] for _ in range(len(signatures))]
+    for band in range(bands.shape[0]):
+        keys, rows = bands[band, 0], bands[band, 1]
+        values = signatures[:, band].astype(keys.dtype)
+        lo = np.searchsorted(keys, values, side="left")
+        hi = np.minimum(np.searchsorted(keys, values, side="right"), lo + BAND_CAP)
+        for i in range(len(signatures)):
+            if hi[i] > lo[i]:
+                found[i].append(rows[lo[i]:hi[i]].astype(np.int64))
+    return [np.unique(np.concatenate(f)) if f else np.zeros(0, dtype=np.int64) for f in found]
 
 
 def search_embeddings(segments: Sequence[Segment], vectors: np.ndarray, k: int) -> Hits:

@@ -8,7 +8,8 @@ Files of a segment directory:
 - ``embeddings.npy``: the L2-normalised embeddings, ``<f2``, shape (rows, dim) (absent when the
   segment was stored without embeddings, e.g. a reference set);
 - ``embeddings.faiss``: the FAISS search index over those embeddings (see below);
-- ``minhash_codes.faiss``: a FAISS binary index over the 1-bit MinHash codes;
+- ``minhash_codes.faiss``: a FAISS binary index over the 1-bit MinHash codes (small segments), or
+  ``minhash_bands.npy``: sorted single signature values with their rows (large segments);
 - ``metadata.sqlite``: row -> response id, prompt hash, model, timestamp, account (and texts);
 - ``style_indptr.npy`` (``<i8``), ``style_indices.npy`` (``<i4``), ``style_counts.npy``
   (``<f4``): the style fingerprints as a CSR matrix (rows, style_features).
@@ -17,7 +18,7 @@ The ``.npy`` files are written block by block as the batch streams in and are me
 read, so neither writing nor searching holds a segment's full vectors in memory. Only the two
 FAISS indexes are loaded, and their type follows the segment's size: below ``ANN_MIN_ROWS`` rows
 exact ones (flat inner product, flat Hamming); from there on compressed, approximate ones
-(``OPQ,IVF,PQ`` for embeddings, ``BinaryIVF`` for the codes) whose candidates are re-ranked exactly
+(``OPQ,IVF,PQ`` for embeddings; for MinHash, an inverted index on single signature values) whose candidates are re-ranked exactly
 on the memory-mapped vectors and signatures. The chosen types are recorded in the manifest.
 """
 
@@ -46,16 +47,18 @@ SIGNATURES = "signatures.npy"
 EMBEDDING_VECTORS = "embeddings.npy"
 EMBEDDINGS = "embeddings.faiss"
 CODES = "minhash_codes.faiss"
+BANDS = "minhash_bands.npy"
 METADATA = "metadata.sqlite"
 STYLE_INDPTR = "style_indptr.npy"
 STYLE_INDICES = "style_indices.npy"
 STYLE_COUNTS = "style_counts.npy"
-SEGMENT_FILES = (SIGNATURES, EMBEDDING_VECTORS, EMBEDDINGS, CODES, METADATA, STYLE_INDPTR,
-                 STYLE_INDICES, STYLE_COUNTS)
+SEGMENT_FILES = (SIGNATURES, EMBEDDING_VECTORS, EMBEDDINGS, CODES, BANDS, METADATA,
+                 STYLE_INDPTR, STYLE_INDICES, STYLE_COUNTS)
 EMBEDDING_FILES = (EMBEDDING_VECTORS, EMBEDDINGS)
 NO_EMBEDDINGS = "none"
 
 STYLE_INDPTR_DTYPE = np.dtype("<i8")
+BAND_DTYPE = np.dtype("<u4")
 VECTOR_DTYPE = np.dtype("<f2")  # half precision: cosines within 1e-3, half the disk
 
 # From this many rows a segment gets approximate (IVF) indexes instead of exact (flat) ones.
@@ -67,6 +70,13 @@ _BLOCK = 65_536  # rows moved at once when building indexes from the memory-mapp
 
 FLAT_EMBEDDINGS = "Flat(inner product)"
 FLAT_CODES = "BinaryFlat(1-bit minhash)"
+# Large segments find MinHash candidates by exact equality of single signature values (classic
+# LSH with bands of one row): a near-duplicate at Jaccard J shares at least one of B values with
+# probability 1 - (1 - J)^B (0.95 at J = 0.63 for B = 3). Each band costs 8 bytes per response
+# (sorted value, row). k-means lists over 1-bit codes (BinaryIVF) scattered such near-duplicates:
+# recall 0.78 at 1M rows with 256 of 4,096 lists probed (benchmarks/README.md).
+MINHASH_BANDS = 3
+BANDED = f"Bands{MINHASH_BANDS}(minhash values)"
 
 
 def ivf_lists(rows: int) -> int:
@@ -158,8 +168,9 @@ class SegmentWriter:
         files = []
         for name in SEGMENT_FILES:
             path = self.dir / name
-            if name in EMBEDDING_FILES and self._vectors is None:
-                continue
+            if (name in EMBEDDING_FILES and self._vectors is None) or \
+                    name == (CODES if self.minhash_index_type == BANDED else BANDS):
+                continue  # no embeddings; 1-bit codes or bands, whichever the size called for
             fsync_path(path)
             files.append(FileEntry(name, path.stat().st_size, sha256_file(path)))
         fsync_path(self.dir)
@@ -196,19 +207,20 @@ class SegmentWriter:
 
     def _build_code_index(self) -> str:
         signatures = np.load(self.dir / SIGNATURES, mmap_mode="r")
-        if self.rows < ANN_MIN_ROWS:
-            index = faiss.IndexBinaryFlat(self.num_perm)
-            kind = FLAT_CODES
-        else:
-            nlist = ivf_lists(self.rows)
-            index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(self.num_perm), self.num_perm,
-                                         nlist)
-            index.train(one_bit_codes(_sample(signatures, TRAINING_PER_LIST * nlist)))
-            kind = f"BinaryIVF{nlist}(1-bit minhash)"
+        if self.rows >= ANN_MIN_ROWS:
+            bands = np.empty((MINHASH_BANDS, 2, self.rows), dtype=BAND_DTYPE)
+            for band in range(MINHASH_BANDS):
+                values = np.ascontiguousarray(signatures[:, band])
+                order = np.argsort(values, kind="stable")
+                bands[band, 0] = values[order]
+                bands[band, 1] = order
+            np.save(self.dir / BANDS, bands, allow_pickle=False)
+            return BANDED
+        index = faiss.IndexBinaryFlat(self.num_perm)
         for start in range(0, self.rows, _BLOCK):
             index.add(one_bit_codes(signatures[start:start + _BLOCK]))
         faiss.write_index_binary(index, str(self.dir / CODES))
-        return kind
+        return FLAT_CODES
 
     def abort(self) -> None:
         for appender in (self._signatures, self._vectors, self._indptr, self._indices,
@@ -269,8 +281,8 @@ class Segment:
 
     @property
     def approximate(self) -> bool:
-        """True if the FAISS indexes are IVF (candidates must be re-ranked exactly)."""
-        return self.entry.minhash_index.startswith("BinaryIVF")
+        """True for a large segment: approximate indexes, candidates re-ranked exactly."""
+        return self.entry.minhash_index == BANDED
 
     def verify(self) -> None:
         """Compare every file with its recorded sha256 (reads the whole segment once)."""
@@ -335,6 +347,18 @@ class Segment:
     @cached_property
     def code_index(self) -> faiss.IndexBinary:
         return self._checked(faiss.read_index_binary, CODES)
+
+    @cached_property
+    def bands(self) -> np.ndarray:
+        """(bands, 2, rows) uint32: per band, the sorted signature values and their rows; in
+        memory (it is the MinHash search index of a large segment)."""
+        path = self._path(BANDS)
+        bands = np.load(path, allow_pickle=False)
+        if bands.dtype != BAND_DTYPE or bands.shape != (MINHASH_BANDS, 2, self.rows):
+            raise IndexCorruptedError(f"{path}: expected {BAND_DTYPE} "
+                                      f"{(MINHASH_BANDS, 2, self.rows)}, found {bands.dtype} "
+                                      f"{bands.shape}")
+        return bands
 
     @cached_property
     def metadata(self) -> MetadataReader:

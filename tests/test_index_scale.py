@@ -70,7 +70,8 @@ def test_large_segment_records_approximate_index_types(large_segment):
     nlist = ivf_lists(ROWS)
     m = pq_subquantizers(DIM)
     assert seg.entry.embedding_index == f"OPQ{m},IVF{nlist},PQ{m}(inner product)"
-    assert seg.entry.minhash_index == f"BinaryIVF{nlist}(1-bit minhash)"
+    assert seg.entry.minhash_index == "Bands3(minhash values)"
+    assert "minhash_bands.npy" in seg.files and "minhash_codes.faiss" not in seg.files
     assert seg.approximate
     assert np.array_equal(seg.signatures, hasher.signatures(docs))  # streamed blocks, in order
     assert np.allclose(seg.embeddings(np.arange(ROWS)), vectors, atol=1e-3)
