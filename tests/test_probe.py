@@ -49,9 +49,9 @@ def run(server: ReplayServer, tmp_path: Path, n: int, out: Path | None = None,
 
 def test_faults_every_prompt_answered_once(tmp_path):
     faults = ReplayFaults(rate_limit=0.15, server_error=0.15, slow=0.05, drop=0.1, non_json=0.05,
-                          retry_after=0.2, slow_seconds=1.0, seed=3)
+                          retry_after=0.2, slow_seconds=2.0, seed=3)
     with ReplayServer(recorded(60), MODEL, faults=faults) as server:
-        stats, out = run(server, tmp_path, 60, concurrency=8, timeout=0.5)
+        stats, out = run(server, tmp_path, 60, concurrency=8, timeout=0.8)
         seen = Counter(e["outcome"] for e in server.log.events)
     rows = lines(out)
     assert stats.answered == 60 and stats.failed == 0
@@ -62,7 +62,8 @@ def test_faults_every_prompt_answered_once(tmp_path):
     assert seen["server_error"] == stats.retries["server_error"] > 0
     assert seen["drop"] == stats.retries["connection"] > 0
     assert seen["non_json"] == stats.retries["bad_response"] > 0
-    assert seen["slow"] == stats.retries["timeout"] > 0
+    # every slow answer times out; a loaded machine can time out a few ordinary ones too
+    assert stats.retries["timeout"] >= seen["slow"] > 0
     assert all(r["timing"]["attempts"] >= 1 and r["params"]["model"] == MODEL for r in rows)
     # the file is what `fingerprint attribute` reads
     assert len(list(read_records(out))) == 60
