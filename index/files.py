@@ -73,6 +73,10 @@ class NpyAppender:
         self._file.write(block.tobytes())
         self.rows += block.shape[0]
 
+    def abort(self) -> None:
+        """Close without finishing the header (the file is about to be deleted)."""
+        self._file.close()
+
     def close(self) -> None:
         if self._file.closed:
             return

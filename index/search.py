@@ -69,9 +69,13 @@ def search_minhash(segments: Sequence[Segment], signatures: np.ndarray, k: int) 
             continue
         if seg.rows <= EXACT_SCAN_ROWS:
             cand, exact = _exact_scan(seg, signatures, k)
+        elif seg.approximate:
+            cand, exact = _reranked(seg, signatures, _band_candidates(seg, signatures), k)
         else:
             codes = one_bit_codes(signatures) if codes is None else codes
-            cand, exact = _candidates_reranked(seg, signatures, codes, k)
+            n_cand = min(seg.rows, max(MIN_CANDIDATES, CANDIDATE_FACTOR * k))
+            _, found = seg.code_index.search(codes, n_cand)
+            cand, exact = _reranked(seg, signatures, found, n_cand)
         rows, scores = _merge(rows, scores, cand, exact, k)
     return Hits(rows, scores)
 
@@ -88,14 +92,10 @@ def _exact_scan(seg: Segment, signatures: np.ndarray, k: int) -> tuple[np.ndarra
     return seg.to_global(local), counts / seg.num_perm
 
 
-def _candidates_reranked(seg: Segment, signatures: np.ndarray, codes: np.ndarray,
-                         k: int) -> tuple[np.ndarray, np.ndarray]:
-    n_cand = min(seg.rows, max(MIN_CANDIDATES, CANDIDATE_FACTOR * k))
-    if seg.approximate:
-        found = _band_candidates(seg, signatures)
-    else:
-        _, found = seg.code_index.search(codes, n_cand)
-    top = min(k if seg.approximate else n_cand, seg.rows)
+def _reranked(seg: Segment, signatures: np.ndarray, found: Sequence[np.ndarray],
+              top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` candidates of each query by their exact estimate on the full signatures."""
+    top = min(top, seg.rows)
     cand = np.full((len(signatures), top), -1, dtype=np.int64)
     exact = np.full((len(signatures), top), -np.inf, dtype=np.float64)
     stored = seg.signatures

@@ -227,7 +227,7 @@ class SegmentWriter:
                          self._counts):
             try:
                 if appender is not None:
-                    appender._file.close()
+                    appender.abort()
             except Exception:  # the directory is removed anyway
                 pass
         try:

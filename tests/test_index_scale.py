@@ -8,6 +8,7 @@ of generated texts.
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 from scipy import sparse
@@ -16,6 +17,7 @@ from fingerprint import FingerprintConfig, MinHasher
 from fingerprint.fingerprinter import Fingerprints
 from fingerprint.records import ResponseRecord
 from index import segment as segment_module
+from index.codes import one_bit_codes
 from index.search import search_embeddings, search_minhash
 from index.segment import Segment, SegmentWriter, ivf_lists, pq_subquantizers
 
@@ -90,14 +92,34 @@ def test_approximate_embedding_search_recalls_exact_neighbours(large_segment):
     assert np.allclose(hits.scores[:, 0], np.sum(stored * queries, axis=1), atol=1e-5)
 
 
-def test_approximate_minhash_search_finds_near_duplicates_with_exact_scores(large_segment):
-    seg, docs, _, hasher, rng = large_segment
+@pytest.mark.parametrize("path", ["exact scan", "1-bit codes", "bands"])
+def test_minhash_search_finds_near_duplicates_with_exact_scores(large_segment, path, monkeypatch):
+    from index import search
+
+    seg, docs, _, hasher, _ = large_segment
+    rng = np.random.default_rng(11)
+    if path != "exact scan":
+        monkeypatch.setattr(search, "EXACT_SCAN_ROWS", 0)  # take a candidate path
+    if path == "1-bit codes":  # a segment between the two thresholds: flat binary index
+        monkeypatch.setattr(type(seg), "approximate", property(lambda s: False))
+        codes = faiss.IndexBinaryFlat(128)
+        codes.add(one_bit_codes(np.asarray(seg.signatures)))
+        monkeypatch.setitem(seg.__dict__, "code_index", codes)
     sources = rng.choice(ROWS, size=100, replace=False)
     queries = hasher.signatures([edited(docs[i], rng, 0.1) for i in sources])
     hits = search_minhash([seg], queries, k=5)
-    assert np.mean(hits.rows[:, 0] == sources + 500) >= 0.95
-    best = hits.rows[:, 0] - 500
-    assert np.allclose(hits.scores[:, 0], np.mean(seg.signatures[best] == queries, axis=1))
+    found = np.mean(hits.rows[:, 0] == sources + 500)
+    if path == "bands":
+        # LSH with 3 bands of one value finds a pair at Jaccard J with probability 1-(1-J)^3
+        # (about 0.9 for these edits, J ~ 0.55)
+        jaccard = np.mean(seg.signatures[sources] == queries, axis=1)
+        assert found >= np.mean(1 - (1 - jaccard) ** 3) - 0.08
+    else:
+        assert found >= 0.95
+    answered = hits.rows[:, 0] >= 0  # bands can find no candidate at all (score -inf)
+    best = hits.rows[answered, 0] - 500
+    assert np.allclose(hits.scores[answered, 0],
+                       np.mean(seg.signatures[best] == queries[answered], axis=1))
 
 
 def test_small_segments_stay_exact(tmp_path):
