@@ -33,6 +33,7 @@ from fingerprint.errors import ConfigError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
 from fingerprint.normalize import prompt_hash
 from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
+from fingerprint.watermark import WatermarkKey
 from index.errors import ConfigMismatchError
 from index.store import FingerprintIndex, open_index
 
@@ -65,8 +66,13 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                    options: AttributionOptions = AttributionOptions(),
                    fingerprinter: Fingerprinter | None = None,
                    progress: Progress | None = None,
-                   references: Sequence[ReferenceData] | None = None) -> AttributionResult:
+                   references: Sequence[ReferenceData] | None = None,
+                   watermark_key: WatermarkKey | None = None,
+                   watermark_tokenizer: str | None = None) -> AttributionResult:
     """Read a suspect's outputs from a file and attribute them against an index.
+
+    With ``watermark_key`` the outputs are also tested for the provider's watermark, and that
+    exact p-value joins the fingerprint evidence (attribution.watermark.join_watermark).
 
     Given several indexes (one per provider), the providers are first ranked as the suspect's
     likely teacher (attribution.teacher); the full attribution is then made against the top one
@@ -88,6 +94,11 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,
                            progress=progress, suspect=str(suspect_path),
                            skipped_empty=stats.empty, references=references)
+    if watermark_key is not None and records:
+        from attribution.watermark import detect_records, join_watermark
+
+        result = join_watermark(result, detect_records(
+            watermark_key, records, suspect=str(suspect_path), tokenizer=watermark_tokenizer))
     return dataclasses.replace(result, teachers=ranking) if ranking else result
 
 

@@ -78,6 +78,11 @@ def _config(base: FingerprintConfig, given: dict[str, Any]) -> FingerprintConfig
     return dataclasses.replace(base, **overrides)
 
 
+def tokenizer_option(f: Callable) -> Callable:
+    return click.option("--tokenizer", help="Tokenizer of the marked model (tokenizer.json or "
+                        "a directory holding it) [default: the one the key records].")(f)
+
+
 def index_option(f: Callable) -> Callable:
     return click.option("--index", "index_path", required=True,
                         type=click.Path(file_okay=False, path_type=Path),
@@ -291,10 +296,15 @@ def reference_list(index_path: Path, as_json: bool) -> None:
                    "file). Given, they replace the references stored in the index.")
 @click.option("--no-references", is_flag=True,
               help="Ignore stored references: uncalibrated score, no p-value.")
+@click.option("--watermark-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also test the outputs for the provider's watermark (key from 'fingerprint "
+                   "watermark keygen'); its exact p-value joins the others.")
+@tokenizer_option
 def attribute_cmd(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap, as_json: bool,
                   report: Path | None, k: int, near_duplicate_threshold: float,
                   batch_size: int, reference_files: tuple[Path, ...],
-                  no_references: bool) -> None:
+                  no_references: bool, watermark_key: Path | None,
+                  tokenizer: str | None) -> None:
     """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses.
 
     With reference models (stored in the index or given with --reference) every signal is
@@ -307,6 +317,11 @@ def attribute_cmd(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap,
     if report is not None and not report.parent.is_dir():  # fail before minutes of embedding
         raise click.ClickException(f"{report}: directory {report.parent} does not exist")
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
+    key = None
+    if watermark_key is not None:
+        from fingerprint.watermark import load_key
+
+        key = load_key(watermark_key)
     fingerprinter = Fingerprinter(read_manifest(index_paths[0]).config, batch_size=batch_size)
     references = None
     if no_references:
@@ -318,7 +333,8 @@ def attribute_cmd(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap,
     with _progress((suspect,), "attributing") as progress:
         result = attribute_file(list(index_paths), suspect, fields=fields, options=options,
                                 fingerprinter=fingerprinter, progress=progress,
-                                references=references)
+                                references=references, watermark_key=key,
+                                watermark_tokenizer=tokenizer)
     if report is not None:
         if report.suffix.lower() in (".html", ".htm"):
             from attribution.html_report import html_report
@@ -567,6 +583,86 @@ def serve_replay(recorded: str, fields: FieldMap, host: str, port: int, model: s
         pass
     finally:
         server.stop_serving()
+
+
+@main.group(context_settings=CONTEXT)
+def watermark() -> None:
+    """Mark served text with a secret key and test a suspect's outputs for the mark."""
+
+
+@watermark.command("keygen", context_settings=CONTEXT)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key file to write (mode 0600; keep it secret).")
+@click.option("--tokenizer", default=None,
+              help="The serving model's tokenizer: tokenizer.json or a directory holding it "
+                   "[default: all-MiniLM-L6-v2's].")
+@click.option("--context-width", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="Tokens before a step that choose its green list.")
+@click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.25, show_default=True, help="Share of the vocabulary that is green.")
+@click.option("--delta", type=click.FloatRange(0, 50), default=2.0, show_default=True,
+              help="Added to the logits of green tokens.")
+@click.option("--force", is_flag=True, help="Overwrite an existing key file.")
+def watermark_keygen(out: Path, tokenizer: str | None, context_width: int, gamma: float,
+                     delta: float, force: bool) -> None:
+    """Make a new secret watermark key for a tokenizer."""
+    from fingerprint.watermark import WatermarkConfig, generate_key, save_key
+
+    key = generate_key(tokenizer, config=WatermarkConfig(context_width=context_width,
+                                                         gamma=gamma, delta=delta))
+    save_key(key, out, overwrite=force)
+    lexical = "yes" if key.lexicon_sha256 else "no (WordNet is not installed)"
+    click.echo(f"wrote key {key.key_id} to {out} (tokenizer {key.tokenizer.source}, "
+               f"{key.tokenizer.vocab_size} tokens; post-hoc mark: {lexical})")
+
+
+@watermark.command("mark", context_settings=CONTEXT)
+@click.argument("source")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Marked responses (JSONL: id, prompt, response, model).")
+@field_options
+def watermark_mark(source: str, key_path: Path, out: Path, fields: FieldMap) -> None:
+    """Mark already generated responses (SOURCE) with keyed synonym choices."""
+    from attribution.watermark import mark_file
+    from fingerprint.watermark import load_key
+
+    summary = mark_file(load_key(key_path), source, out, fields)
+    click.echo(f"marked {summary.responses} responses into {out}: {summary.substitutions} of "
+               f"{summary.candidates} lexicon words swapped ({summary.skipped_empty} empty "
+               "records skipped)")
+
+
+@watermark.command("detect", context_settings=CONTEXT)
+@click.argument("suspect")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--scheme", type=click.Choice(["both", "tokens", "lexical"]), default="both",
+              show_default=True, help="Which mark to test.")
+@tokenizer_option
+@field_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (top-level 'p_value', per-response tests).")
+def watermark_detect(suspect: str, key_path: Path, scheme: str, tokenizer: str | None,
+                     fields: FieldMap, as_json: bool) -> None:
+    """Test a suspect's outputs (SUSPECT file, or '-') for the watermark: exact p-values per
+    response and pooled over distinct pairs of all responses."""
+    from attribution.watermark import detect_file
+    from fingerprint.watermark import load_key
+
+    report = detect_file(load_key(key_path), suspect, fields=fields, scheme=scheme,
+                         tokenizer=tokenizer)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(f"suspect   {report.suspect}: {len(report.ids)} responses "
+               f"({report.skipped_empty} empty skipped), key {report.key_id}")
+    for d in report.detections:
+        p = d.pooled
+        short = sum(r.too_short for r in d.responses)
+        state = "too few pairs to test" if p.too_short else f"p {p.p_value:.3g}, z {p.z:.2f}"
+        click.echo(f"{d.scheme:<9} {p.green}/{p.scored} distinct pairs green (null share "
+                   f"{p.gamma}): {state}; {short} responses too short to test alone")
+    click.echo(f"p_value   {report.p_value:.3g}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,5 @@
-"""Durable, atomic file writes and checksums.
-
-A reader must never see a half-written file: files are written under a temporary name, flushed
-to disk and moved into place with ``os.replace``, which is atomic on POSIX filesystems.
-"""
+"""Checksums and streamed ``.npy`` writing; atomic writes live in fingerprint.atomic (the key
+files of the watermark need them too) and are re-exported here."""
 
 from __future__ import annotations
 
@@ -11,6 +8,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+from fingerprint.atomic import atomic_write_bytes, fsync_path
+
+__all__ = ["NpyAppender", "atomic_write_bytes", "fsync_path", "sha256_file"]
 
 _CHUNK = 1 << 20
 
@@ -21,30 +22,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fsync_path(path: str | os.PathLike[str]) -> None:
-    """fsync a file or a directory (a directory's entry list must reach disk for renames)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_path(target.parent)
 
 
 class NpyAppender:

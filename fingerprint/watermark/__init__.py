@@ -1,0 +1,59 @@
+"""Watermarks that survive distillation: mark served text with a secret key, and test a
+suspect's outputs for the mark with exact p-values.
+
+Two marks share one key. The token mark (Kirchenbauer et al. 2023) biases generation towards a
+keyed "green list" of the vocabulary chosen by the preceding tokens: ``logits_processor`` for
+transformers, ``bias_logits`` or ``green_masks`` for any other stack. The post-hoc mark
+(``mark_text``) makes keyed synonym choices in text already generated. A student trained on
+marked text inherits a measurable excess of green pairs ("radioactivity", Sander et al. 2024),
+which ``detect_texts`` / ``detect_lexical`` test with exact binomial p-values.
+
+Importing this package does not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fingerprint.watermark.config import LexicalConfig, WatermarkConfig
+from fingerprint.watermark.detect import (Detection, Score, binomial_tail, detect_texts,
+                                          detect_token_ids)
+from fingerprint.watermark.key import (WatermarkKey, WatermarkKeyError, generate_key, load_key,
+                                       save_key)
+from fingerprint.watermark.lexical import MarkedText, detect_lexical, mark_text
+from fingerprint.watermark.lexicon import LexiconError, load_lexicon
+from fingerprint.watermark.tokenizer import TokenizerMismatchError, load_tokenizer
+
+
+def green_masks(key: WatermarkKey, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Boolean (batch, vocab_size): the green next tokens after each row of ``contexts`` (the
+    last ``key.tokens.context_width`` token ids). Add ``key.tokens.delta`` to their logits."""
+    from fingerprint.watermark.green import green_masks as masks
+
+    contexts = np.asarray(contexts, dtype=np.int64)
+    return masks(key.secret, key.tokens.gamma, contexts[:, -key.tokens.context_width:],
+                 vocab_size)
+
+
+def bias_logits(key: WatermarkKey, logits: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """Marked logits (batch, vocab) for a serving stack that is not transformers."""
+    from fingerprint.watermark.processor import bias_logits as bias
+
+    return bias(key, logits, contexts)
+
+
+def logits_processor(key: WatermarkKey, tokenizer: Any) -> Any:
+    """A ``transformers`` LogitsProcessor that marks generation (imports transformers)."""
+    from fingerprint.watermark.processor import logits_processor as make
+
+    return make(key, tokenizer)
+
+
+__all__ = [
+    "Detection", "LexicalConfig", "LexiconError", "MarkedText", "Score", "TokenizerMismatchError",
+    "WatermarkConfig", "WatermarkKey", "WatermarkKeyError", "bias_logits", "binomial_tail",
+    "detect_lexical", "detect_texts", "detect_token_ids", "generate_key", "green_masks",
+    "load_key", "load_lexicon", "load_tokenizer", "logits_processor", "mark_text", "save_key",
+]

@@ -1,0 +1,99 @@
+"""The parameters of the two watermarks a key carries.
+
+They are part of the key file: detection must use exactly the parameters the text was marked
+with, so a key holds them rather than each call taking them as options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from fingerprint.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WatermarkConfig:
+    """The generation-time green-list mark (Kirchenbauer et al. 2023).
+
+    At every step the last ``context_width`` token ids seed a keyed pseudo-random split of the
+    vocabulary; a fraction ``gamma`` is "green" and gets ``delta`` added to its logits. Detection
+    counts green tokens among unique (context, token) pairs; a response with fewer than
+    ``min_scored`` such pairs is reported as too short (p = 1) rather than scored on noise.
+    """
+
+    context_width: int = 2
+    gamma: float = 0.25
+    delta: float = 2.0
+    min_scored: int = 16
+
+    def __post_init__(self) -> None:
+        _check_int(self, "context_width", 1, 8)
+        _check_fraction(self, "gamma")
+        _check_number(self, "delta", 0.0, 50.0)
+        _check_int(self, "min_scored", 1, 10**6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "WatermarkConfig":
+        return cls(**_exact_fields(cls, data))
+
+
+@dataclass(frozen=True)
+class LexicalConfig:
+    """The post-hoc mark: keyed choices among WordNet synonyms in already generated text.
+
+    A word of the lexicon is "green" under a keyed hash of the ``context_width`` words before it;
+    marking swaps a non-green word for a green synonym where one exists. ``gamma`` is the null
+    probability a word is green (0.5 makes a swap available for 3 in 4 two-word classes).
+    """
+
+    context_width: int = 1
+    gamma: float = 0.5
+    min_scored: int = 4
+
+    def __post_init__(self) -> None:
+        _check_int(self, "context_width", 0, 4)
+        _check_fraction(self, "gamma")
+        _check_int(self, "min_scored", 1, 10**6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LexicalConfig":
+        return cls(**_exact_fields(cls, data))
+
+
+def _exact_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """An unknown or missing field is an error, never a silent default."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s): {', '.join(unknown)}")
+    if missing:
+        raise ConfigError(f"{cls.__name__}: field(s) missing: {', '.join(missing)}")
+    return dict(data)
+
+
+def _check_int(cfg: Any, name: str, low: int, high: int) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer between {low} and {high}, got {value!r}")
+
+
+def _check_number(cfg: Any, name: str, low: float, high: float) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number between {low} and {high}, got {value!r}")
+
+
+def _check_fraction(cfg: Any, name: str) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ConfigError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
