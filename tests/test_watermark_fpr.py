@@ -1,0 +1,75 @@
+"""False positives of the watermark detectors on real unmarked text: all 24 AlpacaEval models.
+
+None of these outputs was made with our keys, so every p-value here is drawn under the null;
+the share at or below a level must not exceed the level (the test is exact, so it may be a
+little below it, never above), and the pooled p-values of whole models must look uniform.
+
+Every (model, repetition) gets its own key: under one key, models that share common phrases
+share (context, token) pairs, so their pooled p-values are dependent and a uniformity test over
+them would judge that dependence rather than validity.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import kstest
+
+from fingerprint import watermark as wm
+from fingerprint.watermark.lexicon import lexicon_available
+
+KEYS = 3
+LEVELS = (0.001, 0.01, 0.05, 0.1)
+
+
+@pytest.fixture(scope="module")
+def outputs(alpacaeval):
+    by_model = {}
+    for path in sorted((alpacaeval / "outputs").glob("*.jsonl")):
+        texts = [json.loads(line)["output"] for line in path.open(encoding="utf-8")]
+        by_model[path.stem] = [t for t in texts if t.strip()]
+    assert len(by_model) == 24
+    return by_model
+
+
+@pytest.fixture(scope="module")
+def keys(outputs):
+    return {model: [wm.generate_key() for _ in range(KEYS)] for model in outputs}
+
+
+def check_levels(p_values: np.ndarray, what: str) -> None:
+    n = len(p_values)
+    for level in LEVELS:
+        rate = float(np.mean(p_values <= level))
+        slack = 4 * np.sqrt(level * (1 - level) / n)
+        assert rate <= level + slack, f"{what}: {rate:.4f} at level {level} (n={n})"
+        assert rate >= 0.5 * level - slack, f"{what}: {rate:.4f} at level {level} is far " \
+                                            "below it: the test would be needlessly weak"
+
+
+def test_token_mark_false_positive_rate_matches_the_level(outputs, keys):
+    tokenizer = wm.load_tokenizer("all-MiniLM-L6-v2")
+    from fingerprint.watermark.tokenizer import encode
+
+    ids = {model: encode(tokenizer, texts) for model, texts in outputs.items()}
+    per_response, pooled = [], []
+    for model, seqs in ids.items():
+        for key in keys[model]:
+            det = wm.detect_token_ids(key, seqs)
+            per_response.extend(r.p_value for r in det.responses if not r.too_short)
+            pooled.append(det.p_value)
+    per_response = np.array(per_response)
+    assert len(per_response) > 0.9 * KEYS * sum(len(t) for t in outputs.values())
+    check_levels(per_response, "per response")
+    assert kstest(pooled, "uniform").pvalue > 1e-3
+    assert min(pooled) > 1e-4
+
+
+@pytest.mark.skipif(not lexicon_available(), reason="WordNet is not installed")
+def test_lexical_mark_pooled_p_values_are_uniform(outputs, keys):
+    pooled = [wm.detect_lexical(key, texts).p_value
+              for model, texts in outputs.items() for key in keys[model]]
+    assert kstest(pooled, "uniform").pvalue > 1e-3
+    assert min(pooled) > 1e-4
