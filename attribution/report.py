@@ -48,6 +48,9 @@ def summary_text(result: AttributionResult) -> str:
     else:
         lines.append(f"score     {_fmt(result.score)}  (uncalibrated: mean per-response evidence; "
                      f"higher = more derived)")
+        if result.p_value is not None:
+            lines.append(f"p-value   {fmt_number(result.p_value)}  (the watermark test's: null: "
+                         "the suspect's outputs do not depend on the key)")
     width = max(len(s.name) for s in result.signals)
     for s in result.signals:
         p = f"  p={fmt_number(s.p_value)}" if s.p_value is not None else ""
@@ -103,6 +106,9 @@ def markdown_report(result: AttributionResult) -> str:
         out.append(f"**Score: {_fmt(result.score)}** (uncalibrated, no reference models; higher "
                    "means more derived from the indexed responses; compare suspects against the "
                    "same index rather than reading it as a probability).")
+        if result.p_value is not None:
+            out += ["", f"**p-value: {fmt_number(result.p_value)}** (the watermark test; null "
+                    "hypothesis: the suspect's outputs do not depend on the provider's key)."]
     out += ["", "| signal | value | n | p-value | z | references' mean | meaning |",
             "|---|---|---|---|---|---|---|"]
     for s in result.signals:

@@ -1,0 +1,139 @@
+"""The watermark commands end to end, through the CLI, on real and on constructed text."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from attribution.cli import main
+from conftest import write_jsonl
+from fingerprint import watermark as wm
+from fingerprint.watermark.lexicon import lexicon_available
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def whole_words():
+    """Lowercase whole-word ids of the default tokenizer: text made of them re-tokenises to the
+    same ids, so a sequence built token by token survives the trip through text."""
+    vocab = wm.load_tokenizer("all-MiniLM-L6-v2").get_vocab()
+    return {i: w for w, i in vocab.items() if w.isascii() and w.isalpha() and w.islower() and len(w) > 2}
+
+
+def compose(key, words: dict[int, str], length: int, marked: bool, seed: int) -> str:
+    """A response built one token at a time, each a random whole word; green ones only when
+    ``marked`` (the limit of delta -> infinity)."""
+    rng = np.random.default_rng(seed)
+    ids = list(rng.choice(list(words), size=key.tokens.context_width))
+    allowed = np.zeros(30522, dtype=bool)
+    allowed[list(words)] = True
+    while len(ids) < length:
+        choices = allowed & (wm.green_masks(key, np.array([ids]), 30522)[0] if marked else True)
+        ids.append(int(rng.choice(np.flatnonzero(choices))))
+    return " ".join(words[i] for i in ids)
+
+
+@pytest.fixture
+def keyfile(tmp_path):
+    path = tmp_path / "provider.key"
+    result = run("watermark", "keygen", "--out", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def secret_of(path) -> str:
+    return json.loads(path.read_text())["secret"]
+
+
+def test_keygen_never_overwrites_and_never_prints_the_secret(keyfile):
+    key = wm.load_key(keyfile)
+    again = run("watermark", "keygen", "--out", keyfile)
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert wm.load_key(keyfile) == key
+    forced = run("watermark", "keygen", "--out", keyfile, "--force", "--gamma", "0.5")
+    assert forced.exit_code == 0 and wm.load_key(keyfile).tokens.gamma == 0.5
+    assert secret_of(keyfile) not in forced.output and key.secret.hex() not in again.output
+
+
+def test_detect_json_pooled_and_per_response(keyfile, whole_words, tmp_path):
+    key = wm.load_key(keyfile)
+    marked = write_jsonl(tmp_path / "marked.jsonl", [
+        {"id": f"m{i}", "response": compose(key, whole_words, 60, True, i)} for i in range(5)]
+        + [{"id": "short", "response": "far too short"}])
+    plain = write_jsonl(tmp_path / "plain.jsonl", [
+        {"id": f"p{i}", "response": compose(key, whole_words, 60, False, i)} for i in range(5)])
+    out = run("watermark", "detect", marked, "--key", keyfile, "--json", "--scheme", "tokens")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["p_value"] < 1e-100 and data["schemes"]["tokens"]["green_fraction"] > 0.99
+    assert data["responses"] == 6 and [r["id"] for r in data["per_response"]][-1] == "short"
+    assert all(r["tokens"]["p_value"] < 1e-20 for r in data["per_response"][:5])
+    assert data["per_response"][5]["tokens"] == {**data["per_response"][5]["tokens"],
+                                                  "too_short": True, "p_value": 1.0}
+    assert secret_of(keyfile) not in out.output
+    plain_out = json.loads(run("watermark", "detect", plain, "--key", keyfile, "--json").output)
+    assert plain_out["p_value"] > 1e-3
+    human = run("watermark", "detect", marked, "--key", keyfile).output
+    assert "p_value" in human and "1 responses too short" in human
+
+
+@pytest.mark.skipif(not lexicon_available(), reason="WordNet is not installed")
+def test_post_hoc_mark_then_detect_on_real_outputs(keyfile, alpacaeval, tmp_path):
+    source = alpacaeval / "outputs" / "gpt4.jsonl"
+    marked = tmp_path / "marked.jsonl"
+    result = run("watermark", "mark", source, "--key", keyfile, "--out", marked)
+    assert result.exit_code == 0, result.output
+    assert "marked 805 responses" in result.output
+    rows = [json.loads(line) for line in marked.open()]
+    assert len(rows) == 805 and set(rows[0]) == {"id", "prompt", "response", "model"}
+    assert secret_of(keyfile) not in marked.read_text()
+    on = json.loads(run("watermark", "detect", marked, "--key", keyfile, "--json").output)
+    off = json.loads(run("watermark", "detect", source, "--key", keyfile, "--json").output)
+    assert on["p_value"] < 1e-10 and off["p_value"] > 1e-3
+    assert on["combination"].startswith("bonferroni") and set(on["schemes"]) == {"tokens",
+                                                                                  "lexical"}
+
+
+def test_bad_input_is_a_clear_one_line_error(keyfile, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = run("watermark", "detect", empty, "--key", keyfile)
+    assert result.exit_code == 1 and "empty.jsonl" in result.output
+    assert "no non-empty response" in result.output and "Traceback" not in result.output
+
+    damaged = tmp_path / "damaged.key"
+    damaged.write_text(keyfile.read_text().replace('"gamma": 0.25', '"gamma": 0.5'))
+    result = run("watermark", "detect", empty, "--key", damaged)
+    assert result.exit_code == 1 and "damaged.key" in result.output and "damaged" in result.output
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    other = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    other.pre_tokenizer = pre_tokenizers.Whitespace()
+    other.train_from_iterator(["a small other vocabulary"], trainers.WordLevelTrainer(
+        special_tokens=["[UNK]"]))
+    other.save(str(tmp_path / "tokenizer.json"))
+    suspect = write_jsonl(tmp_path / "s.jsonl", [{"id": "1", "response": "some words here"}])
+    result = run("watermark", "detect", suspect, "--key", keyfile, "--tokenizer", tmp_path)
+    assert result.exit_code == 1 and "made for the tokenizer" in result.output
+
+
+def test_attribute_joins_the_watermark(keyfile, whole_words, built_index, tmp_path):
+    key = wm.load_key(keyfile)
+    suspect = write_jsonl(tmp_path / "suspect.jsonl", [
+        {"id": f"m{i}", "response": compose(key, whole_words, 80, True, i)} for i in range(4)])
+    result = run("attribute", suspect, "--index", built_index, "--json",
+                 "--watermark-key", keyfile)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["signals"]["watermark"]["p_value"] < 1e-50
+    assert data["p_value"] == data["signals"]["watermark"]["p_value"]  # no references here
+    assert any("watermark" in n for n in data["notes"])
+    human = run("attribute", suspect, "--index", built_index, "--watermark-key", keyfile).output
+    assert "p-value" in human and "watermark" in human
