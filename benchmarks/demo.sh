@@ -3,7 +3,8 @@
 # 805 AlpacaEval prompts), store independent models' answers to the same prompts as references
 # (the other vendors' API and open models: not OpenAI's own, which are the provider's siblings),
 # then attribute two suspects against it: vicuna-7b, fine-tuned on ChatGPT conversations (a
-# student), and guanaco-7b, fine-tuned on human-written OASST1 data.
+# student), and guanaco-7b, fine-tuned on human-written OASST1 data; finally mark the served
+# responses with a watermark and test marked and unmarked text for it.
 set -eu
 : "${ALPACAEVAL:=../shared/data/alpacaeval}" "${DEMO_DIR:=demo-out}" "${BIN:=.venv/bin}"
 
@@ -79,3 +80,16 @@ echo
 echo "vicuna-7b (a ChatGPT student) should come out more ChatGPT-like than guanaco-7b (human"
 echo "data): a higher provider_share and derived fraction, a lower p-value. See README 'Reading"
 echo "the numbers' for what the p-value does and does not say."
+
+# The watermark: a key, the post-hoc mark on the provider's served responses, and the detector on
+# marked text and on a suspect that never saw the key. (How a mark survives distillation into a
+# student is benchmarks/radioactivity.py: it trains models, too slow for a demo.)
+echo
+echo "== watermark: mark the served responses post-hoc, then test marked and unmarked text"
+"$BIN/fingerprint" watermark keygen --out "$DEMO_DIR/provider.key"
+"$BIN/fingerprint" watermark mark "$provider" --key "$DEMO_DIR/provider.key" \
+  --out "$DEMO_DIR/served-marked.jsonl"
+echo "-- the marked served responses:"
+"$BIN/fingerprint" watermark detect "$DEMO_DIR/served-marked.jsonl" --key "$DEMO_DIR/provider.key"
+echo "-- vicuna-7b, which never saw the key (p-values of unmarked text are uniform on [0, 1]):"
+"$BIN/fingerprint" watermark detect "$probed" --key "$DEMO_DIR/provider.key"
