@@ -235,3 +235,16 @@ def test_a_missing_wordnet_is_a_clear_error(key, tmp_path, monkeypatch):
 
     with pytest.raises(LexiconError, match="wordnet-base"):
         load_lexicon(tmp_path)
+
+
+@needs_wordnet
+def test_post_hoc_mark_leaves_code_and_identifiers_alone():
+    code = "```python\nvast = math.huge\nusually_ok = vast\n```"
+    text = f"It is usually vast. {code}\nCall `usually()` or math.huge or usually_ok; usually."
+    changed = 0
+    for _ in range(20):
+        out = wm.mark_text(wm.generate_key(), text).text
+        assert code in out and "`usually()`" in out and "math.huge" in out
+        assert "usually_ok;" in out
+        changed += out != text
+    assert changed > 0  # the prose around the code does get marked

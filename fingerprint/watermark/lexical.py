@@ -16,6 +16,7 @@ fixing the article after a swap must not change the context the swap was chosen 
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -64,7 +65,7 @@ def mark_text(key: WatermarkKey, text: str, lexicon: Lexicon | None = None) -> M
     context: list[str] = []
     last_word_piece = -1
     position = candidates = swaps = 0
-    code = [m.span() for m in _CODE.finditer(text)]
+    code = _CodeSpans(text)
     for match in _WORD.finditer(text):
         pieces.append(text[position:match.start()])
         word = match.group()
@@ -120,10 +121,23 @@ def _first_green(key: WatermarkKey, ctx: tuple[str, ...], members: tuple[str, ..
     return min(greens)[1] if greens else None
 
 
-def _prose(text: str, match: re.Match, code: list[tuple[int, int]]) -> bool:
+class _CodeSpans:
+    """Where the Markdown code spans and blocks of a text are, for O(log n) look-ups."""
+
+    def __init__(self, text: str):
+        spans = [m.span() for m in _CODE.finditer(text)]
+        self._starts = [a for a, _ in spans]
+        self._ends = [b for _, b in spans]
+
+    def __contains__(self, position: int) -> bool:
+        i = bisect.bisect_right(self._starts, position) - 1
+        return i >= 0 and position < self._ends[i]
+
+
+def _prose(text: str, match: re.Match, code: _CodeSpans) -> bool:
     """Not inside code and not part of an identifier or a dotted name."""
     start, end = match.span()
-    if any(a <= start < b for a, b in code):
+    if start in code:
         return False
     if start and text[start - 1] in _JOINED_BEFORE:
         return False
