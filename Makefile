@@ -46,6 +46,9 @@ bench: $(STAMP) wordnet
 	$(BIN)/python benchmarks/embedding_speed.py --data "$(ALPACAEVAL)" -n 128 --prompts 40 --repeat 1
 	$(BIN)/python benchmarks/scaling.py --data "$(ALPACAEVAL)" --sizes 10000,30000 \
 		--out bench-out/scaling-quick
+	$(BIN)/python benchmarks/watermark_fpr.py --data "$(ALPACAEVAL)" --keys 2
+	$(BIN)/python benchmarks/radioactivity.py --data "$(ALPACAEVAL)" --quick \
+		--out bench-out/radioactivity-quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info .pytest_cache .hypothesis
