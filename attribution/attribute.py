@@ -82,6 +82,12 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
              else list(index_path))
     stats = ReadStats()
     records = list(read_records(suspect_path, fields, stats))
+    marks = None
+    if watermark_key is not None and records:  # first: a bad tokenizer fails in a second
+        from attribution.watermark import detect_records, join_watermark
+
+        marks = detect_records(watermark_key, records, suspect=str(suspect_path),
+                               tokenizer=watermark_tokenizer)
     with ExitStack() as stack:
         indexes = [stack.enter_context(open_index(p)) for p in paths]
         ranking = None
@@ -94,11 +100,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,
                            progress=progress, suspect=str(suspect_path),
                            skipped_empty=stats.empty, references=references)
-    if watermark_key is not None and records:
-        from attribution.watermark import detect_records, join_watermark
-
-        result = join_watermark(result, detect_records(
-            watermark_key, records, suspect=str(suspect_path), tokenizer=watermark_tokenizer))
+    if marks is not None:
+        result = join_watermark(result, marks)
     return dataclasses.replace(result, teachers=ranking) if ranking else result
 
 

@@ -13,8 +13,19 @@ from typing import Any, Mapping
 from fingerprint.errors import ConfigError
 
 
+class _Serialised:
+    """JSON round trip of a config dataclass; reading is strict (see _exact_fields)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        return cls(**_exact_fields(cls, data))
+
+
 @dataclass(frozen=True)
-class WatermarkConfig:
+class WatermarkConfig(_Serialised):
     """The generation-time green-list mark (Kirchenbauer et al. 2023).
 
     At every step the last ``context_width`` token ids seed a keyed pseudo-random split of the
@@ -34,16 +45,9 @@ class WatermarkConfig:
         _check_number(self, "delta", 0.0, 50.0)
         _check_int(self, "min_scored", 1, 10**6)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "WatermarkConfig":
-        return cls(**_exact_fields(cls, data))
-
 
 @dataclass(frozen=True)
-class LexicalConfig:
+class LexicalConfig(_Serialised):
     """The post-hoc mark: keyed choices among WordNet synonyms in already generated text.
 
     A word of the lexicon is "green" under a keyed hash of the ``context_width`` words before it;
@@ -59,13 +63,6 @@ class LexicalConfig:
         _check_int(self, "context_width", 0, 4)
         _check_fraction(self, "gamma")
         _check_int(self, "min_scored", 1, 10**6)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LexicalConfig":
-        return cls(**_exact_fields(cls, data))
 
 
 def _exact_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
