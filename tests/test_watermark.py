@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fingerprint import watermark as wm
+from fingerprint.errors import ConfigError
 from fingerprint.watermark.detect import binomial_tail
 from fingerprint.watermark.lexicon import lexicon_available
 
@@ -87,7 +88,7 @@ def test_unreadable_key_files(tmp_path, content, message):
 
 
 def test_config_is_validated():
-    with pytest.raises(wm.WatermarkKeyError.__mro__[1]):  # FingerprintError
+    with pytest.raises(ConfigError, match="gamma"):
         wm.WatermarkConfig(gamma=1.0)
     with pytest.raises(ValueError, match="context_width"):
         wm.WatermarkConfig(context_width=0)
@@ -182,7 +183,7 @@ def test_bias_logits_adds_delta_to_exactly_the_green_tokens(key):
     for row in range(3):
         token = int(np.flatnonzero(mask[row])[0])
         seq = list(contexts[row, -key.tokens.context_width:]) + [token]
-        assert wm.detect_token_ids(key, [seq] * 1).pooled.green == 1
+        assert wm.detect_token_ids(key, [seq]).pooled.green == 1
 
 
 def test_a_key_for_another_tokenizer_is_refused(key):
@@ -215,22 +216,21 @@ def test_post_hoc_mark_swaps_synonyms_only_and_is_detected(key, alpacaeval):
 
 
 @needs_wordnet
-def test_post_hoc_mark_fixes_articles_and_spares_names(key):
+def test_post_hoc_mark_fixes_articles_and_spares_names():
     lexicon = wm.load_lexicon()
     assert lexicon.synonyms("seemingly") == ("ostensibly", "seemingly")
-    found = {}
-    for text in ("it was a seemingly easy task", "Mike bought a refrigerator"):
-        out = wm.mark_text(key, text).text
-        found[text] = out
-    assert found["Mike bought a refrigerator"].startswith("Mike ")
-    out = found["it was a seemingly easy task"]
-    if "ostensibly" in out:
-        assert "an ostensibly" in out
-    else:
-        assert "a seemingly" in out
+    assert lexicon.synonyms("mike") is not None
+    swapped = 0
+    for _ in range(40):  # a quarter of keys swap "seemingly" here (none: p 1e-5)
+        key = wm.generate_key()
+        assert wm.mark_text(key, "Mike bought a refrigerator").text.startswith("Mike ")
+        out = wm.mark_text(key, "it was a seemingly easy task").text
+        assert out in ("it was an ostensibly easy task", "it was a seemingly easy task")
+        swapped += "ostensibly" in out
+    assert 0 < swapped < 40
 
 
-def test_a_missing_wordnet_is_a_clear_error(key, tmp_path, monkeypatch):
+def test_a_missing_wordnet_is_a_clear_error(tmp_path):
     from fingerprint.watermark.lexicon import LexiconError, load_lexicon
 
     with pytest.raises(LexiconError, match="wordnet-base"):

@@ -59,10 +59,8 @@ def green_pairs(secret: bytes, gamma: float, windows: np.ndarray) -> np.ndarray:
     windows = np.asarray(windows, dtype=np.uint32)
     if len(windows) == 0:
         return np.zeros(0, dtype=bool)
-    contexts, inverse = np.unique(_rows_as_bytes(windows[:, :-1]), return_inverse=True)
-    width = windows.shape[1] - 1
-    unique_rows = np.frombuffer(contexts.tobytes(), dtype=np.uint32).reshape(len(contexts), width)
-    seeds = context_seeds(secret, unique_rows)[inverse.reshape(-1)]
+    contexts, inverse = unique_rows(windows[:, :-1])
+    seeds = context_seeds(secret, contexts)[inverse]
     return mix(seeds, windows[:, -1]) < threshold(gamma)
 
 
