@@ -130,24 +130,32 @@ class StaticBackend:
         self.table = np.load(self.entry / "vectors.npy", allow_pickle=False)
         self.dim = int(self.table.shape[1])
         self.empty_row = self.table.shape[0] - 1
-        self._tokenizers: dict[int, Any] = {}
+        self._tokenizers: dict[int, tuple[Any, Any]] = {}
 
     def embed(self, texts: Sequence[str], max_tokens: int, batch_size: int) -> np.ndarray:
-        """``batch_size`` is ignored: a look-up needs no batching."""
-        from scipy import sparse
+        """``batch_size`` is ignored: a look-up needs no batching.
+
+        The tokenizers library would take most of the time here, so a compiled WordPiece
+        (fingerprint.wordpiece), tested to give exactly its ids, tokenises instead. The library
+        still tokenises words with non-ASCII characters, and whole texts for a tokenizer the
+        compiled one does not support.
+        """
+        from fingerprint.wordpiece import FastWordPiece, row_sums
 
         if max_tokens not in self._tokenizers:
-            self._tokenizers[max_tokens] = load_tokenizer(self.model_dir, max_tokens)
-        tokenizer = self._tokenizers[max_tokens]
-        prefix, suffix = _template(tokenizer)
-        rows: list[list[int]] = []
-        for encoding in tokenizer.encode_batch(clip(texts, max_tokens)):
-            ids = encoding.ids[len(prefix):len(encoding.ids) - len(suffix)]
-            rows.append(ids or [self.empty_row])
-        indptr = np.cumsum([0] + [len(r) for r in rows])
-        indices = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=indptr[-1])
-        counts = sparse.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                                   shape=(len(rows), self.table.shape[0]))
-        vectors = np.asarray(counts @ self.table)
-        vectors[~np.any(vectors, axis=1)] = self.table[self.empty_row]  # only [unusedN] tokens
-        return normalise_rows(vectors)
+            tokenizer = load_tokenizer(self.model_dir, max_tokens)
+            self._tokenizers[max_tokens] = (tokenizer, FastWordPiece.from_tokenizer(tokenizer))
+        tokenizer, fast = self._tokenizers[max_tokens]
+        texts = clip(texts, max_tokens)
+        ids, offsets = fast.encode(texts) if fast else _tokenizer_ids(tokenizer, texts)
+        return normalise_rows(row_sums(ids, offsets, self.table, self.empty_row))
+
+
+def _tokenizer_ids(tokenizer: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The tokenizer's ids of each text, without [CLS] and [SEP], as FastWordPiece.encode."""
+    prefix, suffix = _template(tokenizer)
+    rows = [e.ids[len(prefix):len(e.ids) - len(suffix)] for e in tokenizer.encode_batch(texts)]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    ids = np.fromiter((i for r in rows for i in r), dtype=np.int32, count=offsets[-1])
+    return ids, offsets
