@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 SENTENCE = re.compile(r"(?<=[.!?:])\s+|\n+")
 QUERIES, RECALL_QUERIES, BATCH, K = 1000, 200, 100, 10
+NPROBE_SWEEP = (32, 64, 128, 256, 512, 1024)  # IVF lists probed; the default is also measured
 
 
 # --- synthetic corpus --------------------------------------------------------------------------
@@ -157,6 +158,7 @@ def query_main(index_path: Path, queries_path: Path, corpus: Path, n: int) -> No
 
     from fingerprint.fingerprinter import Fingerprinter
     from fingerprint.records import read_records
+    from index.search import default_nprobe
     from index.store import open_index
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
@@ -180,21 +182,27 @@ def query_main(index_path: Path, queries_path: Path, corpus: Path, n: int) -> No
             index_files += (seg.dir / "minhash_codes.faiss").stat().st_size
     loaded = rss() - before
 
-    timings = {}
-    for name, search, inputs in (("embedding", idx.search_embeddings, prints.embeddings),
-                                 ("minhash", idx.search_minhash, prints.signatures)):
-        search(inputs[:BATCH], k=K)  # warm: page in what the first batch touches
-        start = time.perf_counter()
-        hits = [search(inputs[i:i + BATCH], k=K) for i in range(0, len(inputs), BATCH)]
-        seconds = time.perf_counter() - start
-        timings[name] = {"queries_per_s": len(inputs) / seconds,
-                         "ms_per_query": 1000 * seconds / len(inputs),
-                         "rows": np.concatenate([h.rows for h in hits])}
+    timings = {name: timed_search(search, inputs) for name, search, inputs in (
+        ("embedding", idx.search_embeddings, prints.embeddings),
+        ("minhash", idx.search_minhash, prints.signatures))}
 
     sub = slice(0, RECALL_QUERIES)
     exact_e = exact_embedding_top(idx, prints.embeddings[sub])
-    recall_e = float(np.mean([len(set(a) & set(b)) / K
-                              for a, b in zip(timings["embedding"]["rows"][sub], exact_e)]))
+
+    def embedding_recall(rows: np.ndarray) -> float:
+        return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(rows[sub], exact_e)]))
+
+    recall_e = embedding_recall(timings["embedding"]["rows"])
+    sweep = []
+    nlists = [faiss.extract_index_ivf(s.embedding_index).nlist for s in idx.segments
+              if s.approximate]
+    for nprobe in NPROBE_SWEEP if nlists else ():
+        if nprobe > max(nlists):
+            break
+        timed = timed_search(lambda v, k: idx.search_embeddings(v, k, nprobe=nprobe),
+                             prints.embeddings)
+        sweep.append({"nprobe": nprobe, "queries_per_s": round(timed["queries_per_s"], 1),
+                      "recall_at_10": embedding_recall(timed["rows"])})
     recall_m = minhash_recall(idx, prints.signatures[sub], timings["minhash"]["rows"][sub])
     dup_hits = idx.search_minhash(near_dup, k=K).rows
     recall_nd = near_duplicate_recall(idx, near_dup, dup_hits)
@@ -208,7 +216,20 @@ def query_main(index_path: Path, queries_path: Path, corpus: Path, n: int) -> No
         "minhash_ms_per_query": timings["minhash"]["ms_per_query"],
         "embedding_recall_at_10": recall_e, "minhash_recall_at_10": recall_m,
         "minhash_near_duplicate_recall": recall_nd,
+        "embedding_nlist": max(nlists, default=None),
+        "embedding_nprobe": (default_nprobe(max(nlists)) if nlists else None),
+        "embedding_nprobe_sweep": sweep,
     }))
+
+
+def timed_search(search, inputs: np.ndarray) -> dict:
+    """Queries in batches of BATCH after one warm-up batch (which pages in what it touches)."""
+    search(inputs[:BATCH], K)
+    start = time.perf_counter()
+    hits = [search(inputs[i:i + BATCH], K) for i in range(0, len(inputs), BATCH)]
+    seconds = time.perf_counter() - start
+    return {"queries_per_s": len(inputs) / seconds, "ms_per_query": 1000 * seconds / len(inputs),
+            "rows": np.concatenate([h.rows for h in hits])}
 
 
 def near_duplicates(corpus: Path, n: int, count: int) -> list[str]:
@@ -337,8 +358,10 @@ def run(sizes: list[int], out: Path, data: Path, lsh_max: int) -> dict:
                                             str(n)])["stdout"])
             row["minhashlsh_bytes_per_response"] = round(lsh["lsh_bytes"] / n)
         results.append(row)
+        results.sort(key=lambda r: r["responses"])
         print(json.dumps(row), file=sys.stderr)
-    report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "results": results}
+        report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "results": results}
+        (out / "scaling.json").write_text(json.dumps(report, indent=2))  # after every size
     plot(results, out / "scaling.png")
     report["plot"] = str(out / "scaling.png")
     (out / "scaling.json").write_text(json.dumps(report, indent=2))

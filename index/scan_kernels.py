@@ -1,21 +1,28 @@
-"""Compiled exact MinHash scan: the k stored signatures sharing most hash values with each query.
+"""Compiled exact scoring: MinHash scans and embedding re-ranking.
 
-The numpy version materialises a (rows x num_perm) comparison per query; this one counts equal
-values in registers, several times faster, and is what makes exact search affordable for every
-segment below the approximate-index threshold. Imported (with numba) only when first needed.
+The numpy version of the MinHash scan materialises a (rows x num_perm) comparison per query;
+``top_equal_counts`` counts equal values in registers, several times faster, and is what makes
+exact search affordable for every segment below the approximate-index threshold.
+``candidate_cosines`` re-scores an ANN index's candidates on the stored half-precision vectors:
+numpy's gather, float16 conversion and einsum ran on one core and cost more than the ANN search
+itself. Imported (with numba) only when first needed.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+# float16 bit pattern -> float32 value, for reading half-precision vectors in compiled code
+HALF_TO_FLOAT = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(
+    np.float32)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def top_equal_counts(stored, queries, k, rows_out, counts_out):
     """rows_out/counts_out (q, k): best rows first; ties keep the lower row."""
     n, width = stored.shape
-    for qi in range(queries.shape[0]):
+    for qi in prange(queries.shape[0]):
         query = queries[qi]
         best_rows = np.full(k, -1, np.int64)
         best = np.full(k, -1, np.int64)
@@ -34,3 +41,21 @@ def top_equal_counts(stored, queries, k, rows_out, counts_out):
                 best_rows[pos] = r
         rows_out[qi] = best_rows
         counts_out[qi] = best
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def candidate_cosines(stored, half_to_float, queries, candidates, out):
+    """out[q, j] = <stored[candidates[q, j]], queries[q]> (-inf where the candidate is -1);
+    ``stored`` holds float16 vectors as their uint16 bit patterns."""
+    for qi in prange(candidates.shape[0]):
+        query = queries[qi]
+        for j in range(candidates.shape[1]):
+            row = candidates[qi, j]
+            if row < 0:
+                out[qi, j] = -np.inf
+                continue
+            vector = stored[row]
+            total = np.float32(0.0)
+            for c in range(vector.shape[0]):
+                total += half_to_float[vector[c]] * query[c]
+            out[qi, j] = total

@@ -18,8 +18,9 @@ The ``.npy`` files are written block by block as the batch streams in and are me
 read, so neither writing nor searching holds a segment's full vectors in memory. Only the two
 FAISS indexes are loaded, and their type follows the segment's size: below ``ANN_MIN_ROWS`` rows
 exact ones (flat inner product, flat Hamming); from there on compressed, approximate ones
-(``OPQ,IVF,PQ`` for embeddings; for MinHash, an inverted index on single signature values) whose candidates are re-ranked exactly
-on the memory-mapped vectors and signatures. The chosen types are recorded in the manifest.
+(IVF with 4-bit fast-scan PQ for embeddings; for MinHash, an inverted index on single signature
+values) whose candidates are re-ranked exactly on the memory-mapped vectors and signatures. The
+chosen types are recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ VECTOR_DTYPE = np.dtype("<f2")  # half precision: cosines within 1e-3, half the 
 # From this many rows a segment gets approximate (IVF) indexes instead of exact (flat) ones.
 ANN_MIN_ROWS = 100_000
 # Vectors used to train the IVF centroids and PQ codebooks (FAISS wants >= 39 per centroid).
-TRAINING_PER_LIST = 40
-OPQ_TRAINING = 65_536  # vectors the OPQ rotation is trained on
+TRAINING_PER_LIST = 50
+ROTATION_SEED = 1234
+HNSW_NEIGHBOURS = 32  # graph over the IVF centroids, used to assign rows while building
+HNSW_EF_ADD = 64
 _BLOCK = 65_536  # rows moved at once when building indexes from the memory-mapped files
 
 FLAT_EMBEDDINGS = "Flat(inner product)"
@@ -85,14 +88,21 @@ def ivf_lists(rows: int) -> int:
 
 
 def pq_subquantizers(dim: int) -> int:
-    """PQ bytes per vector: 64 (4 dimensions each at 256-d, 6 at 384-d), fewer for small dims.
+    """4-bit PQ sub-quantizers per vector: 128 (64 bytes) when the dimension allows, fewer for
+    small dimensions (at least 2 dimensions each).
 
-    64 bytes + 8 for the id + 24 for the MinHash code keep a response under 100 bytes of memory.
+    64 bytes + 8 for the id + 24 for the MinHash bands keep a response under 100 bytes of memory.
+    Halving the codes (64 sub-quantizers, 32 bytes) lost too much: re-ranked recall@10 at 1M rows
+    fell from 0.95 to 0.80 (benchmarks/README.md).
     """
-    for m in (64, 32, 16, 8, 4, 2, 1):
+    for m in (128, 64, 32, 16, 8, 4, 2):
         if dim % m == 0 and dim // m >= 2:
             return m
-    return 1
+    return 2
+
+
+def embedding_index_name(nlist: int, m: int) -> str:
+    return f"RR,IVF{nlist},PQ{m}x4fs(L2)"
 
 
 class SegmentWriter:
@@ -186,24 +196,13 @@ class SegmentWriter:
         dim = int(vectors.shape[1])
         if self.rows < ANN_MIN_ROWS:
             index = faiss.IndexFlatIP(dim)
-            kind = FLAT_EMBEDDINGS
-        else:
-            nlist, m = ivf_lists(self.rows), pq_subquantizers(dim)
-            sample = _sample(vectors, TRAINING_PER_LIST * nlist).astype(np.float32)
-            # OPQ rotates the space so that every PQ sub-vector carries a similar share of the
-            # variance (the static embedding's PCA dimensions are sorted by it). On 200k vectors
-            # of benchmarks/scaling.py's corpus, at 64 bytes, re-ranked recall@10 rose from
-            # 0.86 to 0.95 (64 lists probed, 300 candidates).
-            rotation = faiss.OPQMatrix(dim, m)
-            rotation.train(sample[::max(1, len(sample) // OPQ_TRAINING)])
-            index = faiss.IndexPreTransform(rotation, faiss.IndexIVFPQ(
-                faiss.IndexFlatIP(dim), dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT))
-            index.train(sample)
-            kind = f"OPQ{m},IVF{nlist},PQ{m}(inner product)"
-        for start in range(0, self.rows, _BLOCK):
-            index.add(np.ascontiguousarray(vectors[start:start + _BLOCK], dtype=np.float32))
-        faiss.write_index(index, str(self.dir / EMBEDDINGS))
-        return kind
+            for start in range(0, self.rows, _BLOCK):
+                index.add(np.ascontiguousarray(vectors[start:start + _BLOCK], dtype=np.float32))
+            faiss.write_index(index, str(self.dir / EMBEDDINGS))
+            return FLAT_EMBEDDINGS
+        nlist, m = ivf_lists(self.rows), pq_subquantizers(dim)
+        _write_ivf_fastscan(vectors, nlist, m, self.dir / EMBEDDINGS)
+        return embedding_index_name(nlist, m)
 
     def _build_code_index(self) -> str:
         signatures = np.load(self.dir / SIGNATURES, mmap_mode="r")
@@ -240,8 +239,56 @@ class SegmentWriter:
 def _sample(array: np.ndarray, size: int) -> np.ndarray:
     """Up to ``size`` rows spread evenly over the array (deterministic: same data, same index)."""
     if array.shape[0] <= size:
-        return np.asarray(array)
-    return np.asarray(array[np.linspace(0, array.shape[0] - 1, size).astype(np.int64)])
+        return np.asarray(array, dtype=np.float32)
+    return np.asarray(array[np.linspace(0, array.shape[0] - 1, size).astype(np.int64)],
+                      dtype=np.float32)
+
+
+def _write_ivf_fastscan(vectors: np.ndarray, nlist: int, m: int, path: Path) -> None:
+    """A rotated IVF index with 4-bit fast-scan PQ codes over every row of ``vectors``.
+
+    Why this shape (measured on benchmarks/scaling.py's 1M corpus, benchmarks/README.md):
+    - 4-bit fast-scan codes are scanned several times faster than 8-bit PQ of the same bytes, so
+      more lists can be probed per query, and probed lists, not code precision, are what limit
+      recall on this corpus (with 128 of 4,096 lists probed, 95% of the true top 10 lie in them);
+    - L2 on residuals: the vectors are unit length, so L2 ranks as the inner product does, and
+      coding residuals is more precise than coding the vectors;
+    - a fixed random rotation spreads the static embedding's PCA-sorted variance over the
+      sub-quantizers; OPQ did no better here and took minutes to train;
+    - centroids by two-level k-means, and rows assigned to them through an HNSW graph over the
+      centroids: flat k-means and flat assignment cost O(rows x lists) and would take most of
+      an hour at 10M rows. The stored index gets a flat quantizer over the same centroids, so
+      queries find their nearest lists exactly.
+    """
+    from faiss.contrib.clustering import two_level_clustering
+
+    dim = int(vectors.shape[1])
+    rotation = faiss.RandomRotationMatrix(dim, dim)
+    rotation.init(ROTATION_SEED)
+    sample = _sample(vectors, TRAINING_PER_LIST * nlist)
+    for start in range(0, len(sample), _BLOCK):  # rotated in place: one copy of the sample
+        sample[start:start + _BLOCK] = rotation.apply(sample[start:start + _BLOCK])
+    # FAISS warns on stderr below 39 points per centroid; ~50 on average is plenty here
+    centroids, _ = two_level_clustering(sample, int(math.sqrt(nlist)), nlist,
+                                        min_points_per_centroid=1)
+    graph = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBOURS)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # a graph built by one thread is the same on every run
+    try:
+        graph.add(centroids)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    graph.hnsw.efSearch = HNSW_EF_ADD
+    ivf = faiss.IndexIVFPQFastScan(graph, dim, nlist, m, 4, faiss.METRIC_L2)
+    ivf.train(sample)  # the quantizer holds its centroids: only the PQ codebooks are trained
+    del sample
+    for start in range(0, vectors.shape[0], _BLOCK):
+        block = np.ascontiguousarray(vectors[start:start + _BLOCK], dtype=np.float32)
+        ivf.add(rotation.apply(block))
+    flat = faiss.IndexFlatL2(dim)
+    flat.add(centroids)
+    ivf.quantizer = flat  # same centroids, same order: list numbers keep their meaning
+    faiss.write_index(faiss.IndexPreTransform(rotation, ivf), str(path))
 
 
 class Segment:

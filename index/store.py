@@ -53,8 +53,10 @@ class SegmentGroup:
     def search_minhash(self, signatures: np.ndarray, k: int = 10) -> Hits:
         return search_minhash(self.segments, signatures, k)
 
-    def search_embeddings(self, vectors: np.ndarray, k: int = 10) -> Hits:
-        return search_embeddings([s for s in self.segments if s.has_embeddings], vectors, k)
+    def search_embeddings(self, vectors: np.ndarray, k: int = 10,
+                          nprobe: int | None = None) -> Hits:
+        return search_embeddings([s for s in self.segments if s.has_embeddings], vectors, k,
+                                 nprobe)
 
     def rows_for_prompts(self, prompt_hashes: Iterable[str]) -> dict[str, list[int]]:
         hashes = list(prompt_hashes)

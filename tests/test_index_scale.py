@@ -19,7 +19,8 @@ from fingerprint.records import ResponseRecord
 from index import segment as segment_module
 from index.codes import one_bit_codes
 from index.search import search_embeddings, search_minhash
-from index.segment import Segment, SegmentWriter, ivf_lists, pq_subquantizers
+from index.segment import (Segment, SegmentWriter, embedding_index_name, ivf_lists,
+                           pq_subquantizers)
 
 ROWS, DIM, STYLE = 3000, 64, 2**10
 
@@ -71,7 +72,10 @@ def test_large_segment_records_approximate_index_types(large_segment):
     seg, docs, vectors, hasher, _ = large_segment
     nlist = ivf_lists(ROWS)
     m = pq_subquantizers(DIM)
-    assert seg.entry.embedding_index == f"OPQ{m},IVF{nlist},PQ{m}(inner product)"
+    assert seg.entry.embedding_index == embedding_index_name(nlist, m) == "RR,IVF256,PQ32x4fs(L2)"
+    index = seg.embedding_index
+    assert isinstance(faiss.downcast_index(faiss.extract_index_ivf(index).quantizer),
+                      faiss.IndexFlatL2)  # queries find their lists exactly
     assert seg.entry.minhash_index == "Bands3(minhash values)"
     assert "minhash_bands.npy" in seg.files and "minhash_codes.faiss" not in seg.files
     assert seg.approximate
@@ -88,8 +92,45 @@ def test_approximate_embedding_search_recalls_exact_neighbours(large_segment):
     recall = np.mean([len(set(h) & set(e)) / 10 for h, e in zip(hits.rows, exact)])
     assert recall >= 0.9
     # reported scores are exact cosines of the stored vectors, not PQ approximations
-    stored = seg.embeddings(hits.rows[:, 0] - 500)
-    assert np.allclose(hits.scores[:, 0], np.sum(stored * queries, axis=1), atol=1e-5)
+    stored = seg.embeddings(hits.rows - 500)
+    assert np.allclose(hits.scores, np.einsum("qkd,qd->qk", stored, queries), atol=1e-5)
+
+
+def test_more_probed_lists_find_more_and_probing_all_is_exact(large_segment):
+    seg, _, _, _, rng = large_segment
+    queries = clustered_vectors(rng, 100)
+    exact = np.argsort(-(queries @ seg.embeddings(np.arange(ROWS)).T), axis=1)[:, :10] + 500
+
+    def recall(nprobe):
+        hits = search_embeddings([seg], queries, k=10, nprobe=nprobe)
+        return np.mean([len(set(h) & set(e)) / 10 for h, e in zip(hits.rows, exact)])
+
+    few, every = recall(1), recall(ivf_lists(ROWS))
+    assert few < 0.8 < every  # the candidates of every list, re-ranked exactly
+    assert every >= 0.99
+    with pytest.raises(ValueError, match="nprobe"):
+        search_embeddings([seg], queries, k=10, nprobe=0)
+
+
+def test_default_probes_follow_the_number_of_lists():
+    from index.search import default_nprobe
+
+    assert default_nprobe(4096) == 256 and default_nprobe(16384) == 1024
+    assert default_nprobe(1024) == 64 and default_nprobe(16) == 16
+
+
+def test_compiled_cosines_equal_numpy_on_half_precision_rows():
+    from index.scan_kernels import HALF_TO_FLOAT, candidate_cosines
+
+    rng = np.random.default_rng(3)
+    stored = rng.normal(size=(500, 48)).astype(np.float16)
+    queries = rng.normal(size=(7, 48)).astype(np.float32)
+    candidates = rng.integers(-1, 500, size=(7, 30))
+    out = np.empty(candidates.shape, dtype=np.float32)
+    candidate_cosines(stored.view(np.uint16), HALF_TO_FLOAT, queries, candidates, out)
+    expected = np.einsum("qkd,qd->qk", stored[candidates].astype(np.float32), queries)
+    assert np.array_equal(out == -np.inf, candidates < 0)
+    assert np.allclose(out[candidates >= 0], expected[candidates >= 0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("path", ["exact scan", "1-bit codes", "bands"])
@@ -139,5 +180,5 @@ def test_small_segments_stay_exact(tmp_path):
 def test_ivf_sizes_follow_the_number_of_rows():
     assert ivf_lists(100_000) == 1024 and ivf_lists(1_000_000) == 4096
     assert ivf_lists(10_000_000) == 16384
-    assert pq_subquantizers(384) == 64 and pq_subquantizers(256) == 64
+    assert pq_subquantizers(384) == 128 and pq_subquantizers(256) == 128
     assert pq_subquantizers(64) == 32 and pq_subquantizers(6) == 2
