@@ -97,13 +97,17 @@ def head(source: Path, target: Path, n: int) -> None:
 # --- measuring a process tree ------------------------------------------------------------------
 
 class PeakMemory:
-    """Peak of the summed resident memory of a process and its descendants."""
+    """Peak of the summed resident memory of a process and its descendants: all of it, and the
+    private (anonymous) part. Resident memory also counts the pages of memory-mapped files that
+    were read (the segment's signatures and vectors while its search indexes are built), which
+    the kernel can drop at any time: at 10M rows they are most of the total."""
 
     def __init__(self, pid: int):
         import psutil
 
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.peak_private = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -114,21 +118,24 @@ class PeakMemory:
         while not self._stop.is_set():
             try:
                 procs = [self.process] + self.process.children(recursive=True)
-                total = 0
+                total = private = 0
                 for p in procs:
                     try:
-                        total += p.memory_info().rss
+                        info = p.memory_info()
                     except psutil.Error:
-                        pass
+                        continue
+                    total += info.rss
+                    private += info.rss - info.shared  # shared: file-backed pages
                 self.peak = max(self.peak, total)
+                self.peak_private = max(self.peak_private, private)
             except psutil.Error:
                 pass
             time.sleep(0.1)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peak, self.peak_private
 
 
 def timed_process(cmd: list[str]) -> dict:
@@ -139,10 +146,10 @@ def timed_process(cmd: list[str]) -> dict:
     memory = PeakMemory(proc.pid)
     out, err = proc.communicate()
     seconds = time.perf_counter() - start
-    peak = memory.stop()
+    peak, private = memory.stop()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return {"seconds": seconds, "peak_bytes": peak, "stdout": out}
+    return {"seconds": seconds, "peak_bytes": peak, "peak_private_bytes": private, "stdout": out}
 
 
 # --- the query side (run in its own process) ---------------------------------------------------
@@ -323,7 +330,7 @@ def lsh_main(index_path: Path, n: int) -> None:
 
 # --- driver ------------------------------------------------------------------------------------
 
-def run(sizes: list[int], out: Path, data: Path, lsh_max: int) -> dict:
+def run(sizes: list[int], out: Path, data: Path, lsh_max: int, keep_built: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pool, lengths = sentence_pool(data)
     corpus = out / f"corpus-{max(sizes)}.jsonl"
@@ -333,22 +340,34 @@ def run(sizes: list[int], out: Path, data: Path, lsh_max: int) -> dict:
         for i, text in enumerate(synthetic(pool, lengths, QUERIES, seed=12345)):
             f.write(json.dumps({"id": f"q{i}", "response": text}) + "\n")
     results = []
+    earlier = {}  # build figures of indexes kept from an earlier run (--keep-built)
+    if keep_built and (out / "scaling.json").exists():
+        earlier = {r["responses"]: r for r in json.loads((out / "scaling.json").read_text())
+                   ["results"] if r.get("build_seconds")}
     fingerprint_cli = str(Path(sys.executable).with_name("fingerprint"))
     for n in sizes:
         part = out / f"corpus-{n}.jsonl"
         if n != max(sizes):
             head(corpus, part, n)
         index = out / f"index-{n}"
-        if index.exists():
-            subprocess.run(["rm", "-rf", str(index)], check=True)
-        build = timed_process([fingerprint_cli, "index", "build", str(part), "--index",
-                               str(index), "--no-store-text"])
+        if n in earlier and index.exists():
+            print(f"{n}: keeping the index and build figures of the earlier run", file=sys.stderr)
+            build_row = {k: v for k, v in earlier[n].items()
+                         if k.startswith("build_") or k == "disk_bytes_per_response"}
+            build_row["build_reused"] = True
+        else:
+            if index.exists():
+                subprocess.run(["rm", "-rf", str(index)], check=True)
+            build = timed_process([fingerprint_cli, "index", "build", str(part), "--index",
+                                   str(index), "--no-store-text"])
+            build_row = {"build_seconds": round(build["seconds"], 1),
+                         "build_responses_per_s": round(n / build["seconds"]),
+                         "build_peak_mb": round(build["peak_bytes"] / 2**20),
+                         "build_peak_private_mb": round(build["peak_private_bytes"] / 2**20),
+                         "disk_bytes_per_response": round(_du(index) / n)}
         query = json.loads(timed_process([sys.executable, __file__, "_query", str(index),
                                           str(queries), str(part), str(n)])["stdout"])
-        row = {"responses": n, "build_seconds": round(build["seconds"], 1),
-               "build_responses_per_s": round(n / build["seconds"]),
-               "build_peak_mb": round(build["peak_bytes"] / 2**20),
-               "disk_bytes_per_response": round(_du(index) / n),
+        row = {"responses": n, **build_row,
                "index_memory_bytes_per_response": round(query["index_memory_bytes"] / n, 1),
                "index_file_bytes_per_response": round(query["index_file_bytes"] / n, 1),
                **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in query.items()
@@ -414,12 +433,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/alpacaeval"))
     parser.add_argument("--lsh-max", type=int, default=100_000,
                         help="largest size at which datasketch MinHashLSH is measured")
+    parser.add_argument("--keep-built", action="store_true",
+                        help="reuse an existing index of a size, and its build figures from the "
+                             "earlier scaling.json, instead of building it again (queries only)")
     parser.add_argument("--json", action="store_true", help="print the JSON only")
     args = parser.parse_args()
-    report = run([int(s) for s in args.sizes.split(",")], args.out, args.data, args.lsh_max)
+    report = run([int(s) for s in args.sizes.split(",")], args.out, args.data, args.lsh_max,
+                 args.keep_built)
     print(json.dumps(report, indent=2))
     if not args.json:
-        cols = ["responses", "build_seconds", "build_peak_mb", "index_memory_bytes_per_response",
+        cols = ["responses", "build_seconds", "build_peak_mb", "build_peak_private_mb",
+                "index_file_bytes_per_response",
                 "disk_bytes_per_response", "embedding_queries_per_s", "embedding_recall_at_10",
                 "minhash_queries_per_s", "minhash_recall_at_10",
                 "minhash_near_duplicate_recall", "minhashlsh_bytes_per_response"]

@@ -18,27 +18,53 @@ HALF_TO_FLOAT = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.floa
     np.float32)
 
 
+@njit(inline="always")
+def _keep_best(best, best_rows, same, row):
+    """Insert (same, row) into the descending top list; ties keep the earlier row."""
+    k = best.shape[0]
+    if same > best[k - 1]:
+        pos = k - 1
+        while pos > 0 and best[pos - 1] < same:
+            best[pos] = best[pos - 1]
+            best_rows[pos] = best_rows[pos - 1]
+            pos -= 1
+        best[pos] = same
+        best_rows[pos] = row
+
+
+@njit(inline="always")
+def _equal_count(a, b):
+    same = 0
+    for j in range(a.shape[0]):
+        same += a[j] == b[j]
+    return same
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def top_equal_counts(stored, queries, k, rows_out, counts_out):
     """rows_out/counts_out (q, k): best rows first; ties keep the lower row."""
-    n, width = stored.shape
     for qi in prange(queries.shape[0]):
         query = queries[qi]
         best_rows = np.full(k, -1, np.int64)
         best = np.full(k, -1, np.int64)
-        for r in range(n):
-            row = stored[r]
-            same = 0
-            for j in range(width):
-                same += row[j] == query[j]
-            if same > best[k - 1]:
-                pos = k - 1
-                while pos > 0 and best[pos - 1] < same:
-                    best[pos] = best[pos - 1]
-                    best_rows[pos] = best_rows[pos - 1]
-                    pos -= 1
-                best[pos] = same
-                best_rows[pos] = r
+        for r in range(stored.shape[0]):
+            _keep_best(best, best_rows, _equal_count(stored[r], query), r)
+        rows_out[qi] = best_rows
+        counts_out[qi] = best
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def top_candidate_counts(stored, queries, candidates, offsets, rows_out, counts_out):
+    """As top_equal_counts, over query i's candidates[offsets[i]:offsets[i + 1]] only (given in
+    ascending order, so ties keep the lower row); -1 rows and counts where there are fewer."""
+    k = rows_out.shape[1]
+    for qi in prange(queries.shape[0]):
+        query = queries[qi]
+        best_rows = np.full(k, -1, np.int64)
+        best = np.full(k, -1, np.int64)
+        for j in range(offsets[qi], offsets[qi + 1]):
+            row = candidates[j]
+            _keep_best(best, best_rows, _equal_count(stored[row], query), row)
         rows_out[qi] = best_rows
         counts_out[qi] = best
 

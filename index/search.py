@@ -26,11 +26,14 @@ from index.segment import Segment
 CANDIDATE_FACTOR = 8
 MIN_CANDIDATES = 64
 EXACT_SCAN_ROWS = 50_000
-# Large segments: rows taken per banded MinHash value; embedding candidates re-ranked exactly per
-# requested neighbour; and the share of a segment's IVF lists an embedding query visits, at least
-# MIN_NPROBE of them. 1/16 is 256 of 4,096 lists at 1M rows (recall@10 0.94 on the scaling
-# benchmark's corpus; 1/32 gave 0.88).
-BAND_CAP = 256
+# Large segments, MinHash: rows taken per banded value. A value is shared by the rows whose
+# minimum falls in the same shingle: at 10M synthetic rows (each sentence in ~260 responses) a cap
+# of 256 lost near-duplicates (recall 0.82); 1,024 keeps 0.94 at 3,700 queries/s, 4,096 gives
+# 0.97 at 1,600 (benchmarks/README.md).
+BAND_CAP = 1024
+# Large segments, embeddings: candidates re-ranked exactly per requested neighbour, and the share
+# of the IVF lists a query visits (at least MIN_NPROBE). 1/16 is 256 of 4,096 lists at 1M rows:
+# recall@10 0.94 on the scaling benchmark's corpus, where 1/32 gave 0.88.
 EMBEDDING_CANDIDATE_FACTOR = 30
 NPROBE_SHARE = 1 / 16
 MIN_NPROBE = 64
@@ -98,19 +101,20 @@ def _exact_scan(seg: Segment, signatures: np.ndarray, k: int) -> tuple[np.ndarra
 def _reranked(seg: Segment, signatures: np.ndarray, found: Sequence[np.ndarray],
               top: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``top`` candidates of each query by their exact estimate on the full signatures."""
+    from index.scan_kernels import top_candidate_counts
+
     top = min(top, seg.rows)
-    cand = np.full((len(signatures), top), -1, dtype=np.int64)
-    exact = np.full((len(signatures), top), -np.inf, dtype=np.float64)
-    stored = seg.signatures
-    for i in range(len(signatures)):
-        local = np.sort(found[i][found[i] >= 0])  # sorted: sequential reads of the memory map
-        if not local.size:
-            continue
-        estimates = np.mean(stored[local] == signatures[i], axis=1)
-        best = np.argsort(-estimates, kind="stable")[:top]
-        cand[i, :best.size] = local[best] + seg.first_row
-        exact[i, :best.size] = estimates[best]
-    return cand, exact
+    kept = [np.sort(f[f >= 0]) for f in found]  # sorted: ties keep the lower row
+    offsets = np.zeros(len(kept) + 1, dtype=np.int64)
+    np.cumsum([len(f) for f in kept], out=offsets[1:])
+    candidates = np.concatenate(kept).astype(np.int64) if kept else np.zeros(0, np.int64)
+    local = np.empty((len(signatures), top), dtype=np.int64)
+    counts = np.empty((len(signatures), top), dtype=np.int64)
+    top_candidate_counts(np.asarray(seg.signatures),
+                         np.ascontiguousarray(signatures, dtype=seg.signatures.dtype),
+                         candidates, offsets, local, counts)
+    exact = np.where(counts >= 0, counts / seg.num_perm, -np.inf)
+    return seg.to_global(local), exact
 
 
 def _band_candidates(seg: Segment, signatures: np.ndarray) -> list[np.ndarray]:
