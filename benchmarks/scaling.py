@@ -401,7 +401,12 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     axes[0].plot(n, [r["build_seconds"] for r in results], "o-")
     axes[0].set(title="index build time", ylabel="seconds")
-    axes[1].plot(n, [r["build_peak_mb"] for r in results], "o-", label="build peak (process tree)")
+    axes[1].plot(n, [r["build_peak_mb"] for r in results], "o-",
+                 label="build peak RSS (process tree; includes mapped file pages)")
+    private = [(r["responses"], r["build_peak_private_mb"]) for r in results
+               if "build_peak_private_mb" in r]
+    if private:
+        axes[1].plot(*zip(*private), "^-", label="build peak, private memory")
     axes[1].plot(n, [r["index_file_bytes_per_response"] * r["responses"] / 2**20
                      for r in results], "s-", label="FAISS indexes (what search loads)")
     axes[1].set(title="memory", ylabel="MB")

@@ -1,8 +1,9 @@
 """The "static" embedding backend: one vector per vocabulary token, distilled from the model.
 
 A text's embedding is the mean of its tokens' vectors, L2-normalised: a table look-up instead of
-a transformer, about 80x faster than sentence-transformers' fp32 ``encode`` on two CPU cores
-(benchmarks/README.md), at the price of ignoring word order and context.
+a transformer, over 1,000x faster than sentence-transformers' fp32 ``encode`` on two CPU cores
+once tokenising is compiled (fingerprint/wordpiece.py; benchmarks/README.md), at the price of
+ignoring word order and context.
 
 The table is distilled locally and offline with the model2vec recipe (Tulkens & van Dongen,
 2024), re-implemented here because model2vec's ``distill`` (and sentence-transformers'
