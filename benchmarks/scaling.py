@@ -22,7 +22,8 @@ For each size, in separate processes so that one measurement cannot warm another
   replaced): the share of exact neighbours at estimated Jaccard >= 0.5 that search returns, which
   is what MinHash search is for. The plain recall@10 of MinHash is mostly about responses that
   merely share a sentence or two (estimated Jaccard around 0.05), which 1-bit codes cannot rank;
-  it is reported to show how far that goes.
+  it is reported to show how far that goes. Embedding search is also timed at each number of
+  IVF lists probed in NPROBE_SWEEP (recall against the same exact neighbours).
 - datasketch ``MinHashLSH`` (threshold 0.5, 128 permutations), the usual LSH index, holding the
   same signatures: its resident memory per response, for comparison (at the smaller sizes).
 A PNG (time, memory and query latency against size) is written next to the JSON.

@@ -2,10 +2,11 @@
 
 The numpy version of the MinHash scan materialises a (rows x num_perm) comparison per query;
 ``top_equal_counts`` counts equal values in registers, several times faster, and is what makes
-exact search affordable for every segment below the approximate-index threshold.
-``candidate_cosines`` re-scores an ANN index's candidates on the stored half-precision vectors:
-numpy's gather, float16 conversion and einsum ran on one core and cost more than the ANN search
-itself. Imported (with numba) only when first needed.
+exact search affordable for every segment below the approximate-index threshold;
+``top_candidate_counts`` does the same over a large segment's candidates. ``candidate_cosines``
+re-scores an ANN index's candidates on the stored half-precision vectors: numpy's gather, float16
+conversion and einsum ran on one core and cost more than the ANN search itself. All run queries
+in parallel. Imported (with numba) only when first needed.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ of 1-bit codes up to 100k rows, by equal banded signature values beyond) are re-
 signatures. Neither ranks weak matches well (at Jaccard 0.05 two bits agree 52.5% of the time
 instead of 50%), which is why small segments skip that stage; both find near-duplicates.
 Embeddings of a small segment are searched exactly (flat index); a large segment's IVF index
-(4-bit fast-scan PQ codes) proposes candidates that are re-ranked on the memory-mapped vectors. The constants below
-were measured with benchmarks/scaling.py (benchmarks/README.md).
+(4-bit fast-scan PQ codes) proposes candidates that are re-ranked on the memory-mapped vectors.
+Both re-rankings are compiled (index/scan_kernels.py). The constants below were measured with
+benchmarks/scaling.py (benchmarks/README.md).
 """
 
 from __future__ import annotations
