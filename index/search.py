@@ -29,8 +29,8 @@ MIN_CANDIDATES = 64
 EXACT_SCAN_ROWS = 50_000
 # Large segments, MinHash: rows taken per banded value. A value is shared by the rows whose
 # minimum falls in the same shingle: at 10M synthetic rows (each sentence in ~260 responses) a cap
-# of 256 lost near-duplicates (recall 0.82); 1,024 keeps 0.94 at 3,700 queries/s, 4,096 gives
-# 0.97 at 1,600 (benchmarks/README.md).
+# of 256 lost near-duplicates (recall 0.82); 1,024 keeps 0.94 at 2,800 queries/s, 4,096 gives
+# 0.97 at 1,300 (benchmarks/README.md).
 BAND_CAP = 1024
 # Large segments, embeddings: candidates re-ranked exactly per requested neighbour, and the share
 # of the IVF lists a query visits (at least MIN_NPROBE). 1/16 is 256 of 4,096 lists at 1M rows:
