@@ -1,12 +1,28 @@
-"""The app layer: attributing a suspect's outputs to an index, reports, and the CLI."""
+"""Scoring a suspect's outputs against an index: signals (each defined once, in signals), the
+reference models they are calibrated on, the teacher ranking, and the result. The pure
+statistics are attribution.stats. Knows no HTTP, no CLI and no report formats."""
 
 from attribution.attribute import AttributionOptions, attribute, attribute_file
-from attribution.report import markdown_report, summary_text
+from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
+from attribution.classes import PROVIDER, style_classes
+from attribution.errors import AttributionError, ReferenceNameError, TooFewClassesError
+from attribution.references import (ReferenceData, load_reference_files, reference_from_file,
+                                    reference_from_group, reference_from_records,
+                                    stored_references)
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
+from attribution.signals import SIGNALS, SignalSpec, signal_spec
+from attribution.style_model import RelativeAttributor, StyleClassifier, TargetAttribution
+from attribution.teacher import TeacherRanking, TeacherScore, rank_teachers
+from attribution.watermark import join_watermark
 
 __all__ = [
-    "AttributionOptions", "AttributionResult", "Match", "MatchedPair", "PairedComparison",
-    "ResponseEvidence", "Signal", "attribute", "attribute_file", "markdown_report",
-    "summary_text",
+    "PROVIDER", "SIGNALS", "AttributionError", "AttributionOptions", "AttributionResult",
+    "Calibration", "Match", "MatchedPair", "PairedComparison", "ReferenceData",
+    "ReferenceNameError", "RelativeAttributor", "ResponseEvidence", "Signal", "SignalSpec",
+    "StyleClassifier", "SuspectPrints", "TargetAttribution", "TeacherRanking", "TeacherScore",
+    "TooFewClassesError", "attribute", "attribute_file", "calibrate_against_references",
+    "join_watermark", "load_reference_files", "rank_teachers", "reference_from_file",
+    "reference_from_group", "reference_from_records", "signal_spec", "stored_references",
+    "style_classes",
 ]

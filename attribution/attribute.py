@@ -24,18 +24,23 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from attribution.calibrated import Calibration, calibrate_against_references
-from attribution.references import ReferenceData, reference_from_group
-from attribution.teacher import rank_teachers, stored_references
+from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
+from attribution.references import (ReferenceData, load_reference_files, reference_from_group,
+                                    stored_references)
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
+from attribution.signals import (MEAN_BEST_COSINE, MEAN_BEST_JACCARD, MEAN_PAIRED_COSINE,
+                                 MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE)
+from attribution.teacher import TeacherRanking, rank_teachers
+from attribution.watermark import join_watermark
 from fingerprint.errors import ConfigError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
-from fingerprint.normalize import prompt_hash
-from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
-from fingerprint.watermark import WatermarkKey
+from fingerprint.io import ReadStats, read_records
+from fingerprint.normalize import prompt_hashes
+from fingerprint.records import FieldMap, ResponseRecord
+from fingerprint.watermark import WatermarkKey, detect_records
 from index.errors import ConfigMismatchError
-from index.store import FingerprintIndex, open_index
+from index.store import FingerprintIndex, fingerprinter_for, open_index
 
 Progress = Callable[[int], None]
 
@@ -67,12 +72,15 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                    fingerprinter: Fingerprinter | None = None,
                    progress: Progress | None = None,
                    references: Sequence[ReferenceData] | None = None,
+                   reference_files: Sequence[str | os.PathLike[str]] = (),
                    watermark_key: WatermarkKey | None = None,
                    watermark_tokenizer: str | None = None) -> AttributionResult:
     """Read a suspect's outputs from a file and attribute them against an index.
 
-    With ``watermark_key`` the outputs are also tested for the provider's watermark, and that
-    exact p-value joins the fingerprint evidence (attribution.watermark.join_watermark).
+    References: ``reference_files`` (each named after its file) if given, else ``references``,
+    else those stored in the indexes; ``references=[]`` for none. With ``watermark_key`` the
+    outputs are also tested for the provider's watermark, and that exact p-value joins the
+    fingerprint evidence (attribution.watermark).
 
     Given several indexes (one per provider), the providers are first ranked as the suspect's
     likely teacher (attribution.teacher); the full attribution is then made against the top one
@@ -80,17 +88,18 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     """
     paths = ([index_path] if isinstance(index_path, (str, os.PathLike))
              else list(index_path))
+    fingerprinter = fingerprinter or fingerprinter_for(paths[0])
     stats = ReadStats()
     records = list(read_records(suspect_path, fields, stats))
     marks = None
     if watermark_key is not None and records:  # first: a bad tokenizer fails in a second
-        from attribution.watermark import detect_records, join_watermark
-
         marks = detect_records(watermark_key, records, suspect=str(suspect_path),
                                tokenizer=watermark_tokenizer)
+    if reference_files:
+        references = load_reference_files(reference_files, fingerprinter)
     with ExitStack() as stack:
         indexes = [stack.enter_context(open_index(p)) for p in paths]
-        ranking = None
+        ranking: TeacherRanking | None = None
         target = indexes[0]
         if len(indexes) > 1:
             if references is None:  # the same references for the ranking and the attribution
@@ -135,13 +144,12 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
     if references and evidence:
         from scipy import sparse
 
-        version = index.config.normalizer_version
-        calibration = calibrate_against_references(
-            index, references,
-            [None if r.prompt is None else prompt_hash(r.prompt, version) for r in records],
+        suspect_prints = SuspectPrints(
+            prompt_hashes((r.prompt for r in records), index.config.normalizer_version),
             np.concatenate(signatures), sparse.vstack(styles, format="csr"),
-            np.array([e.near_duplicate for e in evidence]), options.near_duplicate_threshold,
-            suspect_embeddings=np.concatenate(embeddings))
+            np.array([e.near_duplicate for e in evidence]), np.concatenate(embeddings))
+        calibration = calibrate_against_references(index, references, suspect_prints,
+                                                   options.near_duplicate_threshold)
         evidence = [dataclasses.replace(e, provider_like=bool(flag))
                     for e, flag in zip(evidence, calibration.provider_like)]
     return _summarise(index, records, evidence, options, suspect, skipped_empty, calibration)
@@ -151,8 +159,7 @@ def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fp
                     options: AttributionOptions) -> list[ResponseEvidence]:
     lexical_hits = index.search_minhash(fps.signatures, options.k)
     semantic_hits = index.search_embeddings(fps.embeddings, options.k)
-    version = index.config.normalizer_version
-    hashes = [None if r.prompt is None else prompt_hash(r.prompt, version) for r in chunk]
+    hashes = prompt_hashes((r.prompt for r in chunk), index.config.normalizer_version)
     served_rows = index.rows_for_prompts(h for h in hashes if h is not None)
     wanted = {row for hits in (lexical_hits, semantic_hits) for row in hits.rows.ravel()
               if row >= 0}
@@ -208,38 +215,32 @@ def _calibrated_signals(calibration: Calibration) -> list[Signal]:
     return out
 
 
-def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
-               evidence: list[ResponseEvidence], options: AttributionOptions, suspect: str,
-               skipped_empty: int, calibration: Calibration | None = None) -> AttributionResult:
+def _uncalibrated_signals(evidence: list[ResponseEvidence],
+                          threshold: float) -> tuple[Signal, ...]:
+    """Every signal's value for the suspect alone (attribution.signals says what each is)."""
     n = len(evidence)
     paired = [e for e in evidence if e.paired is not None]
-    signals = (
-        Signal("near_duplicate_rate",
-               _mean([float(e.near_duplicate) for e in evidence]),
-               f"share of suspect responses whose best match has estimated Jaccard >= "
-               f"{options.near_duplicate_threshold}", n),
-        Signal("mean_paired_jaccard", _mean([e.paired.jaccard for e in paired]),
-               "mean word 3-gram Jaccard to the provider's answer to the same prompt",
-               len(paired)),
-        Signal("mean_paired_cosine", _mean([e.paired.cosine for e in paired]),
-               "mean embedding cosine to the provider's answer to the same prompt", len(paired)),
-        Signal("mean_best_jaccard",
-               _mean([e.lexical_matches[0].score for e in evidence if e.lexical_matches]),
-               "mean estimated Jaccard of the nearest served response, any prompt", n),
-        Signal("mean_best_cosine",
-               _mean([e.semantic_matches[0].score for e in evidence if e.semantic_matches]),
-               "mean embedding cosine of the nearest served response, any prompt", n),
+    values = (
+        (NEAR_DUPLICATE_RATE, _mean([float(e.near_duplicate) for e in evidence]), n),
+        (MEAN_PAIRED_JACCARD, _mean([e.paired.jaccard for e in paired]), len(paired)),
+        (MEAN_PAIRED_COSINE, _mean([e.paired.cosine for e in paired]), len(paired)),
+        (MEAN_BEST_JACCARD,
+         _mean([e.lexical_matches[0].score for e in evidence if e.lexical_matches]), n),
+        (MEAN_BEST_COSINE,
+         _mean([e.semantic_matches[0].score for e in evidence if e.semantic_matches]), n),
     )
-    notes = []
-    uncalibrated = float(np.mean([e.evidence for e in evidence])) if evidence else 0.0
+    return tuple(Signal(spec.name, value, spec.describe(threshold), count)
+                 for spec, value, count in values)
+
+
+def _calibration_notes(calibration: Calibration | None, n: int, paired: int) -> list[str]:
+    """What could not be computed, and why, in the order a reader needs it."""
+    notes: list[str] = []
     if calibration is not None:
-        signals = tuple(_calibrated_signals(calibration)) + tuple(
-            s for s in signals if s.name not in {c.name for c in calibration.signals})
         notes.extend(calibration.notes)
         if calibration.p_value is None:
             notes.append("too little reference data to calibrate: the score is the uncalibrated "
                          "one")
-            calibration = dataclasses.replace(calibration, fraction=None, fraction_ci=None)
         elif calibration.fraction is None:
             notes.append("the references' responses are all assigned to the provider, so no "
                          "derived fraction can be estimated; the score is 0")
@@ -252,6 +253,21 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
                      "less well than paired answers")
     if n == 0:
         notes.append("the suspect file holds no non-empty response")
+    return notes
+
+
+def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
+               evidence: list[ResponseEvidence], options: AttributionOptions, suspect: str,
+               skipped_empty: int, calibration: Calibration | None = None) -> AttributionResult:
+    n = len(evidence)
+    paired = sum(e.paired is not None for e in evidence)
+    signals = _uncalibrated_signals(evidence, options.near_duplicate_threshold)
+    notes = _calibration_notes(calibration, n, paired)
+    uncalibrated = float(np.mean([e.evidence for e in evidence])) if evidence else 0.0
+    if calibration is not None:
+        calibrated_names = {c.name for c in calibration.signals}
+        signals = tuple(_calibrated_signals(calibration)) + tuple(
+            s for s in signals if s.name not in calibrated_names)
     calibrated = calibration is not None and calibration.p_value is not None
     fraction = calibration.fraction if calibrated else None
     return AttributionResult(
@@ -264,7 +280,7 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
         uncalibrated_score=uncalibrated,
         signals=signals, responses=tuple(evidence),
         top_pairs=tuple(_top_pairs(index, records, evidence, options.top_pairs)),
-        counts={"responses": n, "skipped_empty": skipped_empty, "paired": len(paired),
+        counts={"responses": n, "skipped_empty": skipped_empty, "paired": paired,
                 "near_duplicates": sum(e.near_duplicate for e in evidence),
                 "indexed_responses": len(index)},
         settings={"k": options.k, "near_duplicate_threshold": options.near_duplicate_threshold,

@@ -15,10 +15,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from attribution.errors import ReferenceNameError
 from fingerprint.fingerprinter import Fingerprinter
-from fingerprint.normalize import prompt_hash
-from fingerprint.records import FieldMap, ResponseRecord, read_records
-from index.store import SegmentGroup
+from fingerprint.io import read_records
+from fingerprint.normalize import prompt_hashes
+from fingerprint.records import FieldMap, ResponseRecord
+from index.store import FingerprintIndex, SegmentGroup
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,52 @@ def reference_from_records(name: str, records: Sequence[ResponseRecord],
                            fingerprinter: Fingerprinter) -> ReferenceData:
     texts = [r.response for r in records]
     fps = fingerprinter.fingerprint(texts, embed=False)
-    version = fingerprinter.config.normalizer_version
-    hashes = tuple(None if r.prompt is None else prompt_hash(r.prompt, version) for r in records)
-    return ReferenceData(name, hashes, fps.signatures, fps.style)
+    hashes = prompt_hashes((r.prompt for r in records), fingerprinter.config.normalizer_version)
+    return ReferenceData(name, tuple(hashes), fps.signatures, fps.style)
 
 
 def reference_from_file(path: str | os.PathLike[str], fingerprinter: Fingerprinter,
                         fields: FieldMap = FieldMap(), name: str | None = None) -> ReferenceData:
     """A reference model's outputs file; its name defaults to the file name without suffixes."""
-    label = name or Path(str(path)).name.split(".")[0]
+    label = name or reference_name(path)
     return reference_from_records(label, list(read_records(path, fields)), fingerprinter)
+
+
+def reference_name(path: str | os.PathLike[str]) -> str:
+    """The name a reference file is known by: its file name without suffixes."""
+    return Path(str(path)).name.split(".")[0]
+
+
+def load_reference_files(paths: Sequence[str | os.PathLike[str]], fingerprinter: Fingerprinter,
+                         fields: FieldMap = FieldMap()) -> list[ReferenceData]:
+    """Reference models given as files (``--reference``), each named after its file.
+
+    Two files with one name (``a/claude.jsonl`` and ``b/claude.jsonl``) would be one class with
+    two sets of answers: refused before anything is read, naming both files.
+    """
+    seen: dict[str, str] = {}
+    for path in paths:
+        name = reference_name(path)
+        if name in seen:
+            raise ReferenceNameError(f"reference files {seen[name]} and {path} are both named "
+                                     f"{name!r} (a reference is named after its file): rename "
+                                     f"one of them")
+        seen[name] = str(path)
+    return [reference_from_file(p, fingerprinter, fields) for p in paths]
+
+
+def stored_references(indexes: Sequence[FingerprintIndex]) -> list[ReferenceData]:
+    """The reference sets stored in any of the indexes (the first of each name)."""
+    stored: dict[str, ReferenceData] = {}
+    for idx in indexes:
+        for name, group in idx.references.items():
+            stored.setdefault(name, reference_from_group(name, group))
+    return list(stored.values())
+
+
+def check_unique_names(references: Sequence[ReferenceData]) -> None:
+    names = [r.name for r in references]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ReferenceNameError(f"reference names must be unique; given twice: "
+                                 f"{', '.join(duplicates)}")

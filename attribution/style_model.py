@@ -5,7 +5,7 @@ is: among the provider and the reference models, whose answer does it read like?
 on TF-IDF-weighted style fingerprints answers it (one class per model or family, classes
 weighted to equal size so that a provider with more data is not favoured). The share of the
 suspect's responses assigned to a provider is the provider-share statistic; it is calibrated by
-scoring each reference the same way with its own class left out (attribution.calibration).
+scoring each reference the same way with its own class left out (attribution.stats).
 """
 
 from __future__ import annotations
@@ -15,17 +15,21 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from attribution.calibration import (Calibrated, calibrate, derived_fraction, logit_share,
-                                     share_sd_floor)
+from attribution.errors import AttributionError, TooFewClassesError
+from attribution.stats import (Calibrated, calibrate, derived_fraction, logit_share,
+                               share_sd_floor)
 
 DEFAULT_C = 1.0
 
 
 class StyleClassifier:
-    """Multi-class linear SVM over style count matrices; class k is ``matrices[k]``."""
+    """Multi-class linear SVM over style count matrices; class k is ``matrices[k]``.
 
-    def __init__(self, C: float = DEFAULT_C):
+    ``seed`` fixes liblinear's coordinate order (None: numpy's global random state)."""
+
+    def __init__(self, C: float = DEFAULT_C, seed: int | None = None):
         self.C = C
+        self.seed = seed
 
     def fit(self, matrices: Sequence) -> "StyleClassifier":
         from scipy import sparse
@@ -35,15 +39,19 @@ class StyleClassifier:
         stacked = sparse.vstack(list(matrices), format="csr")
         labels = np.concatenate([np.full(m.shape[0], k) for k, m in enumerate(matrices)])
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(stacked)
-        self.svm = LinearSVC(C=self.C, class_weight="balanced").fit(
+        self.svm = LinearSVC(C=self.C, class_weight="balanced", random_state=self.seed).fit(
             self.tfidf.transform(stacked), labels)
         self.n_classes = len(matrices)
         return self
 
+    def decision_scores(self, matrix) -> np.ndarray:
+        """The SVM's scores: (rows, classes), or (rows,) for two classes (positive: class 1)."""
+        return self.svm.decision_function(self.tfidf.transform(matrix))
+
     def predict(self, matrix) -> np.ndarray:
         if matrix.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
-        scores = self.svm.decision_function(self.tfidf.transform(matrix))
+        scores = self.decision_scores(matrix)
         if self.n_classes == 2:  # binary SVMs return one column: class 1 when positive
             return (scores > 0).astype(np.int64)
         return np.asarray(scores.argmax(axis=1), dtype=np.int64)
@@ -82,9 +90,10 @@ class RelativeAttributor:
         self.names = list(classes)
         missing = [t for t in targets if t not in classes]
         if missing:
-            raise ValueError(f"targets not among the classes: {missing}")
+            raise AttributionError(f"targets not among the classes: {missing}")
         if len(self.names) < 2:
-            raise ValueError("relative attribution needs the provider and at least one reference")
+            raise TooFewClassesError("relative attribution needs the provider and at least one "
+                                     "reference")
         self.targets = list(targets)
         self.seed = seed
         matrices = [classes[n] for n in self.names]

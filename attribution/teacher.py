@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from attribution.calibrated import provider_training_rows, reference_training_rows
-from attribution.references import ReferenceData, reference_from_group
+from attribution.classes import style_classes
+from attribution.errors import TooFewClassesError
+from attribution.references import ReferenceData, stored_references
 from attribution.style_model import RelativeAttributor
 from fingerprint.config import FingerprintConfig
-from fingerprint.normalize import prompt_hash
+from fingerprint.normalize import prompt_hashes
 from fingerprint.records import ResponseRecord
 from fingerprint.style import StyleVectorizer
 from index.errors import ConfigMismatchError
@@ -52,15 +53,6 @@ class TeacherRanking:
                 "ranking": [s.__dict__ for s in self.ranking]}
 
 
-def stored_references(indexes: Sequence[FingerprintIndex]) -> list[ReferenceData]:
-    """The reference sets stored in any of the indexes (the first of each name)."""
-    stored: dict[str, ReferenceData] = {}
-    for idx in indexes:
-        for name, group in idx.references.items():
-            stored.setdefault(name, reference_from_group(name, group))
-    return list(stored.values())
-
-
 def provider_labels(indexes: Sequence[FingerprintIndex]) -> list[str]:
     """Each index's directory name, made unique (a provider is known by its index)."""
     labels: list[str] = []
@@ -78,7 +70,7 @@ def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[Respons
                   bootstrap: int = 0) -> TeacherRanking:
     """Rank providers by provider share; references default to those stored in the indexes."""
     if len(indexes) < 2:
-        raise ValueError("ranking teachers needs at least two providers' indexes")
+        raise TooFewClassesError("ranking teachers needs at least two providers' indexes")
     config: FingerprintConfig = indexes[0].config
     for idx in indexes[1:]:
         differences = config.differences(idx.config)
@@ -87,15 +79,8 @@ def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[Respons
     if references is None:
         references = stored_references(indexes)
     labels = provider_labels(indexes)
-    clash = sorted(set(labels) & {r.name for r in references})
-    if clash:
-        raise ValueError(f"reference names equal provider labels: {clash}")
-    hashes = [None if r.prompt is None else prompt_hash(r.prompt, config.normalizer_version)
-              for r in records]
-    classes = {label: idx.style(provider_training_rows(idx, hashes))
-               for label, idx in zip(labels, indexes)}
-    for ref in references:
-        classes[ref.name] = ref.style[reference_training_rows(ref, hashes)]
+    hashes = prompt_hashes((r.prompt for r in records), config.normalizer_version)
+    classes = style_classes(dict(zip(labels, indexes)), references, hashes)
     suspect = StyleVectorizer(config.style_features, config.style_version).transform(
         [r.response for r in records])
     results = RelativeAttributor(classes, labels).attribute(suspect, bootstrap)

@@ -49,7 +49,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from fingerprint.config import DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS  # noqa: E402
 from fingerprint.embed import Embedder, load_backend  # noqa: E402
 from fingerprint.embed_model import clip, load_tokenizer, resolve_model_path  # noqa: E402
-from fingerprint.records import read_records  # noqa: E402
+from fingerprint.io import read_records  # noqa: E402
 from lineage import roc_auc  # noqa: E402
 
 MAX_TOKENS = 256

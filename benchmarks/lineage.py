@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attribution.style_model import RelativeAttributor  # noqa: E402
+from attribution import RelativeAttributor  # noqa: E402
 from fingerprint.config import FingerprintConfig  # noqa: E402
-from fingerprint.records import read_records  # noqa: E402
+from fingerprint.io import read_records  # noqa: E402
 from fingerprint.style import StyleVectorizer  # noqa: E402
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fingerprint.config import FingerprintConfig  # noqa: E402
 from fingerprint.minhash import MinHasher  # noqa: E402
-from fingerprint.records import read_records  # noqa: E402
+from fingerprint.io import read_records  # noqa: E402
 from fingerprint.shingles import word_shingles  # noqa: E402
 
 

@@ -57,7 +57,7 @@ BAND_CAP_SWEEP = (256, 1024, 4096)  # rows taken per banded MinHash value
 # --- synthetic corpus --------------------------------------------------------------------------
 
 def sentence_pool(data: Path) -> tuple[list[str], list[int]]:
-    from fingerprint.records import read_records
+    from fingerprint.io import read_records
 
     pool: list[str] = []
     lengths: list[int] = []
@@ -167,7 +167,7 @@ def query_main(index_path: Path, queries_path: Path, corpus: Path, n: int) -> No
     import faiss
 
     from fingerprint.fingerprinter import Fingerprinter
-    from fingerprint.records import read_records
+    from fingerprint.io import read_records
     from index import search as search_module
     from index.search import default_nprobe
     from index.store import open_index

@@ -5,7 +5,7 @@
 Classes, classifier and null rates exactly as in benchmarks/lineage.py (one RelativeAttributor,
 every provider family a target, every other class a reference, no index built). For each family
 F with students and each student or human-data model, every one of the 805 answers gets the
-sequential test's score (assigned to F or not), and the test of attribution.sequential
+sequential test's score (assigned to F or not), and the test of attribution.stats.sequential
 (q0, q1 from the other classes' leave-one-out rates) is run over the answers in ``--orders``
 random orders, stopping at the first decision. The full-data verdict it is compared with is the
 fixed-size version of the same two tests on all 805 answers: "derived" if the exact binomial
@@ -28,9 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from attribution.sequential import (DERIVED, NOT_DERIVED, SequentialConfig,  # noqa: E402
+from attribution.stats import (DERIVED, NOT_DERIVED, SequentialConfig,  # noqa: E402
                                     crossing_times, thresholds)
-from attribution.style_model import RelativeAttributor  # noqa: E402
+from attribution import RelativeAttributor  # noqa: E402
 from fingerprint.config import FingerprintConfig  # noqa: E402
 from fingerprint.style import StyleVectorizer  # noqa: E402
 from lineage import load, roles  # noqa: E402

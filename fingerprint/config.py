@@ -8,7 +8,7 @@ fingerprints (batch sizes, threads, progress bars) deliberately live elsewhere.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from fingerprint.errors import ConfigError
@@ -26,6 +26,17 @@ MINHASH_SCHEMES = ("affine32",)
 HASH_FUNCTIONS = ("xxh32", "sha1_32")
 
 
+def _flag(flag: str, help: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Field metadata for the fields a user may set on the command line: the CLI builds its
+    options from these, so the flags can never drift from the config."""
+    return {"flag": flag, "help": help, "choices": choices}
+
+
+def settable_fields() -> list[dataclasses.Field]:
+    """The config fields with a command-line flag (``field.metadata``: flag, help, choices)."""
+    return [f for f in dataclasses.fields(FingerprintConfig) if "flag" in f.metadata]
+
+
 @dataclass(frozen=True)
 class FingerprintConfig:
     """Everything that determines the MinHash and embedding fingerprints of a text.
@@ -37,14 +48,19 @@ class FingerprintConfig:
     """
 
     normalizer_version: int = 1
-    shingle_size: int = 3
-    num_perm: int = 128
-    seed: int = 1
+    shingle_size: int = field(default=3, metadata=_flag("--shingle-size", "Words per shingle"))
+    num_perm: int = field(default=128, metadata=_flag("--num-perm", "MinHash permutations"))
+    seed: int = field(default=1, metadata=_flag("--seed", "MinHash seed"))
     minhash_scheme: str = "affine32"
     hash_function: str = "xxh32"
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    embedding_backend: str = DEFAULT_EMBEDDING_BACKEND
-    embedding_max_tokens: int = 256
+    embedding_model: str = field(default=DEFAULT_EMBEDDING_MODEL, metadata=_flag(
+        "--embedding-model", "sentence-transformers model name or path"))
+    embedding_backend: str = field(default=DEFAULT_EMBEDDING_BACKEND, metadata=_flag(
+        "--embedding-backend", "How the model is run: its fp32 transformer (torch), the "
+        "transformer with int8 weights on onnxruntime (onnx-int8), or a token table distilled "
+        "from it (static)", EMBEDDING_BACKENDS))
+    embedding_max_tokens: int = field(default=256, metadata=_flag(
+        "--max-tokens", "Tokens embedded per response"))
     style_version: int = 1
     style_features: int = 2**18
 

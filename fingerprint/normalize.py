@@ -16,14 +16,18 @@ Punctuation, digits, markdown and emoji are kept; word shingling decides what co
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
+from typing import Iterable
+
+from fingerprint.errors import ConfigError
 
 NORMALIZER_VERSIONS = frozenset({1})
 
 
 def normalize(text: str, version: int = 1) -> str:
     if version != 1:
-        raise ValueError(f"unknown normalizer version {version}")
+        raise ConfigError(f"unknown normalizer version {version}")
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
@@ -32,6 +36,9 @@ def prompt_hash(prompt: str, version: int = 1) -> str:
 
     Hashing the normalised prompt means trivial re-formatting of the prompt still pairs.
     """
-    import hashlib
-
     return hashlib.sha256(normalize(prompt, version).encode("utf-8")).hexdigest()[:32]
+
+
+def prompt_hashes(prompts: Iterable[str | None], version: int = 1) -> list[str | None]:
+    """``prompt_hash`` of each prompt, None where a response came without one."""
+    return [None if p is None else prompt_hash(p, version) for p in prompts]

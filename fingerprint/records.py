@@ -1,33 +1,22 @@
-"""Reading served responses (and suspect outputs) from the shapes they arrive in.
+"""The input shapes a response arrives in, and the record every shape becomes.
 
-Logs come from many serving stacks, so the reader accepts three shapes, detected from the first
-record: the toolkit's own (``id``, ``prompt``, ``response``, ``model``, ``timestamp``,
-``account``; other names mapped with ``FieldMap``), an OpenAI chat-completions log line
-(``request.messages`` + ``response.choices[0].message.content``) and AlpacaEval outputs
-(``instruction``, ``output``). Input is JSON Lines, or one JSON array (AlpacaEval's
-``model_outputs.json``); gzip is recognised by its magic bytes; ``-`` is standard input.
-
-Bad input stops the read with an ``InputError`` that names the file, line and field, so that a
-batch is either stored whole or not at all. The one documented skip: a response that is empty or
-whitespace only carries no fingerprint, so it is counted in ``ReadStats.empty`` and left out.
+Logs come from many serving stacks, so three shapes are accepted, detected from the first record:
+the toolkit's own (``id``, ``prompt``, ``response``, ``model``, ``timestamp``, ``account``; other
+names mapped with ``FieldMap``), an OpenAI chat-completions log line (``request.messages`` +
+``response.choices[0].message.content``) and AlpacaEval outputs (``instruction``, ``output``).
+``RecordParser`` turns one decoded JSON object into a ``ResponseRecord`` or names the line and
+field that make it unusable. Reading files is fingerprint.io's job.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import os
-import sys
-from dataclasses import dataclass, field
-from typing import IO, Any, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from fingerprint.errors import InputError
 
 SHAPES = ("served", "openai-chat", "alpacaeval")
-
-# One line larger than this is refused rather than read into memory (a 5 MB response is fine).
-MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,133 +50,7 @@ class FieldMap:
         return any(v is not None for v in (self.text, self.prompt, self.id))
 
 
-@dataclass
-class ReadStats:
-    """What a read saw: records yielded and documented skips."""
-
-    records: int = 0
-    empty: int = 0
-    shape: str | None = None
-    skipped_lines: list[int] = field(default_factory=list)
-
-
-def source_name(path: str | os.PathLike[str]) -> str:
-    return "<stdin>" if str(path) == "-" else str(path)
-
-
-def read_records(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
-                 stats: ReadStats | None = None) -> Iterator[ResponseRecord]:
-    """Yield the records of one input file, validating each one as it is read."""
-    stats = stats if stats is not None else ReadStats()
-    name = source_name(path)
-    with _open_binary(path, name) as stream:
-        first = _peek_nonspace(stream)
-        if first == b"[":
-            items: Iterator[tuple[int, Any]] = _json_array_items(stream, name)
-            unit = "item"
-        else:
-            items = _jsonl_items(stream, name)
-            unit = "line"
-        parser: _RecordParser | None = None
-        for number, obj in items:
-            if not isinstance(obj, dict):
-                raise InputError(name, number, f"expected a JSON object, got {_type_name(obj)}",
-                                 unit=unit)
-            if parser is None:
-                parser = _RecordParser(_detect_shape(obj, fields), fields, name, unit)
-                stats.shape = parser.shape
-            record = parser.parse(obj, number)
-            if record is None:
-                stats.empty += 1
-                stats.skipped_lines.append(number)
-                continue
-            stats.records += 1
-            yield record
-
-
-def count_lines(path: str | os.PathLike[str]) -> int | None:
-    """Line count of a plain (not gzipped, not stdin) file, for progress totals; else None."""
-    if str(path) == "-":
-        return None
-    try:
-        with open(path, "rb") as f:
-            if f.read(2) == b"\x1f\x8b":
-                return None
-            f.seek(0)
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-    except OSError:
-        return None
-
-
-def _open_binary(path: str | os.PathLike[str], name: str) -> IO[bytes]:
-    if str(path) == "-":
-        raw: IO[bytes] = io.BufferedReader(sys.stdin.buffer, buffer_size=1 << 16) \
-            if not isinstance(sys.stdin.buffer, io.BufferedReader) else sys.stdin.buffer
-    else:
-        try:
-            raw = open(path, "rb")
-        except FileNotFoundError:
-            raise InputError(name, None, "no such file") from None
-        except IsADirectoryError:
-            raise InputError(name, None, "is a directory, not an input file") from None
-        except OSError as exc:
-            raise InputError(name, None, f"cannot open: {exc.strerror}") from None
-    if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
-
-
-def _peek_nonspace(stream: IO[bytes]) -> bytes:
-    try:
-        head = stream.peek(4096)  # type: ignore[attr-defined]
-    except (OSError, EOFError, gzip.BadGzipFile):
-        return b""
-    stripped = head.lstrip()
-    return stripped[:1]
-
-
-def _jsonl_items(stream: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
-    number = 0
-    try:
-        for raw in stream:
-            number += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise InputError(name, number, f"line is {len(raw):,} bytes, more than the "
-                                               f"{MAX_LINE_BYTES:,} allowed")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(name, number, f"not valid UTF-8 (byte {exc.start} of the line: "
-                                               f"{raw[exc.start:exc.start + 1]!r})") from None
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(name, number, f"malformed JSON: {exc.msg} "
-                                               f"(column {exc.colno})") from None
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise InputError(name, number + 1, f"cannot read compressed input: {exc}") from None
-
-
-def _json_array_items(stream: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
-    try:
-        data = stream.read()
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(name, None, f"not valid UTF-8 at byte {exc.start}") from None
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise InputError(name, None, f"cannot read compressed input: {exc}") from None
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(name, exc.lineno, f"malformed JSON: {exc.msg} (column {exc.colno})") \
-            from None
-    for index, item in enumerate(items, start=1):
-        yield index, item
-
-
-def _detect_shape(first: dict[str, Any], fields: FieldMap) -> str:
+def detect_shape(first: dict[str, Any], fields: FieldMap) -> str:
     if fields.explicit:
         return "served"
     if isinstance(first.get("request"), dict) and isinstance(first.get("response"), dict):
@@ -197,7 +60,7 @@ def _detect_shape(first: dict[str, Any], fields: FieldMap) -> str:
     return "served"
 
 
-class _RecordParser:
+class RecordParser:
     """Turns one decoded JSON object of a known shape into a ResponseRecord."""
 
     def __init__(self, shape: str, fields: FieldMap, source: str, unit: str):
@@ -251,7 +114,7 @@ class _RecordParser:
         if not isinstance(message, dict) or "content" not in message:
             raise self.error(number, 'field "response.choices[0].message.content" is missing',
                              "response.choices[0].message.content")
-        content = _content_text(message["content"])
+        content = content_text(message["content"])
         if content is None:
             raise self.error(number, 'field "response.choices[0].message.content" must be a '
                                      'string or a list of text parts',
@@ -259,11 +122,7 @@ class _RecordParser:
         messages = request.get("messages")
         if not isinstance(messages, list):
             raise self.error(number, 'field "request.messages" must be a list', "request.messages")
-        prompt = None
-        for msg in reversed(messages):
-            if isinstance(msg, dict) and msg.get("role") == "user":
-                prompt = _content_text(msg.get("content"))
-                break
+        prompt = last_user_message(messages)
         ident = obj.get("id", response.get("id"))
         created = obj.get("timestamp", response.get("created"))
         return {
@@ -290,7 +149,7 @@ class _RecordParser:
         if not found:
             raise self.error(number, f'field "{name}" is missing', name)
         if not isinstance(value, str):
-            raise self.error(number, f'field "{name}" must be a string, got {_type_name(value)}',
+            raise self.error(number, f'field "{name}" must be a string, got {type_name(value)}',
                              name)
         return value
 
@@ -299,7 +158,7 @@ class _RecordParser:
         if not found or value is None:
             return None
         if not isinstance(value, str):
-            raise self.error(number, f'field "{name}" must be a string, got {_type_name(value)}',
+            raise self.error(number, f'field "{name}" must be a string, got {type_name(value)}',
                              name)
         return value
 
@@ -320,14 +179,26 @@ class _RecordParser:
     def _scalar_str(self, value: Any, name: str, number: int) -> str:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise self.error(number, f'field "{name}" must be a string or number, got '
-                                     f'{_type_name(value)}', name)
+                                     f'{type_name(value)}', name)
         text = str(value)
         if not text.strip():
             raise self.error(number, f'field "{name}" is empty', name)
         return text
 
 
-def _content_text(content: Any) -> str | None:
+def last_user_message(messages: Any) -> str | None:
+    """The text of the last ``user`` message of an OpenAI chat request: the prompt a response
+    answers (earlier turns are context). None when there is none or it holds no text."""
+    if not isinstance(messages, list):
+        return None
+    for msg in reversed(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            return content_text(msg.get("content"))
+    return None
+
+
+def content_text(content: Any) -> str | None:
+    """A message's content as text: a string, or the text parts of a list of parts joined."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -341,6 +212,6 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")

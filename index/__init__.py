@@ -1,18 +1,26 @@
-"""Fingerprints to disk and back, and search (FAISS). Knows no suspects or scores."""
+"""Fingerprints to disk and back, and search (FAISS). Knows no suspects or scores.
+
+Writes are two steps (index.staging): ``stage_segment`` writes a complete segment under a hidden
+name through an ``Executor`` (the local process pool is one), ``commit`` makes staged segments
+part of the index in one manifest swap. ``append_records``/``add_files``/``build_index`` do both
+under the writer lock."""
 
 from index.errors import (ConfigMismatchError, DuplicateIdError, IndexCorruptedError,
                           IndexExistsError, IndexLockedError, IndexStoreError, NotAnIndexError)
 from index.manifest import Manifest, read_manifest
 from index.metadata import StoredResponse
 from index.search import Hits
-from index.store import FingerprintIndex, SegmentGroup, open_index
+from index.staging import (Executor, StagedSegment, StageResult, WriteOptions, commit,
+                           local_executor, stage_segment)
+from index.store import FingerprintIndex, SegmentGroup, fingerprinter_for, open_index
 from index.writer import (AppendResult, WriterLock, add_files, add_reference, append_records,
                           build_index, create_index)
 
 __all__ = [
-    "AppendResult", "ConfigMismatchError", "DuplicateIdError", "FingerprintIndex", "Hits",
-    "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError", "Manifest",
-    "NotAnIndexError", "SegmentGroup", "StoredResponse", "WriterLock", "add_files",
-    "add_reference", "append_records",
-    "build_index", "create_index", "open_index", "read_manifest",
+    "AppendResult", "ConfigMismatchError", "DuplicateIdError", "Executor", "FingerprintIndex",
+    "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError",
+    "Manifest", "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment",
+    "StoredResponse", "WriteOptions", "WriterLock", "add_files", "add_reference",
+    "append_records", "build_index", "commit", "create_index", "fingerprinter_for",
+    "local_executor", "open_index", "read_manifest", "stage_segment",
 ]

@@ -94,6 +94,14 @@ class MetadataReader:
                 out.setdefault(h, []).append(int(row))
         return out
 
+    def prompt_hashes(self) -> dict[str, list[int]]:
+        """Every stored prompt hash with its rows, in row order (rows without a prompt left out)."""
+        out: dict[str, list[int]] = {}
+        for h, row in self.conn.execute(
+                "SELECT prompt_hash, row FROM responses WHERE prompt_hash IS NOT NULL ORDER BY row"):
+            out.setdefault(h, []).append(int(row))
+        return out
+
     def responses(self, rows: Iterable[int]) -> dict[int, StoredResponse]:
         out: dict[int, StoredResponse] = {}
         for chunk in _chunks([int(r) for r in rows]):

@@ -6,13 +6,15 @@ with one row numbering, which is all that search, prompt lookup and row access n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from fingerprint.config import FingerprintConfig
+from fingerprint.fingerprinter import Fingerprinter
 from index.errors import ConfigMismatchError, IndexCorruptedError, IndexStoreError
 from index.manifest import Manifest, SegmentEntry, read_manifest
 from index.metadata import StoredResponse
@@ -70,10 +72,8 @@ class SegmentGroup:
         """Every stored prompt hash with its rows (responses without a prompt are left out)."""
         out: dict[str, list[int]] = {}
         for seg in self.segments:
-            for h, row in seg.metadata.conn.execute(
-                    "SELECT prompt_hash, row FROM responses WHERE prompt_hash IS NOT NULL "
-                    "ORDER BY row"):
-                out.setdefault(h, []).append(int(row))
+            for h, rows in seg.metadata.prompt_hashes().items():
+                out.setdefault(h, []).extend(rows)
         return out
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
@@ -206,3 +206,14 @@ def open_index(path: str | os.PathLike[str],
         if differences:
             raise ConfigMismatchError(str(root), differences)
     return FingerprintIndex(root, manifest)
+
+
+def fingerprinter_for(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None,
+                      batch_size: int = 32) -> Fingerprinter:
+    """A Fingerprinter with the index's config (the only one whose fingerprints compare with
+    what it stores); ``overrides`` replace fields, which a writer then checks against the index
+    and refuses, naming the differences."""
+    config = read_manifest(Path(path)).config
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    return Fingerprinter(config, batch_size=batch_size)

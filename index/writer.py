@@ -1,9 +1,10 @@
 """Adding batches to an index: one writer at a time, all of a batch or nothing.
 
-The protocol: take the writer lock; build the new segment in a hidden temporary directory; when
-every file is written and flushed, rename the directory into place and atomically replace the
-manifest with one that lists it. A crash or an error at any earlier point leaves the manifest, and
-so the index, exactly as it was; the next writer removes the debris.
+The protocol: take the writer lock; stage the new segment in a hidden temporary directory
+(index.staging); when every file is written and flushed, commit it: rename the directory into
+place and atomically replace the manifest with one that lists it. A crash or an error at any
+earlier point leaves the manifest, and so the index, exactly as it was; the next writer removes
+the debris.
 """
 
 from __future__ import annotations
@@ -13,28 +14,21 @@ import os
 import re
 import shutil
 import socket
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.fingerprinter import Fingerprinter
-from fingerprint.parallel import ParallelFingerprinter
-from fingerprint.normalize import prompt_hash
-from fingerprint.records import FieldMap, ReadStats, ResponseRecord, read_records
-from index.errors import (ConfigMismatchError, DuplicateIdError, IndexExistsError,
-                          IndexLockedError)
-from index.manifest import MANIFEST_NAME, Manifest, now_iso, read_manifest, write_manifest
-from index.segment import SegmentWriter
-from index.errors import IndexStoreError
-from index.store import REFERENCES_DIR, SEGMENTS_DIR, SegmentGroup, open_index
+from fingerprint.io import ReadStats, read_records
+from fingerprint.records import FieldMap, ResponseRecord
+from index.errors import IndexExistsError, IndexLockedError, IndexStoreError
+from index.manifest import MANIFEST_NAME, Manifest, now_iso, write_manifest
+from index.staging import Progress, WriteOptions, commit, stage_segment
+from index.store import REFERENCES_DIR, SEGMENTS_DIR, open_index
 
 LOCK_NAME = ".writer.lock"
 REFERENCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-DEFAULT_CHUNK = 256
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -96,32 +90,40 @@ def create_index(path: str | os.PathLike[str], config: FingerprintConfig) -> Man
 
 
 def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecord],
-                   fingerprinter: Fingerprinter, *, store_text: bool = True,
-                   skip_duplicates: bool = False, read_stats: ReadStats | None = None,
-                   chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None,
-                   reference: str | None = None, embed: bool = True,
-                   workers: int = 1) -> AppendResult:
-    """Fingerprint ``records`` and add them to the index as one new segment.
+                   fingerprinter: Fingerprinter, *, reference: str | None = None,
+                   read_stats: ReadStats | None = None, progress: Progress | None = None,
+                   **options: Any) -> AppendResult:
+    """Fingerprint ``records`` and add them to the index as one new segment (stage + commit).
 
     ``read_stats`` is the ReadStats the records' reader fills in; its count of empty responses is
     recorded with the segment. With ``reference``, the records are another model's outputs and go
-    to that named reference set instead of the served responses; ``embed=False`` stores them
-    without embeddings. ``workers`` > 1 fingerprints on that many processes once the input proves
-    large (fingerprint.parallel); the stored result is identical.
+    to that named reference set instead of the served responses. ``options`` are WriteOptions'
+    fields (``store_text``, ``skip_duplicates``, ``chunk_size``, ``embed``, ``workers``).
     """
+    write = WriteOptions(**options)
     if reference is not None and not REFERENCE_NAME.fullmatch(reference):
         raise IndexStoreError(f"reference name {reference!r}: use 1 to 64 letters, digits, '.', "
                               f"'_' or '-', starting with a letter or digit")
-    if reference is None and not embed:
+    if reference is None and not write.embed:
         raise IndexStoreError("served responses are always stored with their embeddings")
     root = Path(path)
     with WriterLock(root):
         index = open_index(root, expected_config=fingerprinter.config)
         try:
             _remove_debris(root, index.manifest)
-            return _append_locked(root, index, records, fingerprinter, store_text,
-                                  skip_duplicates, read_stats, chunk_size, progress, reference,
-                                  embed, workers)
+            result = stage_segment(index, records, fingerprinter, reference=reference,
+                                   options=write, read_stats=read_stats, progress=progress)
+            staged = result.staged
+            if staged is None:
+                return AppendResult(None, 0, result.skipped_empty, result.skipped_duplicates,
+                                    result.first_row)
+            try:
+                commit(root, index.manifest, [staged])
+            except BaseException:
+                staged.discard()
+                raise
+            return AppendResult(staged.entry.name, staged.entry.rows, result.skipped_empty,
+                                result.skipped_duplicates, result.first_row + staged.entry.rows)
         finally:
             index.close()
 
@@ -184,91 +186,3 @@ def _remove_unlisted(directory: Path, listed: set[str]) -> None:
     for child in directory.iterdir():
         if child.name not in listed:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
-
-
-def _append_locked(root: Path, index, records: Iterable[ResponseRecord],
-                   fingerprinter: Fingerprinter, store_text: bool, skip_duplicates: bool,
-                   read_stats: ReadStats | None, chunk_size: int,
-                   progress: Progress | None, reference: str | None,
-                   embed: bool, workers: int) -> AppendResult:
-    manifest: Manifest = index.manifest
-    dim = fingerprinter.embedding_dim if embed else None
-    if dim is not None and manifest.embedding_dim is not None and manifest.embedding_dim != dim:
-        raise ConfigMismatchError(str(root), [("embedding_dim", manifest.embedding_dim, dim)])
-    if reference is None:
-        group: SegmentGroup = index
-        directory = root / SEGMENTS_DIR
-        entries = manifest.segments
-    else:
-        group = index.references.get(reference) or SegmentGroup(
-            root / REFERENCES_DIR / reference, (), manifest.config, manifest.embedding_dim)
-        directory = root / REFERENCES_DIR / reference
-        entries = manifest.references.get(reference, ())
-    first_row = sum(e.rows for e in entries)
-    name = f"seg-{len(entries) + 1:06d}-{uuid.uuid4().hex[:8]}"
-    directory.mkdir(parents=True, exist_ok=True)
-    writer = SegmentWriter(directory / f".tmp-{name}", name, first_row,
-                           fingerprinter.config.num_perm, dim,
-                           fingerprinter.config.style_features, store_text)
-    seen: set[str] = set()
-    duplicates = 0
-    version = fingerprinter.config.normalizer_version
-
-    def fresh_chunks() -> Iterator[tuple[tuple[int, list[ResponseRecord]], list[str]]]:
-        nonlocal duplicates
-        for chunk in _chunks(records, chunk_size):
-            fresh = _without_duplicates(group, chunk, seen, skip_duplicates)
-            duplicates += len(chunk) - len(fresh)
-            if fresh:
-                yield (len(chunk), fresh), [r.response for r in fresh]
-            elif progress is not None:
-                progress(len(chunk))
-
-    pool = ParallelFingerprinter(fingerprinter, workers)
-    try:
-        for (read, fresh), prints in pool.map(fresh_chunks(), embed=embed):
-            hashes = [None if r.prompt is None else prompt_hash(r.prompt, version) for r in fresh]
-            writer.add(fresh, prints, hashes)
-            if progress is not None:
-                progress(read)
-        empty = read_stats.empty if read_stats is not None else 0
-        if writer.rows == 0:
-            writer.abort()
-            return AppendResult(None, 0, empty, duplicates, first_row)
-        entry = writer.finish(empty, duplicates)
-        os.replace(writer.dir, directory / name)
-        embedding_dim = dim if reference is None else manifest.embedding_dim
-        write_manifest(root, manifest.with_segment(entry, embedding_dim, reference))
-        return AppendResult(name, entry.rows, empty, duplicates, first_row + entry.rows)
-    except BaseException:
-        pool.close()
-        writer.abort()
-        raise
-
-
-def _chunks(records: Iterable[ResponseRecord], size: int) -> Iterator[list[ResponseRecord]]:
-    chunk: list[ResponseRecord] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _without_duplicates(index, chunk: list[ResponseRecord], seen: set[str],
-                        skip: bool) -> list[ResponseRecord]:
-    stored = index.existing_ids(r.id for r in chunk)
-    fresh = []
-    for record in chunk:
-        if record.id in seen or record.id in stored:
-            if skip:
-                continue
-            where = "earlier in this batch" if record.id in seen else "already in the index"
-            raise DuplicateIdError(record.source, record.line,
-                                   f'id "{record.id}" is {where} (use --skip-duplicates to '
-                                   f'skip such records)', field="id")
-        seen.add(record.id)
-        fresh.append(record)
-    return fresh

@@ -1,9 +1,9 @@
 import json
 
-import numpy as np
 import pytest
 
-from attribution import AttributionOptions, attribute, attribute_file, markdown_report
+from attribution import AttributionOptions, attribute, attribute_file
+from reports import markdown_report
 from conftest import TOPICS, served_rows, served_text, write_jsonl
 from fingerprint import ConfigError, FingerprintConfig, Fingerprinter, ResponseRecord
 from index import ConfigMismatchError, build_index, open_index
@@ -158,7 +158,7 @@ def test_suspect_prompts_not_in_the_index(styled_index, fingerprinter):
 
 
 def test_references_without_overlapping_prompts(styled_index, fingerprinter):
-    from attribution.references import reference_from_records
+    from attribution import reference_from_records
 
     refs = [reference_from_records(f"far{s}", styled_records(s, 40, start=900), fingerprinter)
             for s in range(1, 7)]
@@ -172,7 +172,7 @@ def test_references_without_overlapping_prompts(styled_index, fingerprinter):
 
 
 def test_a_single_reference_gives_no_p_value_and_says_why(styled_index, fingerprinter):
-    from attribution.references import reference_from_records
+    from attribution import reference_from_records
 
     ref = reference_from_records("only", styled_records(3, 40), fingerprinter)
     with open_index(styled_index) as idx:
@@ -184,7 +184,7 @@ def test_a_single_reference_gives_no_p_value_and_says_why(styled_index, fingerpr
 
 
 def test_shared_word_trigrams_are_highlighted():
-    from attribution.html_report import highlight_shared
+    from reports import highlight_shared
 
     text = "Paris is the capital of France. It has <many> museums."
     other = "the capital of france is paris; it has many museums"
@@ -195,7 +195,7 @@ def test_shared_word_trigrams_are_highlighted():
 
 
 def test_html_report_plots_every_reference_and_shows_the_config(styled_index, fingerprinter):
-    from attribution.html_report import html_report
+    from reports import html_report
 
     with open_index(styled_index) as idx:
         result = attribute(idx, styled_records(0, 40), fingerprinter=fingerprinter)

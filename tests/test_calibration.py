@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from scipy import sparse, stats
 
-from attribution.calibration import (MIN_REFERENCES, calibrate, cauchy_combination,
+from attribution.stats import (MIN_REFERENCES, calibrate, cauchy_combination,
                                      derived_fraction, logit_share)
-from attribution.style_model import RelativeAttributor
+from attribution import RelativeAttributor
 
 
 def test_too_few_references_gives_no_p_value_and_says_why():
@@ -19,7 +19,7 @@ def test_no_spread_gives_no_p_value():
 
 
 def test_sampling_noise_floors_the_null_spread():
-    from attribution.calibration import share_sd_floor
+    from attribution.stats import share_sd_floor
 
     floor = share_sd_floor(0.0, 60)
     assert 0.5 < floor < 2.0
@@ -37,7 +37,7 @@ def test_t_prediction_p_values_are_uniform_for_exchangeable_values():
 
 
 def test_empirical_p_value_is_the_rank_among_references():
-    from attribution.calibration import empirical_calibration
+    from attribution.stats import empirical_calibration
 
     assert empirical_calibration(0.5, [0, 0, 0, 0, 0.6]).p_value == pytest.approx(2 / 6)
     assert empirical_calibration(0.02, [0.0] * 8).p_value == pytest.approx(1 / 9)

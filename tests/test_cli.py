@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from attribution.cli import main
+from cli import main
 from conftest import served_rows, served_text, write_jsonl
 from fingerprint import __version__
 

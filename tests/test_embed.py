@@ -5,7 +5,7 @@ import numpy as np
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, fingerprint, index, attribution, attribution.cli; "
+    code = ("import sys, fingerprint, index, attribution, probing, replay, reports, cli; "
             "from fingerprint import Fingerprinter, FingerprintConfig; "
             "from fingerprint.config import EMBEDDING_BACKENDS; "
             "[Fingerprinter(FingerprintConfig(embedding_backend=b)) for b in EMBEDDING_BACKENDS]; "

@@ -18,7 +18,7 @@ from fingerprint.config import EMBEDDING_BACKENDS
 from fingerprint.embed import Embedder, load_backend
 from fingerprint.embed_cache import CACHE_ENV, ENTRY_FILE, verify
 from fingerprint.embed_onnx import OnnxInt8Backend
-from fingerprint.records import read_records
+from fingerprint.io import read_records
 
 PARAPHRASES = ["The cat sat on the mat.", "A cat was sitting on a rug.",
                "Quarterly tax filings are due in April."]

@@ -139,7 +139,7 @@ def test_writer_killed_mid_batch_leaves_index_intact_and_debris_is_cleaned(built
                                                                            fingerprinter):
     before = snapshot(built_index)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cli = [sys.executable, "-m", "attribution.cli", "index", "add", "-", "--index",
+    cli = [sys.executable, "-m", "cli", "index", "add", "-", "--index",
            str(built_index)]
     writer = subprocess.Popen(cli, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)

@@ -16,11 +16,12 @@ from scipy import sparse
 from fingerprint import FingerprintConfig, MinHasher
 from fingerprint.fingerprinter import Fingerprints
 from fingerprint.records import ResponseRecord
-from index import segment as segment_module
+from index import segment_writer as segment_module
 from index.codes import one_bit_codes
 from index.search import search_embeddings, search_minhash
-from index.segment import (Segment, SegmentWriter, embedding_index_name, ivf_lists,
-                           pq_subquantizers)
+from index.segment import Segment
+from index.segment_writer import (SegmentWriter, embedding_index_name, ivf_lists,
+                                  pq_subquantizers)
 
 ROWS, DIM, STYLE = 3000, 64, 2**10
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from fingerprint import FingerprintConfig, MinHasher, estimated_jaccard
 from fingerprint.minhash import sha1_hash32_array
 from fingerprint.minhash_kernels import xxh32_strings
-from fingerprint.records import read_records
+from fingerprint.io import read_records
 from fingerprint.shingles import word_shingles
 
 HASHFUNCS = {"xxh32": xxhash.xxh32_intdigest, "sha1_32": sha1_hash32}

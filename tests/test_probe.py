@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from attribution.cli import main
-from attribution.probe_client import EndpointError, ProbeConfig, run_probes
-from attribution.probe_output import (OutputMismatchError, RequestParams, read_prompts)
-from attribution.replay import ReplayFaults, ReplayServer
+from cli import main
+from probing import EndpointError, ProbeConfig, run_probes
+from fingerprint import read_prompts
+from probing import OutputMismatchError, RequestParams
+from replay import ReplayFaults, ReplayServer
 from conftest import styled_rows, write_jsonl
 from fingerprint.errors import InputError
-from fingerprint.records import read_records
+from fingerprint.io import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-test-DISTINCTIVE-7f3a9c1e5b"
@@ -128,7 +129,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY}
     with ReplayServer(recorded(n), MODEL) as server:
-        cmd = [sys.executable, "-m", "attribution.cli", "probe", "run", str(prompts),
+        cmd = [sys.executable, "-m", "cli", "probe", "run", str(prompts),
                "--endpoint", server.url, "--model", MODEL, "--out", str(out),
                "--requests-per-minute", "600", "--concurrency", "2"]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -161,7 +162,7 @@ def test_api_key_never_written_and_401_is_clear(tmp_path):
     prompts = prompts_file(tmp_path, 6)
     out = tmp_path / "out.jsonl"
     with ReplayServer(recorded(6), MODEL, api_key=FAKE_KEY) as server:
-        args = [sys.executable, "-m", "attribution.cli", "probe", "run", str(prompts),
+        args = [sys.executable, "-m", "cli", "probe", "run", str(prompts),
                 "--endpoint", server.url, "--model", MODEL, "--out", str(out),
                 "--api-key-env", "MY_PROBE_KEY"]
         ok = subprocess.run(args, cwd=ROOT, env={**os.environ, "MY_PROBE_KEY": FAKE_KEY},
@@ -287,7 +288,7 @@ def test_serve_replay_command_serves_alpacaeval_shape(tmp_path):
     recorded_file = tmp_path / "model_outputs.json"
     recorded_file.write_text(json.dumps([{"instruction": "Say hi", "output": "Hi!",
                                           "generator": "m1"}]))
-    proc = subprocess.Popen([sys.executable, "-m", "attribution.cli", "serve-replay",
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve-replay",
                              str(recorded_file), "--port", "0"], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True)
     try:

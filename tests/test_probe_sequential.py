@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attribution.sequential import (DERIVED, NOT_DERIVED, SequentialConfig, SequentialTest,
+from attribution.stats import (DERIVED, NOT_DERIVED, SequentialConfig, SequentialTest,
                                     Thresholds, crossing_times, run_sequence, thresholds)
 from fingerprint.errors import ConfigError
 
@@ -71,8 +71,8 @@ def test_probe_run_until_decided(tmp_path, fingerprinter, style, expected):
     not derived, each well before all 60 prompts are asked."""
     from click.testing import CliRunner
 
-    from attribution.cli import main
-    from attribution.replay import ReplayServer
+    from cli import main
+    from replay import ReplayServer
     from conftest import styled_rows, write_jsonl
     from index import build_index
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from attribution import attribute
-from fingerprint import ResponseRecord, read_records
+from fingerprint import read_records
 from index import build_index, open_index
 
 N_PROMPTS = 150
@@ -66,7 +66,7 @@ def test_calibrated_p_values_on_real_human_data_models(chatgpt_index, alpacaeval
     """Against the ChatGPT index, with every other provider and vendor model as a reference, no
     human-data model may look derived (p >= 0.01), and the style signal ranks a ChatGPT student
     above them."""
-    from attribution.references import reference_from_records
+    from attribution import reference_from_records
 
     rows = lineage_rows(alpacaeval)
     refs = []

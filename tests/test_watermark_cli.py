@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from attribution.cli import main
+from cli import main
 from conftest import write_jsonl
 from fingerprint import watermark as wm
 from fingerprint.watermark.lexicon import lexicon_available

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from fingerprint.config import DEFAULT_EMBEDDING_MODEL
 from fingerprint.embed import load_backend
 from fingerprint.embed_model import clip, load_tokenizer, local_model_dir, normalise_rows
-from fingerprint.records import read_records
+from fingerprint.io import read_records
 from fingerprint.wordpiece import FastWordPiece
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from fingerprint.watermark.config import LexicalConfig, WatermarkConfig
 from fingerprint.watermark.detect import (Detection, Score, binomial_tail, detect_texts,
                                           detect_token_ids)
+from fingerprint.watermark.files import (MarkSummary, WatermarkReport, detect_file,
+                                         detect_records, mark_file)
 from fingerprint.watermark.key import (WatermarkKey, WatermarkKeyError, generate_key, load_key,
                                        save_key)
 from fingerprint.watermark.lexical import MarkedText, detect_lexical, mark_text
@@ -52,8 +54,10 @@ def logits_processor(key: WatermarkKey, tokenizer: Any) -> Any:
 
 
 __all__ = [
-    "Detection", "LexicalConfig", "LexiconError", "MarkedText", "Score", "TokenizerMismatchError",
-    "WatermarkConfig", "WatermarkKey", "WatermarkKeyError", "bias_logits", "binomial_tail",
-    "detect_lexical", "detect_texts", "detect_token_ids", "generate_key", "green_masks",
-    "load_key", "load_lexicon", "load_tokenizer", "logits_processor", "mark_text", "save_key",
+    "Detection", "LexicalConfig", "LexiconError", "MarkSummary", "MarkedText", "Score",
+    "TokenizerMismatchError", "WatermarkConfig", "WatermarkKey", "WatermarkKeyError",
+    "WatermarkReport", "bias_logits", "binomial_tail", "detect_file", "detect_lexical",
+    "detect_records", "detect_texts", "detect_token_ids", "generate_key", "green_masks",
+    "load_key", "load_lexicon", "load_tokenizer", "logits_processor", "mark_file", "mark_text",
+    "save_key",
 ]

@@ -7,7 +7,7 @@ exponential backoff and full jitter, never sooner than the server's ``Retry-Afte
 answers are final for that prompt (recorded as failed). Errors that doom every prompt stop the run
 at once with a clear message: a refused API key (401/403), a model the endpoint does not have, or
 an endpoint that never once answered (down, or not an OpenAI endpoint). Whatever was collected
-before stays in the output file (attribution.probe_output).
+before stays in the output file (probing.output).
 
 The API key is read from the environment by the caller and given to the client only; it is
 never part of a config, a line, a message or a log (and is scrubbed from server error texts,
@@ -26,14 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fingerprint.errors import ConfigError
-from attribution.probe_output import (ProbeError, ProbeOutput, Prompt, RequestParams,
-                                      ResumeState)
+from fingerprint.io import Prompt
+from probing.errors import EndpointError
+from probing.output import ProbeOutput, RequestParams, ResumeState
 
 RETRY_KINDS = ("rate_limited", "server_error", "timeout", "connection", "bad_response")
-
-
-class EndpointError(ProbeError):
-    """The endpoint cannot serve this run at all (refused key, unknown model, down, not OpenAI)."""
 
 
 @dataclass(frozen=True)

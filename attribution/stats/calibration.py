@@ -1,4 +1,4 @@
-"""Turning statistics into p-values against reference models, and combining them.
+"""Turning statistics into p-values against reference models.
 
 The null hypothesis, in plain words: *the suspect is one more independent model, like the
 references*: its outputs are no more provider-like than those of a model that never saw the
@@ -40,6 +40,12 @@ class Calibrated:
 def logit_share(share: float | np.ndarray) -> float | np.ndarray:
     """Shares in [0, 1] to an unbounded scale on which a normal null is a fair assumption."""
     return np.log((np.asarray(share) + _SHARE_EPS) / (1.0 - np.asarray(share) + _SHARE_EPS))
+
+
+def inverse_logit_share(value: float) -> float:
+    """The share whose ``logit_share`` is ``value`` (exact inverse, eps included)."""
+    e = math.exp(value)
+    return (e * (1.0 + _SHARE_EPS) - _SHARE_EPS) / (1.0 + e)
 
 
 def _finite(values: Sequence[float | None]) -> np.ndarray:
@@ -97,28 +103,6 @@ def empirical_calibration(value: float, null_values: Sequence[float], *,
         return _too_few(value, n, min_references)
     p = float((1 + np.sum(null >= value)) / (n + 1))
     return Calibrated(float(value), float(null.mean()), float(null.std(ddof=1)), None, p, n)
-
-
-def cauchy_combination(p_values: Sequence[float | None],
-                       weights: Sequence[float] | None = None) -> float | None:
-    """Combine p-values with the Cauchy combination test (Liu & Xie 2020).
-
-    Valid under arbitrary dependence between the signals in the tail that matters, which is
-    the case here: all signals are computed from the same responses. Inputs are capped at 0.99:
-    tan((0.5 - p) * pi) runs to minus infinity as p nears 1, so one uninformative signal at
-    p = 1 (an exact rank p-value of a zero rate, say) would otherwise veto strong evidence from
-    the others; the cap moves the combined p-value only where it is large anyway.
-    """
-    pairs = [(p, w) for p, w in zip(p_values, weights or [1.0] * len(p_values)) if p is not None]
-    if not pairs:
-        return None
-    ps = np.clip(np.array([p for p, _ in pairs], dtype=float), 1e-300, 0.99)
-    w = np.array([w for _, w in pairs], dtype=float)
-    w = w / w.sum()
-    t = float(np.sum(w * np.tan((0.5 - ps) * np.pi)))
-    if t > 1e15:  # tan is huge: use the tail approximation 1/(pi t), exact to double precision
-        return float(1.0 / (math.pi * t))
-    return float(min(1.0, max(0.0, 0.5 - math.atan(t) / math.pi)))
 
 
 def derived_fraction(rate_suspect: float, rate_null: float, rate_provider: float) -> float | None:

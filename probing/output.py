@@ -1,4 +1,4 @@
-"""Prompts to probe with, and the resumable file of a suspect's answers.
+"""The resumable file of a suspect's answers (prompts are read by fingerprint.io.read_prompts).
 
 A probe run can take hours against a rate-limited API and is interrupted (Ctrl-C, a crash, a
 killed job). So the output is append-only JSON Lines, one line per prompt, each written whole with
@@ -23,22 +23,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from fingerprint.errors import ConfigError, FingerprintError, InputError
-from fingerprint.records import FieldMap, _open_binary, read_records, source_name
-
-
-class ProbeError(FingerprintError):
-    """Base class of the errors of probing a suspect."""
-
-
-class OutputMismatchError(ProbeError):
-    """The output file holds answers to other requests (another model or other parameters)."""
-
-
-class OutputFileError(ProbeError):
-    """The output file is damaged somewhere other than a torn last line."""
+from fingerprint.atomic import atomic_write_bytes
+from fingerprint.errors import ConfigError, InputError
+from fingerprint.io import BLANK, decode_json_line
+from probing.errors import OutputFileError, OutputMismatchError, ProbeError
 
 
 @dataclass(frozen=True)
@@ -68,85 +58,6 @@ class RequestParams:
                 if other.get(k) != mine[k]]
 
 
-@dataclass(frozen=True)
-class Prompt:
-    id: str
-    text: str
-
-
-def read_prompts(path: str | os.PathLike[str], fields: FieldMap = FieldMap()) -> list[Prompt]:
-    """Prompts to ask, in file order, each text once.
-
-    A prompts file is JSON Lines with a ``prompt`` (or AlpacaEval's ``instruction``) field and an
-    optional ``id`` (or ``prompt_id``); any file the index reads (which also carries responses)
-    works too, its prompts are used.
-    """
-    name = source_name(path)
-    if _has_responses(path, name) or fields.explicit:
-        pairs = [(r.id, r.prompt, r.line) for r in read_records(path, fields)]
-        for _, text, line in pairs:
-            if text is None:
-                raise InputError(name, line, 'field "prompt" is missing', field="prompt")
-        return _unique(Prompt(i, t) for i, t, _ in pairs)  # type: ignore[arg-type]
-    return _unique(_prompt_only(path, name))
-
-
-def _has_responses(path: str | os.PathLike[str], name: str) -> bool:
-    with _open_binary(path, name) as stream:
-        head = stream.peek(1 << 16)  # type: ignore[attr-defined]
-    first = head.lstrip()[:1]
-    if first == b"[":
-        return True  # a JSON array: AlpacaEval's model_outputs.json
-    line = head.split(b"\n", 1)[0]
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return True  # let read_records name the problem
-    return isinstance(obj, dict) and any(k in obj for k in ("response", "output", "request"))
-
-
-def _prompt_only(path: str | os.PathLike[str], name: str) -> Iterator[Prompt]:
-    base = os.path.basename(name)
-    with _open_binary(path, name) as stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(name, number, "not valid UTF-8") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(name, number, f"malformed JSON: {exc.msg} "
-                                               f"(column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise InputError(name, number, "expected a JSON object")
-            key = "prompt" if "prompt" in obj else "instruction" if "instruction" in obj else None
-            if key is None:
-                raise InputError(name, number, 'field "prompt" is missing', field="prompt")
-            prompt = obj[key]
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise InputError(name, number, f'field "{key}" must be a non-empty string',
-                                 field=key)
-            ident = obj.get("id", obj.get("prompt_id"))
-            if ident is not None and (isinstance(ident, bool)
-                                      or not isinstance(ident, (str, int))):
-                raise InputError(name, number, 'field "id" must be a string or number',
-                                 field="id")
-            yield Prompt(f"{base}:{number}" if ident is None else str(ident), prompt)
-
-
-def _unique(prompts: Iterator[Prompt]) -> list[Prompt]:
-    seen: set[str] = set()
-    out = []
-    for p in prompts:
-        if p.text not in seen:
-            seen.add(p.text)
-            out.append(p)
-    return out
-
-
 @dataclass
 class ResumeState:
     answered: dict[str, dict[str, Any]]  # prompt text -> its ok line
@@ -174,12 +85,12 @@ class ProbeOutput:
         kept: list[bytes] = []
         failed = 0
         for number, raw in enumerate(data.splitlines(keepends=True), start=1):
-            if not raw.strip():
-                continue
             try:
-                line = json.loads(raw)
+                line = decode_json_line(raw, str(self.path), number)
+                if line is BLANK:
+                    continue
                 status, prompt, params = line["status"], line["prompt"], line["params"]
-            except (ValueError, KeyError, TypeError):
+            except (InputError, KeyError, TypeError):
                 raise OutputFileError(f"{self.path} line {number}: not a probe answer line "
                                       f"(was the file written by 'fingerprint probe run'?); "
                                       f"use another --out") from None
@@ -200,12 +111,7 @@ class ProbeOutput:
         return ResumeState(answered, failed, torn)
 
     def _rewrite(self, data: bytes) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, data)
 
     def open(self) -> "ProbeOutput":
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -7,7 +7,7 @@ seeded random order). Two one-sided tests run side by side:
 
 - "derived": H0 ``p <= q0``, where q0 is the rate an *independent* model can reach: the larger of
   the references' largest leave-one-out rate and the Student-t upper prediction bound (level
-  1 - alpha, on the logit scale used by attribution.calibration) for one more reference. The
+  1 - alpha, on the logit scale used by attribution.stats.calibration) for one more reference. The
   per-response test is against q0, not the references' mean rate: independent models' rates
   spread widely, so testing against their mean would call many independent models derived.
 - "not derived": H0' ``p >= q1``, where q1 is the rate of a model with a derived fraction of at
@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from attribution.calibration import _SHARE_EPS, logit_share, share_sd_floor
+from attribution.stats.calibration import inverse_logit_share, logit_share, share_sd_floor
 from fingerprint.errors import ConfigError
 
 DERIVED = "derived"
@@ -78,7 +78,7 @@ def thresholds(reference_rates: Mapping[str, float], config: SequentialConfig,
     """q0 and q1 from the references' leave-one-out rates (see the module docstring).
 
     ``n_responses``: how many responses each reference rate was measured on; the spread of the
-    rates is then never taken below their sampling spread (attribution.calibration's floor),
+    rates is then never taken below their sampling spread (attribution.stats.calibration's floor),
     so references that happen to agree (all at 0, say) do not give a q0 of 0.
     """
     rates = np.array([float(v) for v in reference_rates.values()], dtype=float)
@@ -92,8 +92,7 @@ def thresholds(reference_rates: Mapping[str, float], config: SequentialConfig,
         sd = max(sd, share_sd_floor(float(rates.mean()), n_responses))
     bound = logits.mean() + stats.t.ppf(1 - config.alpha, rates.size - 1) * sd * \
         math.sqrt(1 + 1 / rates.size)
-    e = math.exp(bound)  # invert logit_share: (q + eps) / (1 - q + eps) = e
-    upper = float(np.clip((e * (1 + _SHARE_EPS) - _SHARE_EPS) / (1 + e), 0.0, 0.99))
+    upper = float(np.clip(inverse_logit_share(float(bound)), 0.0, 0.99))
     q0 = max(float(rates.max()), upper)
     mean = float(rates.mean())
     q1 = min(0.995, mean + config.min_derived_fraction * (1 - mean))

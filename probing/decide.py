@@ -1,4 +1,4 @@
-"""Scoring probe answers as they arrive, for the sequential test (attribution.sequential).
+"""Scoring probe answers as they arrive, for the sequential test (attribution.stats.sequential).
 
 Everything that decides an answer's score is fixed before the first probe: the style classifier
 over the provider (the index's answers to the probe prompts) and the references, and the null
@@ -13,14 +13,14 @@ import os
 import random
 from typing import Any, Sequence
 
-
-from attribution.calibrated import PROVIDER, provider_training_rows, reference_training_rows
-from attribution.probe_output import ProbeError, Prompt
-from attribution.references import ReferenceData
-from attribution.sequential import SequentialConfig, SequentialTest, thresholds
-from attribution.style_model import RelativeAttributor
+from attribution import (PROVIDER, ReferenceData, RelativeAttributor, load_reference_files,
+                         stored_references, style_classes)
+from attribution.stats import SequentialConfig, SequentialTest, thresholds
 from fingerprint.fingerprinter import Fingerprinter
+from fingerprint.io import Prompt
 from fingerprint.normalize import prompt_hash
+from index.store import fingerprinter_for, open_index
+from probing.errors import ProbeError
 
 
 class ProbeScorer:
@@ -29,9 +29,6 @@ class ProbeScorer:
     def __init__(self, index_path: str | os.PathLike[str], prompts: Sequence[Prompt],
                  references: Sequence[ReferenceData] | None = None,
                  fingerprinter: Fingerprinter | None = None):
-        from attribution.teacher import stored_references
-        from index.store import open_index
-
         with open_index(index_path) as index:
             self.fingerprinter = fingerprinter or Fingerprinter(index.config)
             version = index.config.normalizer_version
@@ -40,9 +37,7 @@ class ProbeScorer:
             if len(refs) < 2:
                 raise ProbeError(f"--until-decided needs at least 2 reference models (stored in "
                                  f"{index_path} or given with --reference); have {len(refs)}")
-            classes = {PROVIDER: index.style(provider_training_rows(index, hashes))}
-            for ref in refs:
-                classes[ref.name] = ref.style[reference_training_rows(ref, hashes)]
+            classes = style_classes({PROVIDER: index}, refs, hashes)
         self.attributor = RelativeAttributor(classes, [PROVIDER])
         self.provider_class = self.attributor.names.index(PROVIDER)
         self.reference_rates = dict(self.attributor.null[PROVIDER])
@@ -66,11 +61,20 @@ class SequentialDecider:
         return decision is not None or self.test.exhausted
 
 
+def sequential_decider(index_path: str | os.PathLike[str], prompts: Sequence[Prompt],
+                       config: SequentialConfig,
+                       reference_files: Sequence[str | os.PathLike[str]] = ()
+                       ) -> SequentialDecider:
+    """The decider of ``probe run --until-decided``: the provider's index, its stored references
+    unless ``reference_files`` are given, fitted for these prompts."""
+    fingerprinter = fingerprinter_for(index_path)
+    references = (load_reference_files(reference_files, fingerprinter) if reference_files
+                  else None)
+    return SequentialDecider(ProbeScorer(index_path, prompts, references, fingerprinter), config)
+
+
 def shuffled(prompts: Sequence[Prompt], seed: int) -> list[Prompt]:
     """A seeded random order: the test treats answers as draws from the prompt distribution."""
     order = list(prompts)
     random.Random(seed).shuffle(order)
     return order
-
-
-__all__ = ["ProbeScorer", "SequentialDecider", "shuffled"]

@@ -20,16 +20,20 @@ and why it was chosen.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from attribution.probe_output import ProbeError
-from attribution.references import ReferenceData
+from attribution import (ReferenceData, StyleClassifier, load_reference_files,
+                         stored_references)
+from fingerprint.atomic import atomic_write_bytes
 from fingerprint.errors import ConfigError
 from fingerprint.fingerprinter import Fingerprinter
+from index.store import open_index
+from probing.errors import ProbeError
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,16 @@ class SelectConfig:
 
 def select_probes(index_path: str | os.PathLike[str], config: SelectConfig = SelectConfig(),
                   references: Sequence[ReferenceData] | None = None,
-                  fingerprinter: Fingerprinter | None = None) -> list[dict[str, Any]]:
-    """The chosen prompts, each a dict with ``id``, ``prompt``, ``cluster`` and ``why``."""
-    from attribution.teacher import stored_references
-    from index.store import open_index
+                  fingerprinter: Fingerprinter | None = None,
+                  reference_files: Sequence[str | os.PathLike[str]] = ()) -> list[dict[str, Any]]:
+    """The chosen prompts, each a dict with ``id``, ``prompt``, ``cluster`` and ``why``.
 
+    References: ``reference_files`` if given, else ``references``, else those stored in the
+    index."""
     with open_index(index_path) as index:
         fingerprinter = fingerprinter or Fingerprinter(index.config)
+        if reference_files:
+            references = load_reference_files(reference_files, fingerprinter)
         by_hash = index.prompt_hashes()
         rows = sorted(r[0] for r in by_hash.values())
         stored = index.responses(rows)
@@ -103,10 +110,6 @@ def _margins(provider_style, hashes: Sequence[str | None], refs: Sequence[Refere
              seed: int) -> np.ndarray:
     """Cross-fitted margin of each provider answer: its provider score minus the best
     reference's, from a classifier that did not see that prompt."""
-    from scipy import sparse
-    from sklearn.feature_extraction.text import TfidfTransformer
-    from sklearn.svm import LinearSVC
-
     rng = np.random.default_rng(seed)
     fold = rng.integers(0, 2, size=len(hashes))
     margins = np.zeros(len(hashes))
@@ -124,12 +127,7 @@ def _margins(provider_style, hashes: Sequence[str | None], refs: Sequence[Refere
         mats = [m for m in mats if m.shape[0]] if mats[0].shape[0] else []
         if len(mats) < 2:
             continue
-        stacked = sparse.vstack(mats, format="csr")
-        labels = np.concatenate([np.full(m.shape[0], j) for j, m in enumerate(mats)])
-        tfidf = TfidfTransformer(sublinear_tf=True).fit(stacked)
-        svm = LinearSVC(C=1.0, class_weight="balanced", random_state=seed).fit(
-            tfidf.transform(stacked), labels)
-        scores = svm.decision_function(tfidf.transform(provider_style[test]))
+        scores = StyleClassifier(seed=seed).fit(mats).decision_scores(provider_style[test])
         if scores.ndim == 1:  # two classes: positive means class 1 (a reference)
             margins[test] = -scores
         else:
@@ -157,14 +155,6 @@ def _ordinal(n: int) -> str:
 
 
 def write_probes(chosen: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -> None:
-    """Atomically (temp file + os.replace): a half-written probes file is never left behind."""
-    import json
-
-    path = os.fspath(out)
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for item in chosen:
-            f.write(json.dumps(item, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Atomically: a half-written probes file is never left behind."""
+    data = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in chosen)
+    atomic_write_bytes(out, data.encode("utf-8"))

@@ -1,0 +1,73 @@
+"""``fingerprint attribute``: attribute a suspect's outputs to an index (or rank several)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.options import (CONTEXT, field_options, json_option, progress_bar,
+                         reference_files_option, tokenizer_option)
+from fingerprint.records import FieldMap
+
+
+@click.command("attribute", context_settings=CONTEXT)
+@click.argument("suspect")
+@click.option("--index", "index_paths", required=True, multiple=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Index directory; repeat it with several providers' indexes to rank them as "
+                   "the suspect's likely teacher.")
+@field_options
+@json_option("Print one JSON object (top-level 'score').")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a report: HTML (.html, with plots and shared phrases highlighted) or "
+                   "Markdown (any other name).")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Matches reported per suspect response.")
+@click.option("--near-duplicate-threshold", type=click.FloatRange(0, 1, min_open=True),
+              default=0.5, show_default=True, help="Estimated Jaccard that makes a near-duplicate.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Embedding batch size.")
+@reference_files_option("A reference model's outputs for this call only (repeatable; named "
+                        "after the file). Given, they replace the references stored in the "
+                        "index.")
+@click.option("--no-references", is_flag=True,
+              help="Ignore stored references: uncalibrated score, no p-value.")
+@click.option("--watermark-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also test the outputs for the provider's watermark (key from 'fingerprint "
+                   "watermark keygen'); its exact p-value joins the others.")
+@tokenizer_option
+def attribute_command(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap,
+                      as_json: bool, report: Path | None, k: int,
+                      near_duplicate_threshold: float, batch_size: int,
+                      reference_files: tuple[Path, ...], no_references: bool,
+                      watermark_key: Path | None, tokenizer: str | None) -> None:
+    """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses.
+
+    With reference models (stored in the index or given with --reference) every signal is
+    calibrated against them: the result has a p-value and a derived fraction."""
+    from attribution import AttributionOptions, attribute_file
+    from fingerprint.watermark import load_key
+    from index import fingerprinter_for
+    from reports import check_report_path, summary_text, write_report
+
+    if report is not None:
+        check_report_path(report)
+    options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
+    key = load_key(watermark_key) if watermark_key is not None else None
+    with progress_bar((suspect,), "attributing") as progress:
+        result = attribute_file(
+            list(index_paths), suspect, fields=fields, options=options,
+            fingerprinter=fingerprinter_for(index_paths[0], batch_size=batch_size),
+            progress=progress, references=[] if no_references else None,
+            reference_files=() if no_references else reference_files,
+            watermark_key=key, watermark_tokenizer=tokenizer)
+    if report is not None:
+        write_report(result, report)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(summary_text(result))
+        if report is not None:
+            click.echo(f"report    {report}")

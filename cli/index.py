@@ -1,0 +1,109 @@
+"""``fingerprint index``: build, extend and inspect an index of served responses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.options import (CONTEXT, config_options, field_options, human_bytes, index_option,
+                         json_option, progress_bar)
+from fingerprint.records import FieldMap
+
+
+@click.group("index", context_settings=CONTEXT)
+def index_group() -> None:
+    """Build, extend and inspect an index of served responses."""
+
+
+def write_options(f: Any) -> Any:
+    f = click.option("--no-store-text", is_flag=True,
+                     help="Store fingerprints and metadata but not prompt and response texts.")(f)
+    f = click.option("--skip-duplicates", is_flag=True,
+                     help="Skip (and count) records whose id is already stored, instead of "
+                          "failing.")(f)
+    f = click.option("--workers", type=click.IntRange(1, 256), default=None,
+                     help="Processes that fingerprint a large input [default: the cores "
+                          "available].")(f)
+    return click.option("--batch-size", type=click.IntRange(1, 4096), default=32,
+                        show_default=True, help="Embedding batch size.")(f)
+
+
+@index_group.command("build", context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@field_options
+@config_options
+@write_options
+def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
+                config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
+    """Create an index from served responses (JSONL, gzip or '-' for stdin)."""
+    from fingerprint import FingerprintConfig, Fingerprinter
+    from index import build_index
+
+    config = dataclasses.replace(FingerprintConfig(), **config_overrides)
+    _append(build_index, inputs, index_path, Fingerprinter(config, batch_size=batch_size),
+            fields, **write)
+
+
+@index_group.command("add", context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@index_option
+@field_options
+@config_options
+@write_options
+def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
+              config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
+    """Append a batch of served responses to an existing index, atomically."""
+    from index import add_files, fingerprinter_for
+
+    fingerprinter = fingerprinter_for(index_path, config_overrides, batch_size=batch_size)
+    _append(add_files, inputs, index_path, fingerprinter, fields, **write)
+
+
+def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,
+            fields: FieldMap, *, no_store_text: bool, skip_duplicates: bool,
+            workers: int | None) -> None:
+    """Run ``build_index`` or ``add_files`` with a progress bar and report what it stored."""
+    from fingerprint.parallel import default_workers
+
+    with progress_bar(inputs, "indexing") as progress:
+        result = write(index_path, list(inputs), fingerprinter, fields=fields,
+                       store_text=not no_store_text, skip_duplicates=skip_duplicates,
+                       progress=progress, workers=workers or default_workers())
+    where = f"segment {result.segment}" if result.segment else "no new segment"
+    click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
+               f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
+               f"records skipped); the index holds {result.total}")
+
+
+@index_group.command("info", context_settings=CONTEXT)
+@click.argument("index_path", type=click.Path(path_type=Path))
+@json_option()
+def index_info(index_path: Path, as_json: bool) -> None:
+    """Counts, config, sizes and segments of an index."""
+    from index import open_index
+
+    with open_index(index_path) as idx:
+        info = idx.info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    b = info["bytes"]
+    click.echo(f"index       {info['path']} (format {info['format_version']})")
+    click.echo(f"responses   {info['responses']} in {len(info['segments'])} segment(s); "
+               f"skipped {info['skipped_empty']} empty, {info['skipped_duplicates']} duplicate")
+    click.echo(f"size        {human_bytes(b['total'])} "
+               + ", ".join(f"{k} {human_bytes(v)}" for k, v in b.items() if k != "total"))
+    cfg = info["config"]
+    click.echo(f"embedding   {cfg['embedding_model']}, backend {cfg['embedding_backend']} "
+               f"(dim {info['embedding_dim']}, {cfg['embedding_max_tokens']} tokens)")
+    click.echo(f"minhash     {cfg['num_perm']} permutations, seed {cfg['seed']}, "
+               f"{cfg['shingle_size']}-word shingles, {cfg['minhash_scheme']}/"
+               f"{cfg['hash_function']}, normalizer v{cfg['normalizer_version']}")
+    for s in info["segments"]:
+        click.echo(f"  {s['name']}  {s['rows']:>9} rows  {human_bytes(s['bytes']):>9}  "
+                   f"{s['created_at']}  {', '.join(s['sources'])}")

@@ -1,0 +1,58 @@
+"""``fingerprint serve-replay``: recorded outputs as an OpenAI-compatible model."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from cli.options import CONTEXT, field_options
+from fingerprint.records import FieldMap
+
+
+@click.command("serve-replay", context_settings=CONTEXT)
+@click.argument("recorded")
+@field_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port (0: any free port; the URL is printed).")
+@click.option("--model", default=None,
+              help="Model name served [default: the records' model, else the file's name].")
+@click.option("--require-api-key-env", default=None,
+              help="Answer 401 unless requests carry the key held in this environment variable.")
+@click.option("--rate-limit", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered 429 with Retry-After.")
+@click.option("--retry-after", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--server-error", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered 500.")
+@click.option("--slow", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered after --slow-seconds.")
+@click.option("--slow-seconds", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests whose connection is closed mid-answer.")
+@click.option("--non-json", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of requests answered with an HTML page.")
+@click.option("--max-faults-per-prompt", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+def serve_replay(recorded: str, fields: FieldMap, host: str, port: int, model: str | None,
+                 require_api_key_env: str | None, **faults: Any) -> None:
+    """Serve RECORDED outputs as an OpenAI-compatible model (/v1/chat/completions, /v1/models),
+    matching on the last user message; optional injected faults, deterministic given --seed."""
+    from replay import ReplayFaults, ReplayServer
+
+    key = None
+    if require_api_key_env is not None:
+        key = os.environ.get(require_api_key_env)
+        if not key:
+            raise click.ClickException(f"environment variable {require_api_key_env} is not set")
+    server = ReplayServer.from_file(recorded, fields, model=model, host=host, port=port,
+                                    faults=ReplayFaults(**faults), api_key=key)
+    click.echo(f"serving {len(server.answers)} recorded answers as model {server.model!r} at "
+               f"{server.url} (Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop_serving()

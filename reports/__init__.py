@@ -1,0 +1,50 @@
+"""An attribution in the forms people read: the terminal summary (text), a Markdown report and a
+self-contained HTML report. ``write_report`` picks the form by the file's extension."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from attribution import AttributionResult
+from fingerprint.atomic import atomic_write_bytes
+from fingerprint.errors import FingerprintError
+from index.manifest import read_manifest
+from reports.html import fraction_plot, highlight_shared, html_report, signal_plot
+from reports.markdown import markdown_report
+from reports.text import fmt_fixed, fmt_number, summary_text
+
+HTML_SUFFIXES = (".html", ".htm")
+
+
+class ReportError(FingerprintError):
+    """A report cannot be written where it was asked for."""
+
+
+def check_report_path(path: str | os.PathLike[str]) -> None:
+    """Fail before minutes of fingerprinting, not after, when the report could not be written."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ReportError(f"{path}: directory {parent} does not exist")
+
+
+def write_report(result: AttributionResult, path: str | os.PathLike[str]) -> None:
+    """HTML for .html/.htm (with the library versions that built the index), else Markdown;
+    written atomically."""
+    target = Path(path)
+    if target.suffix.lower() in HTML_SUFFIXES:
+        versions = read_manifest(Path(result.index)).versions
+        text = html_report(result, {"index_versions": versions})
+    else:
+        text = markdown_report(result)
+    try:
+        atomic_write_bytes(target, text.encode("utf-8"))
+    except OSError as exc:
+        raise ReportError(f"{target}: cannot write the report ({exc.strerror or exc})") from None
+
+
+__all__ = [
+    "HTML_SUFFIXES", "ReportError", "check_report_path", "fmt_fixed", "fmt_number",
+    "fraction_plot", "highlight_shared", "html_report", "markdown_report", "signal_plot",
+    "summary_text", "write_report",
+]

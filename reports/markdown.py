@@ -1,0 +1,112 @@
+"""An attribution as a Markdown report, meant to be attached to a dispute: the figures with what
+they mean, and the matched pairs side by side, with ids that lead back to the stored responses.
+"""
+
+from __future__ import annotations
+
+import html
+
+from attribution import AttributionResult, MatchedPair
+from reports.text import fmt_fixed, fmt_number
+
+_PAIR_CHARS = 700
+
+
+def _cell(text: str | None) -> str:
+    if text is None:
+        return "*(text not stored)*"
+    clipped = text if len(text) <= _PAIR_CHARS else text[:_PAIR_CHARS] + " …"
+    return html.escape(clipped, quote=False).replace("|", "&#124;").replace("\n", "<br>")
+
+
+def markdown_report(result: AttributionResult) -> str:
+    """The whole report: header, teacher ranking, verdict figures, signals, notes, pairs."""
+    out = _header(result) + _teachers(result) + _figures(result) + _signals(result)
+    for note in result.notes:
+        out.extend(["", f"> Note: {note}"])
+    out.extend(["", "## Matched pairs with the strongest evidence", ""])
+    if not result.top_pairs:
+        out.append("No matched pairs.")
+    for n, pair in enumerate(result.top_pairs, start=1):
+        out.extend(_pair(n, pair))
+    return "\n".join(out) + "\n"
+
+
+def _header(result: AttributionResult) -> list[str]:
+    c = result.counts
+    return [
+        "# Attribution report",
+        "",
+        f"- Suspect outputs: `{result.suspect}` ({c['responses']} responses, "
+        f"{c['skipped_empty']} empty ones skipped)",
+        f"- Index: `{result.index}` ({c['indexed_responses']} served responses)",
+        f"- Suspect responses whose prompt is indexed (paired): {c['paired']}",
+        f"- Near-duplicates of served responses: {c['near_duplicates']}",
+        "",
+    ]
+
+
+def _teachers(result: AttributionResult) -> list[str]:
+    if result.teachers is None:
+        return []
+    t = result.teachers
+    out = ["", f"**Likely teacher: {t.teacher.provider}** (`{t.teacher.index}`), margin "
+           f"{t.margin:.3f} in provider share over the runner-up, p-value "
+           f"{fmt_number(t.teacher.p_value)}. The rest of this report is against that index.",
+           "", "| provider | provider share | p-value | z |", "|---|---|---|---|"]
+    out += [f"| {s.provider} | {s.share:.3f} | {fmt_number(s.p_value)} | {fmt_fixed(s.z)} |"
+            for s in t.ranking]
+    return out + [""]
+
+
+def _figures(result: AttributionResult) -> list[str]:
+    if result.calibrated:
+        ci = result.derived_fraction_ci
+        return [
+            f"- Reference models ({len(result.references)}): "
+            + ", ".join(f"`{r}`" for r in result.references),
+            "",
+            f"**p-value: {fmt_number(result.p_value)}** (Cauchy combination of the calibrated "
+            "signals). Null hypothesis: the suspect is one more independent model, like the "
+            "references; its outputs are no more provider-like than theirs.",
+            "",
+            f"**Derived fraction: {fmt_fixed(result.derived_fraction)}**"
+            + ("" if ci is None else f" (95% bootstrap CI {ci[0]:.3f} to {ci[1]:.3f})")
+            + ": a lower bound on the share of the suspect's responses that are provider-like "
+              "beyond what the references show.",
+        ]
+    out = [f"**Score: {fmt_fixed(result.score)}** (uncalibrated, no reference models; higher "
+           "means more derived from the indexed responses; compare suspects against the "
+           "same index rather than reading it as a probability)."]
+    if result.p_value is not None:
+        out += ["", f"**p-value: {fmt_number(result.p_value)}** (the watermark test; null "
+                "hypothesis: the suspect's outputs do not depend on the provider's key)."]
+    return out
+
+
+def _signals(result: AttributionResult) -> list[str]:
+    out = ["", "| signal | value | n | p-value | z | references' mean | meaning |",
+           "|---|---|---|---|---|---|---|"]
+    for s in result.signals:
+        out.append(f"| {s.name} | {fmt_fixed(s.value)} | {s.n} | {fmt_number(s.p_value)} | "
+                   f"{fmt_fixed(s.z)} | {fmt_fixed(s.null_mean)} | {s.description}"
+                   + (f" ({s.reason})" if s.reason else "") + " |")
+    return out
+
+
+def _pair(n: int, p: MatchedPair) -> list[str]:
+    cosine = "n/a" if p.cosine is None else f"{p.cosine:.3f}"
+    out = [
+        f"### {n}. suspect `{p.suspect_id}` ~ served `{p.served_id}` ({p.relation})",
+        "",
+        f"Jaccard {p.jaccard:.3f}, cosine {cosine}, evidence {p.evidence:.3f}",
+        "",
+    ]
+    if p.prompt:
+        out.extend([f"Prompt: {_cell(p.prompt)}", ""])
+    return out + [
+        "| suspect response | served response |",
+        "|---|---|",
+        f"| {_cell(p.suspect_text)} | {_cell(p.served_text)} |",
+        "",
+    ]
