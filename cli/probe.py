@@ -30,7 +30,8 @@ def probe_group() -> None:
 @reference_files_option(REFERENCES_HELP)
 @click.option("--clusters", type=click.IntRange(1), default=None,
               help="k-means clusters of the prompts [default: n].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the k-means clustering and the cross-fitting folds.")
 def probe_select(index_path: Path, n: int, out: Path, reference_files: tuple[Path, ...],
                  clusters: int | None, seed: int) -> None:
     """Choose diagnostic prompts among the served ones: spread over clusters of the prompt
@@ -60,8 +61,9 @@ def request_options(f: Callable) -> Callable:
                      help="Environment variable holding the API key (the key is never printed "
                           "or written)."),
         click.option("--temperature", type=click.FloatRange(0, 2), default=0.0,
-                     show_default=True),
-        click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True),
+                     show_default=True, help="Sampling temperature asked for."),
+        click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True,
+                     help="Longest answer asked for, in the suspect's tokens."),
         click.option("--system-prompt", default=None,
                      help="System message sent before each prompt."),
         click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
@@ -76,7 +78,8 @@ def request_options(f: Callable) -> Callable:
         click.option("--backoff", "backoff_base", type=click.FloatRange(0), default=1.0,
                      show_default=True, help="First backoff in seconds (doubles per retry, "
                                              "jittered; never shorter than Retry-After)."),
-        click.option("--backoff-max", type=click.FloatRange(0), default=60.0, show_default=True),
+        click.option("--backoff-max", type=click.FloatRange(0), default=60.0, show_default=True,
+                     help="Longest backoff in seconds (a longer Retry-After is still honoured)."),
     ]):
         f = option(f)
     return f

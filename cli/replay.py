@@ -14,7 +14,7 @@ from fingerprint.records import FieldMap
 @click.command("serve-replay", context_settings=CONTEXT)
 @click.argument("recorded")
 @field_options
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port (0: any free port; the URL is printed).")
 @click.option("--model", default=None,
@@ -23,17 +23,20 @@ from fingerprint.records import FieldMap
               help="Answer 401 unless requests carry the key held in this environment variable.")
 @click.option("--rate-limit", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of requests answered 429 with Retry-After.")
-@click.option("--retry-after", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--retry-after", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Seconds sent in the Retry-After header of every 429.")
 @click.option("--server-error", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of requests answered 500.")
 @click.option("--slow", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of requests answered after --slow-seconds.")
-@click.option("--slow-seconds", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--slow-seconds", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="How long a slow answer waits.")
 @click.option("--drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of requests whose connection is closed mid-answer.")
 @click.option("--non-json", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of requests answered with an HTML page.")
-@click.option("--max-faults-per-prompt", type=click.IntRange(0), default=3, show_default=True)
+@click.option("--max-faults-per-prompt", type=click.IntRange(0), default=3, show_default=True,
+              help="Faults in a row at one prompt, at most (so enough retries always succeed).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
 def serve_replay(recorded: str, fields: FieldMap, host: str, port: int, model: str | None,
                  require_api_key_env: str | None, **faults: Any) -> None:

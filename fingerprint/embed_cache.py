@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fingerprint.errors import FingerprintError
+from fingerprint.errors import EmbeddingCacheError
 
 CACHE_ENV = "FINGERPRINT_CACHE_DIR"
 ENTRY_FILE = "entry.json"
@@ -37,10 +37,6 @@ _CHUNK = 1 << 20
 
 log = logging.getLogger(__name__)
 _model_digests: dict[tuple, str] = {}
-
-
-class EmbeddingCacheError(FingerprintError):
-    """The cache directory cannot be used, or a freshly built entry does not verify."""
 
 
 def cache_root() -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fingerprint.config import DEFAULT_EMBEDDING_MODEL
-from fingerprint.errors import FingerprintError
+from fingerprint.errors import EmbeddingModelError
 
 EMBEDDING_DTYPE = np.dtype("<f4")
 
@@ -25,10 +25,6 @@ EMBEDDING_DTYPE = np.dtype("<f4")
 CHARS_PER_TOKEN_BOUND = 32
 
 _ALIASES = {DEFAULT_EMBEDDING_MODEL, "all-MiniLM-L6-v2"}
-
-
-class EmbeddingModelError(FingerprintError):
-    """The embedding model cannot be loaded offline, or does not suit the chosen backend."""
 
 
 def set_offline_environment() -> None:

@@ -66,12 +66,32 @@ def build(model_dir: Path, out: Path) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel
 
     quiet_transformers()
+    fp32 = out / "fp32.onnx"
+    names = _export_fp32(model_dir, fp32)
+    kept_fp32 = _quantise(fp32, out / "model.onnx",
+                          int(read_json(model_dir / "config.json").get("intermediate_size", -1)))
+    tokenizer = load_tokenizer(model_dir, 128)
+    reference = _run_all(_session(fp32), tokenizer, list(PROBES))
+    quantised = _run_all(_session(out / "model.onnx"), tokenizer, list(PROBES))
+    cosines = np.sum(reference * quantised, axis=1)
+    fp32.unlink()
+    if float(cosines.min()) < MIN_PROBE_COSINE:
+        raise EmbeddingModelError(
+            f"the int8 graph of {model_dir} drifts from fp32 (probe cosine {cosines.min():.4f} "
+            f"< {MIN_PROBE_COSINE}); use embedding backend 'torch' for this model")
+    return {"opset": OPSET, "inputs": names, "weights": "int8 per channel",
+            "fp32_matmuls": len(kept_fp32), "probe_min_cosine": round(float(cosines.min()), 5),
+            "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
+                         "onnxruntime": onnxruntime.__version__}}
 
-    config = read_json(model_dir / "config.json")
+
+def _export_fp32(model_dir: Path, fp32: Path) -> list[str]:
+    """The transformer's last hidden state as an fp32 ONNX graph; returns its input names."""
+    import torch
+    from transformers import AutoModel
+
     try:
         model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     except (OSError, ValueError) as exc:
@@ -91,39 +111,32 @@ def build(model_dir: Path, out: Path) -> dict[str, Any]:
             return self.inner(**dict(zip(names, inputs))).last_hidden_state
 
     example = torch.ones((2, 16), dtype=torch.long)
-    fp32 = out / "fp32.onnx"
     axes = {name: {0: "batch", 1: "tokens"} for name in names + ["last_hidden_state"]}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python code
         torch.onnx.export(LastHiddenState(model), tuple(example for _ in names), str(fp32),
                           input_names=names, output_names=["last_hidden_state"],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+    return names
+
+
+def _quantise(fp32: Path, target: Path, intermediate_size: int) -> list[str]:
+    """int8 per-channel weights for the MatMuls that tolerate it; the names of those kept fp32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     exported = onnx.load(str(fp32))
-    kept_fp32 = _unquantised_matmuls(exported.graph, int(config.get("intermediate_size", -1)))
+    kept_fp32 = _unquantised_matmuls(exported.graph, intermediate_size)
     del exported
     quiet = _DropRecords("Please consider to run pre-processing")
     logging.getLogger().addFilter(quiet)
     try:
-        quantize_dynamic(str(fp32), str(out / "model.onnx"), weight_type=QuantType.QInt8,
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8,
                          per_channel=True, op_types_to_quantize=["MatMul"],
                          nodes_to_exclude=kept_fp32)
     finally:
         logging.getLogger().removeFilter(quiet)
-
-    tokenizer = load_tokenizer(model_dir, 128)
-    reference = _run_all(_session(fp32), tokenizer, list(PROBES))
-    quantised = _run_all(_session(out / "model.onnx"), tokenizer, list(PROBES))
-    cosines = np.sum(reference * quantised, axis=1)
-    fp32.unlink()
-    if float(cosines.min()) < MIN_PROBE_COSINE:
-        raise EmbeddingModelError(
-            f"the int8 graph of {model_dir} drifts from fp32 (probe cosine {cosines.min():.4f} "
-            f"< {MIN_PROBE_COSINE}); use embedding backend 'torch' for this model")
-    return {"opset": OPSET, "inputs": names, "weights": "int8 per channel",
-            "fp32_matmuls": len(kept_fp32), "probe_min_cosine": round(float(cosines.min()), 5),
-            "versions": {"torch": torch.__version__, "onnx": onnx.__version__,
-                         "onnxruntime": onnxruntime.__version__}}
+    return kept_fp32
 
 
 def _unquantised_matmuls(graph: Any, intermediate_size: int) -> list[str]:

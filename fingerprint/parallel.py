@@ -20,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Iterable, Iterator, Sequence, TypeVar
 
 from fingerprint.config import FingerprintConfig
+from fingerprint.errors import ConfigError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
 
 T = TypeVar("T")
@@ -58,7 +59,7 @@ class ParallelFingerprinter:
     def __init__(self, fingerprinter: Fingerprinter, workers: int = 1,
                  start_after: int | None = None):
         if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise ConfigError(f"workers must be >= 1, got {workers}")
         self.fingerprinter = fingerprinter
         self.workers = workers
         self.start_after = START_AFTER if start_after is None else start_after

@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fingerprint.errors import ConfigError
+
 STYLE_VERSIONS = frozenset({1})
 COUNT_DTYPE = np.dtype("<f4")
 INDEX_DTYPE = np.dtype("<i4")
@@ -46,7 +48,7 @@ class StyleVectorizer:
 
     def __init__(self, n_features: int, version: int = 1):
         if version not in STYLE_VERSIONS:
-            raise ValueError(f"unknown style version {version}")
+            raise ConfigError(f"unknown style version {version}")
         self.n_features = n_features
         self.version = version
         self._hasher = None

@@ -155,7 +155,11 @@ def encode(data, offsets, limit, byte_class, byte_map, specials, special_starts,
            unk, max_chars, max_piece, vocab, out, out_offsets):
     """Ids of each text data[offsets[d]:offsets[d + 1]] into out[out_offsets[d]:out_offsets[d +
     1]], up to ``limit`` of them, except for its non-ASCII runs. Returns how many runs there are
-    and, for each, (start, end) in data, its text and the position in out it goes before."""
+    and, for each, (start, end) in data, its text and the position in out it goes before.
+
+    Kept whole: it is one compiled pass over the bytes whose loop state (position, the word
+    being read, the start of a run, the non-ASCII runs found) every step reads and writes;
+    split into helpers, numba would pass all of it in and out of each call."""
     longest = 1
     for d in range(offsets.shape[0] - 1):
         longest = max(longest, offsets[d + 1] - offsets[d])

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fingerprint.atomic import atomic_write_bytes, fsync_path
+from index.errors import IndexStoreError
 
 __all__ = ["NpyAppender", "atomic_write_bytes", "fsync_path", "sha256_file"]
 
@@ -45,7 +46,7 @@ class NpyAppender:
     def append(self, block: np.ndarray) -> None:
         block = np.ascontiguousarray(block, dtype=self.dtype)
         if block.shape[1:] != self.row_shape:
-            raise ValueError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected "
+            raise IndexStoreError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected "
                              f"{self.row_shape}")
         self._file.write(block.tobytes())
         self.rows += block.shape[0]
@@ -68,6 +69,6 @@ class NpyAppender:
         text = repr({"descr": self.dtype.str, "fortran_order": False, "shape": shape})
         room = self.HEADER_BYTES - 10  # magic (6), version (2), header length (2)
         if len(text) + 1 > room:
-            raise ValueError(f"{self.path.name}: shape {shape} does not fit the reserved header")
+            raise IndexStoreError(f"{self.path.name}: shape {shape} does not fit the reserved header")
         body = (text + " " * (room - len(text) - 1) + "\n").encode("latin-1")
         return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body

@@ -20,6 +20,7 @@ from typing import Sequence
 import faiss
 import numpy as np
 
+from fingerprint.errors import ConfigError
 from index.codes import one_bit_codes
 from index.segment import Segment
 
@@ -144,7 +145,7 @@ def search_embeddings(segments: Sequence[Segment], vectors: np.ndarray, k: int,
     if q == 0:
         return Hits(rows, scores)
     if nprobe is not None and nprobe < 1:
-        raise ValueError(f"nprobe must be >= 1, got {nprobe}")
+        raise ConfigError(f"nprobe must be >= 1, got {nprobe}")
     for seg in segments:
         if seg.rows == 0:
             continue

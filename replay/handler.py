@@ -18,16 +18,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from fingerprint.errors import ConfigError, FingerprintError
+from fingerprint.errors import ConfigError
 from fingerprint.records import last_user_message
 
 FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop", "non_json")
 CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
-
-
-class ReplayError(FingerprintError):
-    """The recorded outputs cannot be served (no prompts in them, an unusable option)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 
 from fingerprint.io import read_records
 from fingerprint.records import FieldMap
-from replay.handler import Reply, ReplayError, ReplayFaults, ReplayHandler
+from replay.errors import ReplayError
+from replay.handler import Reply, ReplayFaults, ReplayHandler
 
 
 def load_recorded(path: str | Path, fields: FieldMap = FieldMap()) -> tuple[dict[str, str], str]:

@@ -8,17 +8,13 @@ from pathlib import Path
 
 from attribution import AttributionResult
 from fingerprint.atomic import atomic_write_bytes
-from fingerprint.errors import FingerprintError
 from index.manifest import read_manifest
+from reports.errors import ReportError
 from reports.html import fraction_plot, highlight_shared, html_report, signal_plot
 from reports.markdown import markdown_report
 from reports.text import fmt_fixed, fmt_number, summary_text
 
 HTML_SUFFIXES = (".html", ".htm")
-
-
-class ReportError(FingerprintError):
-    """A report cannot be written where it was asked for."""
 
 
 def check_report_path(path: str | os.PathLike[str]) -> None:

@@ -83,6 +83,7 @@ def responses(rng, profile, n=120, length=60):
     return sparse.csr_matrix(rng.multinomial(length, p, size=n).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_p_values_are_uniform_for_an_independent_model_in_simulation():
     rng = np.random.default_rng(3)
     ps, student_ps = [], []

@@ -20,6 +20,8 @@ from fingerprint.embed_cache import CACHE_ENV, ENTRY_FILE, verify
 from fingerprint.embed_onnx import OnnxInt8Backend
 from fingerprint.io import read_records
 
+pytestmark = pytest.mark.slow  # real data and model loads: deselected by pytest -m "not slow"
+
 PARAPHRASES = ["The cat sat on the mat.", "A cat was sitting on a rug.",
                "Quarterly tax filings are due in April."]
 # Words that are one WordPiece token each, so a cut after k words is a cut after k tokens.

@@ -326,6 +326,7 @@ def test_reference_sets_are_stored_apart_without_embeddings(built_index, tmp_pat
         add_reference(built_index, "../escape", [more], fingerprinter)
 
 
+@pytest.mark.slow
 def test_worker_processes_store_exactly_what_one_process_stores(tmp_path, fingerprinter,
                                                                 monkeypatch):
     from fingerprint import parallel

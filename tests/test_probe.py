@@ -123,6 +123,7 @@ def test_refuses_to_mix_models_and_params(tmp_path):
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicates(tmp_path):
     n = 40
     prompts = prompts_file(tmp_path, n)
@@ -158,6 +159,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
         assert FAKE_KEY not in text
 
 
+@pytest.mark.slow
 def test_api_key_never_written_and_401_is_clear(tmp_path):
     prompts = prompts_file(tmp_path, 6)
     out = tmp_path / "out.jsonl"

@@ -8,6 +8,8 @@ from attribution import attribute
 from fingerprint import read_records
 from index import build_index, open_index
 
+pytestmark = pytest.mark.slow  # real data and model loads: deselected by pytest -m "not slow"
+
 N_PROMPTS = 150
 
 

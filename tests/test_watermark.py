@@ -215,6 +215,7 @@ def test_post_hoc_mark_swaps_synonyms_only_and_is_detected(key, alpacaeval):
     assert [wm.mark_text(key, m.text).text for m in marked[:100]] == [m.text for m in marked[:100]]
 
 
+@pytest.mark.slow
 @needs_wordnet
 def test_post_hoc_mark_fixes_articles_and_spares_names():
     lexicon = wm.load_lexicon()
@@ -237,6 +238,7 @@ def test_a_missing_wordnet_is_a_clear_error(tmp_path):
         load_lexicon(tmp_path)
 
 
+@pytest.mark.slow
 @needs_wordnet
 def test_post_hoc_mark_leaves_code_and_identifiers_alone():
     code = "```python\nvast = math.huge\nusually_ok = vast\n```"

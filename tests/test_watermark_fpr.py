@@ -20,6 +20,8 @@ from scipy.stats import kstest
 from fingerprint import watermark as wm
 from fingerprint.watermark.lexicon import lexicon_available
 
+pytestmark = pytest.mark.slow  # real data and model loads: deselected by pytest -m "not slow"
+
 KEYS = 3
 LEVELS = (0.001, 0.01, 0.05, 0.1)
 

@@ -55,6 +55,7 @@ def test_special_tokens_long_words_and_limits():
         assert_same_ids(texts, max_tokens)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_tokens", [256, 100_000])
 def test_real_answers_get_the_tokenizers_ids(alpacaeval, max_tokens):
     """Every AlpacaEval answer of every model; 100,000 compares whole texts."""
@@ -74,6 +75,7 @@ _TEXT = st.lists(st.one_of(st.sampled_from(_ASCII), st.sampled_from(_PIECES),
                  max_size=60).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_TEXT, min_size=1, max_size=5), st.sampled_from([1, 2, 6, 16, 100_000]),
        st.booleans())

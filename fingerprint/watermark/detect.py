@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fingerprint.errors import InputError
 from fingerprint.watermark.green import green_pairs, unique_rows
 from fingerprint.watermark.key import WatermarkKey
 
@@ -87,7 +88,7 @@ def detect_token_ids(key: WatermarkKey, sequences: Sequence[Sequence[int]]) -> D
         ids = np.asarray(seq, dtype=np.int64)
         if len(ids) >= width:
             if ids.min() < 0 or ids.max() >= 2**32:
-                raise ValueError(f"sequence {i}: token ids must be in [0, 2**32)")
+                raise InputError(f"sequence {i}", None, "token ids must be in [0, 2**32)")
             windows.append(np.lib.stride_tricks.sliding_window_view(ids, width))
             owners.append(np.full(len(ids) - width + 1, i, dtype=np.int64))
     return _tests("tokens", key.secret, cfg.gamma, cfg.min_scored, windows, owners,

@@ -17,17 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from fingerprint.atomic import atomic_write_bytes
-from fingerprint.errors import ConfigError, FingerprintError
+from fingerprint.errors import ConfigError, WatermarkKeyError
 from fingerprint.watermark.config import LexicalConfig, WatermarkConfig
 from fingerprint.watermark.tokenizer import TokenizerIdentity, identify, load_tokenizer
 
 KEY_FORMAT = "fingerprint-watermark-key"
 KEY_VERSION = 1
 SECRET_BYTES = 32
-
-
-class WatermarkKeyError(FingerprintError):
-    """A key file is missing, not a key, damaged, or of an unknown version."""
 
 
 @dataclass(frozen=True)

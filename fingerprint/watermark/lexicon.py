@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from fingerprint.errors import FingerprintError
+from fingerprint.errors import LexiconError
 
 LEXICON_VERSION = 1
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
@@ -37,10 +37,6 @@ _DETACH = {"noun": [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches"
            "verb": [("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""),
                     ("ing", "e"), ("ing", "")],
            "adj": [("er", ""), ("est", ""), ("er", "e"), ("est", "e")]}
-
-
-class LexiconError(FingerprintError):
-    """WordNet's data is missing or is not the data a key was made with."""
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from fingerprint.errors import FingerprintError
+from fingerprint.errors import FingerprintError, TokenizerMismatchError
 
 DEFAULT_TOKENIZER = "all-MiniLM-L6-v2"
-
-
-class TokenizerMismatchError(FingerprintError):
-    """The tokenizer given is not the one the key was made for."""
 
 
 @dataclass(frozen=True)
