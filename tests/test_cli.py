@@ -211,3 +211,17 @@ def test_html_report_from_the_cli(runner, built_index, served_file, tmp_path):
     page = (tmp_path / "r.html").read_text()
     assert "<h1>Attribution report</h1>" in page and "Uncalibrated score" in page
     assert '"num_perm": 128' in page and "index_versions" in page
+
+
+def test_reference_files_with_one_name_are_a_clear_error(runner, built_index, served_file,
+                                                         tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_jsonl(tmp_path / "a" / "claude.jsonl", served_rows(5, start=300))
+    second = write_jsonl(tmp_path / "b" / "claude.jsonl", served_rows(5, start=400))
+    result = run(runner, "attribute", served_file, "--index", built_index,
+                 "--reference", first, "--reference", second)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: reference files ")
+    assert "both named 'claude'" in result.output and str(second) in result.output
+    assert "Traceback" not in result.output
