@@ -6,9 +6,9 @@ from attribution.attribute import AttributionOptions, attribute, attribute_file
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
 from attribution.classes import PROVIDER, style_classes
 from attribution.errors import AttributionError, ReferenceNameError, TooFewClassesError
-from attribution.references import (ReferenceData, load_reference_files, reference_from_file,
-                                    reference_from_group, reference_from_records,
-                                    stored_references)
+from attribution.references import (ReferenceData, choose_references, load_reference_files,
+                                    reference_from_file, reference_from_group,
+                                    reference_from_records, stored_references)
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
 from attribution.signals import SIGNALS, SignalSpec, signal_spec
@@ -22,6 +22,7 @@ __all__ = [
     "ReferenceNameError", "RelativeAttributor", "ResponseEvidence", "Signal", "SignalSpec",
     "StyleClassifier", "SuspectPrints", "TargetAttribution", "TeacherRanking", "TeacherScore",
     "TooFewClassesError", "attribute", "attribute_file", "calibrate_against_references",
+    "choose_references",
     "join_watermark", "load_reference_files", "rank_teachers", "reference_from_file",
     "reference_from_group", "reference_from_records", "signal_spec", "stored_references",
     "style_classes",

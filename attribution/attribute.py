@@ -25,8 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
-from attribution.references import (ReferenceData, load_reference_files, reference_from_group,
-                                    stored_references)
+from attribution.references import ReferenceData, choose_references, stored_references
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
 from attribution.signals import (MEAN_BEST_COSINE, MEAN_BEST_JACCARD, MEAN_PAIRED_COSINE,
@@ -95,15 +94,13 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     if watermark_key is not None and records:  # first: a bad tokenizer fails in a second
         marks = detect_records(watermark_key, records, suspect=str(suspect_path),
                                tokenizer=watermark_tokenizer)
-    if reference_files:
-        references = load_reference_files(reference_files, fingerprinter)
     with ExitStack() as stack:
         indexes = [stack.enter_context(open_index(p)) for p in paths]
+        # the same references for the ranking and the attribution
+        references = choose_references(indexes, fingerprinter, references, reference_files)
         ranking: TeacherRanking | None = None
         target = indexes[0]
         if len(indexes) > 1:
-            if references is None:  # the same references for the ranking and the attribution
-                references = stored_references(indexes)
             ranking = rank_teachers(indexes, records, references)
             target = indexes[[str(i.path) for i in indexes].index(ranking.teacher.index)]
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,
@@ -139,7 +136,7 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
         if progress is not None:
             progress(len(chunk))
     if references is None:
-        references = [reference_from_group(n, g) for n, g in index.references.items()]
+        references = stored_references([index])
     calibration = None
     if references and evidence:
         from scipy import sparse
@@ -229,7 +226,7 @@ def _uncalibrated_signals(evidence: list[ResponseEvidence],
         (MEAN_BEST_COSINE,
          _mean([e.semantic_matches[0].score for e in evidence if e.semantic_matches]), n),
     )
-    return tuple(Signal(spec.name, value, spec.describe(threshold), count)
+    return tuple(Signal(spec.name, value, spec.describe(threshold=threshold), count)
                  for spec, value, count in values)
 
 

@@ -142,7 +142,7 @@ def _near_duplicate_signal(index: FingerprintIndex, references: Sequence[Referen
             best = index.search_minhash(ref.signatures, k=1).scores[:, 0]
             null[ref.name] = float(np.mean(best >= threshold))
     return CalibratedSignal(
-        NEAR_DUPLICATE_RATE.name, rate, NEAR_DUPLICATE_RATE.describe(threshold), len(flags),
+        NEAR_DUPLICATE_RATE.name, rate, NEAR_DUPLICATE_RATE.describe(threshold=threshold), len(flags),
         empirical_calibration(rate, list(null.values())) if rate is not None else None, null)
 
 

@@ -101,6 +101,18 @@ def stored_references(indexes: Sequence[FingerprintIndex]) -> list[ReferenceData
     return list(stored.values())
 
 
+def choose_references(indexes: Sequence[FingerprintIndex], fingerprinter: Fingerprinter,
+                      references: Sequence[ReferenceData] | None = None,
+                      files: Sequence[str | os.PathLike[str]] = ()) -> list[ReferenceData]:
+    """The references of one call: ``files`` if given (each named after its file), else
+    ``references`` (``[]``: none), else those stored in the indexes."""
+    if files:
+        return load_reference_files(files, fingerprinter)
+    if references is not None:
+        return list(references)
+    return stored_references(indexes)
+
+
 def check_unique_names(references: Sequence[ReferenceData]) -> None:
     names = [r.name for r in references]
     duplicates = sorted({n for n in names if names.count(n) > 1})

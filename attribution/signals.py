@@ -15,12 +15,13 @@ class SignalSpec:
     """A model-level statistic of a suspect's responses."""
 
     name: str
-    description: str  # what the value is, in one line (may hold {threshold})
+    description: str  # what the value is, in one line (may hold {placeholders} describe fills)
     computed: str  # how it is computed from the responses
     calibration: str  # how its p-value is found among the references ("" when it has none)
 
-    def describe(self, threshold: float | None = None) -> str:
-        return self.description.format(threshold=threshold)
+    def describe(self, **values: object) -> str:
+        """The description with its placeholders (``threshold``, ``key``...) filled in."""
+        return self.description.format(**values)
 
 
 PROVIDER_SHARE = SignalSpec(
@@ -58,7 +59,8 @@ MEAN_BEST_COSINE = SignalSpec(
     "embedding search over the whole index", "")
 WATERMARK = SignalSpec(
     "watermark",
-    "green share of the distinct (context, token) pairs under the provider's watermark key",
+    "green share of distinct pairs under key {key} ({detail}); exact binomial, Bonferroni over "
+    "marks",
     "the keyed green lists of fingerprint.watermark, each distinct pair scored once",
     "exact binomial tail (no references needed); Bonferroni over the marks tested")
 

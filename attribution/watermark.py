@@ -22,11 +22,9 @@ def join_watermark(result: AttributionResult, report: WatermarkReport) -> Attrib
     alone when there is none."""
     pooled = {d.scheme: d.pooled for d in report.detections}
     main = pooled.get("tokens") or pooled["lexical"]
+    detail = ", ".join(f"{s}: {p.green}/{p.scored}, p {p.p_value:.3g}" for s, p in pooled.items())
     signal = Signal(WATERMARK.name, main.green / main.scored if main.scored else None,
-                    f"green share of distinct pairs under key {report.key_id} ("
-                    + ", ".join(f"{s}: {p.green}/{p.scored}, p {p.p_value:.3g}"
-                                for s, p in pooled.items())
-                    + "); exact binomial, Bonferroni over marks", main.scored,
+                    WATERMARK.describe(key=report.key_id, detail=detail), main.scored,
                     p_value=report.p_value, z=main.z,
                     reason=None if not main.too_short else "too few scorable pairs")
     if result.p_value is None:

@@ -2,7 +2,8 @@
 
 The file is written under a temporary name in the same directory, flushed to disk and moved into
 place with ``os.replace`` (atomic on POSIX filesystems); the directory is fsync'd so the rename
-itself survives a crash. Used by the index for every file and by the watermark for its key files.
+itself survives a crash. Used for every file the toolkit writes whole: the index manifest, watermark
+keys, probe files, marked files and reports.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from fingerprint.atomic import fsync_path
 from fingerprint.errors import EmbeddingCacheError
 
 CACHE_ENV = "FINGERPRINT_CACHE_DIR"
@@ -160,6 +161,7 @@ def _build(recipe: str, recipe_version: int, model_dir: Path, model_sha: str, en
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp / ENTRY_FILE, entry / ENTRY_FILE)
+        fsync_path(entry)  # the renames themselves must survive a crash
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     checked, why = verify(entry, files)

@@ -13,13 +13,13 @@ import os
 import random
 from typing import Any, Sequence
 
-from attribution import (PROVIDER, ReferenceData, RelativeAttributor, load_reference_files,
-                         stored_references, style_classes)
+from attribution import (PROVIDER, ReferenceData, RelativeAttributor, choose_references,
+                         style_classes)
 from attribution.stats import SequentialConfig, SequentialTest, thresholds
 from fingerprint.fingerprinter import Fingerprinter
 from fingerprint.io import Prompt
-from fingerprint.normalize import prompt_hash
-from index.store import fingerprinter_for, open_index
+from fingerprint.normalize import prompt_hashes
+from index.store import open_index
 from probing.errors import ProbeError
 
 
@@ -28,12 +28,13 @@ class ProbeScorer:
 
     def __init__(self, index_path: str | os.PathLike[str], prompts: Sequence[Prompt],
                  references: Sequence[ReferenceData] | None = None,
-                 fingerprinter: Fingerprinter | None = None):
+                 fingerprinter: Fingerprinter | None = None,
+                 reference_files: Sequence[str | os.PathLike[str]] = ()):
         with open_index(index_path) as index:
             self.fingerprinter = fingerprinter or Fingerprinter(index.config)
             version = index.config.normalizer_version
-            hashes = [prompt_hash(p.text, version) for p in prompts]
-            refs = list(references) if references is not None else stored_references([index])
+            hashes = prompt_hashes((p.text for p in prompts), version)
+            refs = choose_references([index], self.fingerprinter, references, reference_files)
             if len(refs) < 2:
                 raise ProbeError(f"--until-decided needs at least 2 reference models (stored in "
                                  f"{index_path} or given with --reference); have {len(refs)}")
@@ -67,10 +68,8 @@ def sequential_decider(index_path: str | os.PathLike[str], prompts: Sequence[Pro
                        ) -> SequentialDecider:
     """The decider of ``probe run --until-decided``: the provider's index, its stored references
     unless ``reference_files`` are given, fitted for these prompts."""
-    fingerprinter = fingerprinter_for(index_path)
-    references = (load_reference_files(reference_files, fingerprinter) if reference_files
-                  else None)
-    return SequentialDecider(ProbeScorer(index_path, prompts, references, fingerprinter), config)
+    scorer = ProbeScorer(index_path, prompts, reference_files=reference_files)
+    return SequentialDecider(scorer, config)
 
 
 def shuffled(prompts: Sequence[Prompt], seed: int) -> list[Prompt]:

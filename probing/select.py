@@ -27,8 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from attribution import (ReferenceData, StyleClassifier, load_reference_files,
-                         stored_references)
+from attribution import ReferenceData, StyleClassifier, choose_references
 from fingerprint.atomic import atomic_write_bytes
 from fingerprint.errors import ConfigError
 from fingerprint.fingerprinter import Fingerprinter
@@ -59,8 +58,7 @@ def select_probes(index_path: str | os.PathLike[str], config: SelectConfig = Sel
     index."""
     with open_index(index_path) as index:
         fingerprinter = fingerprinter or Fingerprinter(index.config)
-        if reference_files:
-            references = load_reference_files(reference_files, fingerprinter)
+        refs = choose_references([index], fingerprinter, references, reference_files)
         by_hash = index.prompt_hashes()
         rows = sorted(r[0] for r in by_hash.values())
         stored = index.responses(rows)
@@ -69,7 +67,6 @@ def select_probes(index_path: str | os.PathLike[str], config: SelectConfig = Sel
         if not items:
             raise ProbeError(f"{index_path} stores no prompt texts (built with --no-store-text?): "
                              f"nothing to choose probes from")
-        refs = list(references) if references is not None else stored_references([index])
         style = index.style([row for row, _ in items])
     prompts = [s.prompt for _, s in items]
     ids = [s.id for _, s in items]

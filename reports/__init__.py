@@ -12,7 +12,7 @@ from index.manifest import read_manifest
 from reports.errors import ReportError
 from reports.html import fraction_plot, highlight_shared, html_report, signal_plot
 from reports.markdown import markdown_report
-from reports.text import fmt_fixed, fmt_number, summary_text
+from reports.text import fmt_fixed, fmt_number, methodology, summary_text
 
 HTML_SUFFIXES = (".html", ".htm")
 
@@ -25,22 +25,30 @@ def check_report_path(path: str | os.PathLike[str]) -> None:
 
 
 def write_report(result: AttributionResult, path: str | os.PathLike[str]) -> None:
-    """HTML for .html/.htm (with the library versions that built the index), else Markdown;
-    written atomically."""
+    """HTML for .html/.htm (with the library versions that built the index), else Markdown.
+
+    A file is written atomically (a reader never sees half a report; a symlink's target is
+    replaced, not the link); a device or pipe (``/dev/stdout``) is written to directly."""
     target = Path(path)
     if target.suffix.lower() in HTML_SUFFIXES:
         versions = read_manifest(Path(result.index)).versions
         text = html_report(result, {"index_versions": versions})
     else:
         text = markdown_report(result)
+    data = text.encode("utf-8")
     try:
-        atomic_write_bytes(target, text.encode("utf-8"))
+        if target.exists() and not target.resolve().is_file():
+            with open(target, "wb") as stream:
+                stream.write(data)
+        else:
+            atomic_write_bytes(target.resolve() if target.is_symlink() else target, data)
     except OSError as exc:
         raise ReportError(f"{target}: cannot write the report ({exc.strerror or exc})") from None
 
 
 __all__ = [
     "HTML_SUFFIXES", "ReportError", "check_report_path", "fmt_fixed", "fmt_number",
-    "fraction_plot", "highlight_shared", "html_report", "markdown_report", "signal_plot",
+    "fraction_plot", "highlight_shared", "html_report", "markdown_report", "methodology",
+    "signal_plot",
     "summary_text", "write_report",
 ]

@@ -13,7 +13,7 @@ import re
 import unicodedata
 
 from attribution import AttributionResult, MatchedPair, Signal
-from reports.text import fmt_number
+from reports.text import fmt_number, methodology
 from fingerprint.shingles import word_shingles
 
 _WORD = re.compile(r"\w+")
@@ -92,6 +92,9 @@ def html_report(result: AttributionResult, extra: dict | None = None) -> str:
         f"({c['skipped_empty']} empty skipped), {c['paired']} with a prompt the provider served."
         f"<br>Index <code>{e(result.index)}</code>: {c['indexed_responses']} served responses.</p>",
         _teachers(result), _figures(result), _signals(result),
+        "<h2>How each signal is computed and calibrated</h2><ul>"
+        + "".join(f"<li><code>{e(name)}</code>: {e(computed)}; {e(calibration)}</li>"
+                  for name, computed, calibration in methodology(result)) + "</ul>",
     ]
     if result.notes:
         parts.append("<h2>What could not be computed, and why</h2><ul>"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 
 from attribution import AttributionResult, MatchedPair
-from reports.text import fmt_fixed, fmt_number
+from reports.text import fmt_fixed, fmt_number, methodology
 
 _PAIR_CHARS = 700
 
@@ -22,6 +22,9 @@ def _cell(text: str | None) -> str:
 def markdown_report(result: AttributionResult) -> str:
     """The whole report: header, teacher ranking, verdict figures, signals, notes, pairs."""
     out = _header(result) + _teachers(result) + _figures(result) + _signals(result)
+    out += ["", "How each signal is computed, and how its p-value is found:", ""]
+    out += [f"- `{name}`: {computed}; {calibration}" for name, computed, calibration
+            in methodology(result)]
     for note in result.notes:
         out.extend(["", f"> Note: {note}"])
     out.extend(["", "## Matched pairs with the strongest evidence", ""])

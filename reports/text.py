@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from attribution import AttributionResult
+from attribution import SIGNALS, AttributionResult
+
+
+def methodology(result: AttributionResult) -> list[tuple[str, str, str]]:
+    """(signal, how it is computed, how it is calibrated) for each signal of the result, from
+    attribution.signals, where each is defined once."""
+    specs = {spec.name: spec for spec in SIGNALS}
+    return [(s.name, specs[s.name].computed, specs[s.name].calibration or "not calibrated")
+            for s in result.signals if s.name in specs]
 
 
 def fmt_fixed(value: float | None) -> str:

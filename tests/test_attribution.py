@@ -85,6 +85,7 @@ def test_report_shows_pairs_side_by_side(built_index, fingerprinter):
     assert "| suspect response | served response |" in report
     assert "suspect `s0` ~ served `resp-4` (paired)" in report
     assert "&#124; with a pipe &lt;and&gt; markup" in report
+    assert "- `mean_best_jaccard`: MinHash search over the whole index; not calibrated" in report
 
 
 def test_attribute_file_reads_and_counts_empty(built_index, tmp_path, fingerprinter):
@@ -206,6 +207,8 @@ def test_html_report_plots_every_reference_and_shows_the_config(styled_index, fi
         assert f"<title>{name}: " in page
     assert page.count("<title>suspect: ") == 3  # one plot per calibrated signal
     assert "<mark>" in page and "Derived fraction" in page and '"faiss-cpu": "x"' in page
+    assert "<code>provider_share</code>: a linear SVM" in page  # how it is computed, once
+    assert "Student-t prediction interval on the logit of the share" in page
     assert page.startswith("<!doctype html>") and "src=" not in page  # nothing fetched
 
 

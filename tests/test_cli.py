@@ -225,3 +225,16 @@ def test_reference_files_with_one_name_are_a_clear_error(runner, built_index, se
     assert result.output.startswith("Error: reference files ")
     assert "both named 'claude'" in result.output and str(second) in result.output
     assert "Traceback" not in result.output
+
+
+def test_report_to_a_symlink_or_a_device(runner, built_index, served_file, tmp_path):
+    """A report file is written atomically through a symlink (the link stays), and a device such
+    as /dev/stdout is written to directly (there is no directory to stage a file in)."""
+    target = tmp_path / "real.md"
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    result = run(runner, "attribute", served_file, "--index", built_index, "--report", link)
+    assert result.exit_code == 0 and link.is_symlink()
+    assert target.read_text().startswith("# Attribution report")
+    result = run(runner, "attribute", served_file, "--index", built_index, "--report", "/dev/null")
+    assert result.exit_code == 0, result.output

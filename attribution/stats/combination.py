@@ -32,9 +32,3 @@ def cauchy_combination(p_values: Sequence[float | None],
     if t > 1e15:  # tan is huge: use the tail approximation 1/(pi t), exact to double precision
         return float(1.0 / (math.pi * t))
     return float(min(1.0, max(0.0, 0.5 - math.atan(t) / math.pi)))
-
-
-def bonferroni(p_values: Sequence[float]) -> float:
-    """The smallest p-value times how many were tested, capped at 1: valid under any dependence,
-    and what quoting the best of several tests must pay."""
-    return min(1.0, len(p_values) * min(p_values))
