@@ -32,12 +32,16 @@ def write_options(f: Any) -> Any:
                         show_default=True, help="Embedding batch size.")(f)
 
 
+def batch_options(f: Any) -> Any:
+    """What ``build`` and ``add`` share: the inputs, the index, field names, config, writing."""
+    for decorate in (write_options, config_options, field_options, index_option,
+                     click.argument("inputs", nargs=-1, required=True)):
+        f = decorate(f)
+    return f
+
+
 @index_group.command("build", context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True)
-@index_option
-@field_options
-@config_options
-@write_options
+@batch_options
 def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
                 config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Create an index from served responses (JSONL, gzip or '-' for stdin)."""
@@ -50,11 +54,7 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 
 
 @index_group.command("add", context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True)
-@index_option
-@field_options
-@config_options
-@write_options
+@batch_options
 def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
               config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Append a batch of served responses to an existing index, atomically."""
