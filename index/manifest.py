@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -26,6 +27,12 @@ from index.files import atomic_write_bytes
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "fingerprint-index"
 FORMAT_VERSION = 2  # 2: streamed .npy vectors, local FAISS ids, size-dependent index types
+
+# Every name the manifest gives a path part (segments, their files, reference sets): one
+# component, no separator, not starting with a dot, so "..", "/etc" or ".tmp-x" can never be one.
+# Names are checked when the manifest is read, before anything is opened or removed: the
+# checksum is unkeyed, so whoever can edit the manifest can also make it match.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _VERSIONED_PACKAGES = ("output-fingerprint", "datasketch", "faiss-cpu", "numpy",
                        "sentence-transformers", "transformers", "torch")
@@ -90,6 +97,11 @@ class SegmentEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SegmentEntry":
+        names = [data["name"]] + [f["name"] for f in data["files"]]
+        unsafe = [n for n in names if not isinstance(n, str) or not SAFE_NAME.fullmatch(n)]
+        if unsafe:
+            raise IndexCorruptedError(f"segment names {unsafe!r} are not plain file names "
+                                      f"(a path outside the index?)")
         return cls(
             name=str(data["name"]), first_row=int(data["first_row"]), rows=int(data["rows"]),
             created_at=str(data["created_at"]), sources=tuple(data["sources"]),
@@ -187,6 +199,11 @@ def read_manifest(root: Path) -> Manifest:
         raise IndexCorruptedError(f"{path}: checksum mismatch (expected {stored}, actual {actual}); "
                                   f"the manifest was edited or damaged")
     try:
+        unsafe = [n for n in data["references"] if not SAFE_NAME.fullmatch(str(n))]
+        if unsafe:
+            raise IndexCorruptedError(f"{path}: reference names {unsafe!r} are not plain file "
+                                      f"names (a path outside the index?); the manifest was "
+                                      f"edited")
         config = FingerprintConfig.from_dict(data["config"])
         return Manifest(
             config=config, created_at=str(data["created_at"]),
@@ -196,5 +213,7 @@ def read_manifest(root: Path) -> Manifest:
                         for name, segs in data["references"].items()},
             versions=dict(data["versions"]), format_version=int(version),
         )
+    except IndexCorruptedError as exc:
+        raise IndexCorruptedError(f"{path}: {exc}; the manifest was edited") from None
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise IndexCorruptedError(f"{path}: invalid manifest content ({exc})") from None

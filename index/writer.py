@@ -22,7 +22,7 @@ from fingerprint.config import FingerprintConfig
 from fingerprint.fingerprinter import Fingerprinter
 from fingerprint.io import ReadStats, read_records
 from fingerprint.records import FieldMap, ResponseRecord
-from index.errors import IndexExistsError, IndexLockedError, IndexStoreError
+from index.errors import IndexCorruptedError, IndexExistsError, IndexLockedError, IndexStoreError
 from index.manifest import MANIFEST_NAME, Manifest, now_iso, write_manifest
 from index.staging import Progress, WriteOptions, commit, stage_segment
 from index.store import REFERENCES_DIR, SEGMENTS_DIR, open_index
@@ -169,20 +169,31 @@ def _chain(iterables: Iterable[Iterable[ResponseRecord]]) -> Iterator[ResponseRe
 
 
 def _remove_debris(root: Path, manifest: Manifest) -> None:
-    """Delete what an interrupted writer left: unlisted segment dirs and temp files."""
-    _remove_unlisted(root / SEGMENTS_DIR, {s.name for s in manifest.segments})
+    """Delete what an interrupted writer left: unlisted segment dirs and temp files.
+
+    Only inside the index: a directory that resolves elsewhere (a symlink planted in the index)
+    is refused before anything in it is removed."""
+    _remove_unlisted(root, root / SEGMENTS_DIR, {s.name for s in manifest.segments})
     refs_dir = root / REFERENCES_DIR
     if refs_dir.is_dir():
-        _remove_unlisted(refs_dir, set(manifest.references))
+        _remove_unlisted(root, refs_dir, set(manifest.references))
         for name, entries in manifest.references.items():
-            _remove_unlisted(refs_dir / name, {s.name for s in entries})
+            _remove_unlisted(root, refs_dir / name, {s.name for s in entries})
     for child in root.glob(f".{MANIFEST_NAME}.tmp-*"):
         child.unlink()
 
 
-def _remove_unlisted(directory: Path, listed: set[str]) -> None:
+def _remove_unlisted(root: Path, directory: Path, listed: set[str]) -> None:
     if not directory.is_dir():
         return
+    inside = directory.resolve()
+    if directory.is_symlink() or not inside.is_relative_to(root.resolve()):
+        raise IndexCorruptedError(f"{directory}: resolves to {inside}, outside the index "
+                                  f"{root}; refusing to clean it up")
     for child in directory.iterdir():
-        if child.name not in listed:
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        if child.name in listed:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink()  # a file, or a symlink itself (never what it points to)

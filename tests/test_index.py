@@ -350,3 +350,47 @@ def test_worker_processes_store_exactly_what_one_process_stores(tmp_path, finger
         assert [r.id for r in a.responses(everything).values()] == \
             [r.id for r in b.responses(everything).values()] == [r["id"] for r in rows]
     assert sum(submitted) == 150 - 48  # all but the first three chunks went to the workers
+
+
+def rewrite_manifest(root: Path, edit) -> None:
+    """Edit a manifest as an attacker would: change it and recompute its (unkeyed) checksum."""
+    data = json.loads((root / "manifest.json").read_text())
+    data.pop("checksum")
+    edit(data)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    data["checksum"] = "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    (root / "manifest.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["references"].update({"../../victim": d["segments"]}),
+    lambda d: d["references"].update({"/tmp/victim": d["segments"]}),
+    lambda d: d["segments"][0].update(name="../../victim"),
+    lambda d: d["segments"][0]["files"][0].update(name="../../../victim/x"),
+], ids=["reference-dotdot", "reference-absolute", "segment-dotdot", "file-dotdot"])
+def test_names_from_an_edited_manifest_never_reach_outside_the_index(built_index, tmp_path,
+                                                                     fingerprinter, edit):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    rewrite_manifest(built_index, edit)
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(2, start=100))
+    with pytest.raises(IndexCorruptedError, match="not plain file names"):
+        add_files(built_index, [more], fingerprinter)
+    with pytest.raises(IndexCorruptedError, match="not plain file names"):
+        open_index(built_index)
+    assert (victim / "precious.txt").read_text() == "keep me"
+
+
+def test_a_symlink_planted_in_the_index_is_not_followed_by_cleanup(built_index, tmp_path,
+                                                                   fingerprinter):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    (built_index / "segments" / "stray-link").symlink_to(victim)  # unlisted: debris
+    (built_index / "references").symlink_to(victim)  # would be cleaned of unlisted sets
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(2, start=100))
+    with pytest.raises(IndexCorruptedError, match="outside the index"):
+        add_files(built_index, [more], fingerprinter)
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert not (built_index / "segments" / "stray-link").exists()  # the link went, not its target
