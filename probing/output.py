@@ -65,6 +65,19 @@ class ResumeState:
     torn_line: bool  # a torn last line was cut off
 
 
+# Every answer line starts so (json.dumps of a dict whose first key is "id").
+LINE_PREFIX = b'{"id": '
+ANSWER_FIELDS = {"status", "prompt", "params"}
+
+
+def _is_json(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
 class ProbeOutput:
     """The append-only answers file of one probe run (opened, checked, then appended to)."""
 
@@ -74,41 +87,64 @@ class ProbeOutput:
         self._fd: int | None = None
 
     def resume(self) -> ResumeState:
-        """Read what an earlier run collected; cut a torn last line; drop failed lines."""
+        """Read what an earlier run collected; cut a torn last line; drop failed lines.
+
+        A torn last line is cut only from a file recognisably written by this tool: one whose
+        other lines are probe answers, or whose fragment starts as every answer line does. A
+        last line that is whole JSON but lacks its newline is kept if it is an answer line, and
+        any other file is refused, never truncated."""
         if not self.path.exists():
             return ResumeState({}, 0, False)
         data = self.path.read_bytes()
-        torn = bool(data) and not data.endswith(b"\n")
-        if torn:
-            data = data[: data.rfind(b"\n") + 1]
+        cut = data.rfind(b"\n") + 1
+        lines, fragment = data[:cut].splitlines(keepends=True), data[cut:]
+        torn = False
+        if fragment:
+            if _is_json(fragment):
+                lines.append(fragment + b"\n")  # whole, only its newline is missing
+            elif any(r.strip() for r in lines) or fragment.startswith(LINE_PREFIX):
+                torn = True
+            else:
+                raise OutputFileError(f"{self.path}: holds one unterminated line that is not a "
+                                      f"probe answer (was the file written by 'fingerprint probe "
+                                      f"run'?); use another --out")
         answered: dict[str, dict[str, Any]] = {}
         kept: list[bytes] = []
         failed = 0
-        for number, raw in enumerate(data.splitlines(keepends=True), start=1):
-            try:
-                line = decode_json_line(raw, str(self.path), number)
-                if line is BLANK:
-                    continue
-                status, prompt, params = line["status"], line["prompt"], line["params"]
-            except (InputError, KeyError, TypeError):
-                raise OutputFileError(f"{self.path} line {number}: not a probe answer line "
-                                      f"(was the file written by 'fingerprint probe run'?); "
-                                      f"use another --out") from None
-            differences = self.params.differences(params if isinstance(params, dict) else {})
-            if differences:
-                raise OutputMismatchError(
-                    f"{self.path} holds answers to other requests (line {number}: "
-                    f"{'; '.join(differences)}); mixing them would make one suspect of two. "
-                    f"Use another --out, or the same model and parameters")
-            if status == "ok":
-                if prompt not in answered:
-                    answered[prompt] = line
+        for number, raw in enumerate(lines, start=1):
+            line = self._answer_line(raw, number)
+            if line is None:
+                continue
+            if line["status"] == "ok":
+                if line["prompt"] not in answered:
+                    answered[line["prompt"]] = line
                     kept.append(raw)
             else:
                 failed += 1
-        if torn or failed or len(kept) != sum(1 for r in data.splitlines() if r.strip()):
+        if fragment or failed or len(kept) != sum(1 for r in lines if r.strip()):
             self._rewrite(b"".join(kept))
         return ResumeState(answered, failed, torn)
+
+    def _answer_line(self, raw: bytes, number: int) -> dict[str, Any] | None:
+        """The line as an answer of this run's requests (None if blank), or a clear refusal."""
+        try:
+            line = decode_json_line(raw, str(self.path), number)
+        except InputError:
+            line = None
+        if line is BLANK:
+            return None
+        if not isinstance(line, dict) or not ANSWER_FIELDS <= line.keys():
+            raise OutputFileError(f"{self.path} line {number}: not a probe answer line "
+                                  f"(was the file written by 'fingerprint probe run'?); "
+                                  f"use another --out")
+        params = line["params"]
+        differences = self.params.differences(params if isinstance(params, dict) else {})
+        if differences:
+            raise OutputMismatchError(
+                f"{self.path} holds answers to other requests (line {number}: "
+                f"{'; '.join(differences)}); mixing them would make one suspect of two. "
+                f"Use another --out, or the same model and parameters")
+        return line
 
     def _rewrite(self, data: bytes) -> None:
         atomic_write_bytes(self.path, data)

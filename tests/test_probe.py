@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cli import main
 from probing import EndpointError, ProbeConfig, run_probes
 from fingerprint import read_prompts
-from probing import OutputMismatchError, RequestParams
+from probing import OutputFileError, OutputMismatchError, RequestParams
 from replay import ReplayFaults, ReplayServer
 from conftest import styled_rows, write_jsonl
 from fingerprint.errors import InputError
@@ -305,3 +305,28 @@ def test_serve_replay_command_serves_alpacaeval_shape(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_file_that_is_not_a_probe_output_is_never_truncated(tmp_path):
+    """A one-line file without its final newline (someone's prompts, say) given as --out is
+    refused untouched; only the tool's own torn lines are cut."""
+    theirs = tmp_path / "notes.jsonl"
+    theirs.write_bytes(b'{"prompt": "my only copy"}')
+    garbage = tmp_path / "draft.txt"
+    garbage.write_bytes(b"half a thought")
+    with ReplayServer(recorded(3), MODEL) as server:
+        for path in (theirs, garbage):
+            before = path.read_bytes()
+            with pytest.raises(OutputFileError, match="not a probe answer"):
+                run_probes(read_prompts(prompts_file(tmp_path, 3)), path, RequestParams(MODEL),
+                           ProbeConfig(server.url), None)
+            assert path.read_bytes() == before
+        _, out = run(server, tmp_path, 3)
+        whole = out.read_bytes()
+        out.write_bytes(whole[:-1])  # every line whole, only the last newline lost
+        stats, out = run(server, tmp_path, 3)
+        assert not stats.torn_line and stats.already == 3 and out.read_bytes() == whole
+        first = whole[:whole.index(b"\n") + 1]
+        out.write_bytes(first[:30])  # a first answer torn mid-write: the tool's own prefix
+        stats, out = run(server, tmp_path, 3)
+        assert stats.torn_line and stats.answered == 3 and len(lines(out)) == 3
