@@ -282,6 +282,8 @@ class _Asker:
             except _Final as exc:
                 error = self.scrub(str(exc))
                 break
+            except EndpointError as exc:  # its text may quote the server, which may echo the key
+                raise EndpointError(self.scrub(str(exc))) from None
             return self._line(prompt, content, "ok", started, {
                 "seconds": round(time.monotonic() - t1, 3),
                 "total_seconds": round(time.monotonic() - t0, 3), "attempts": attempts},

@@ -330,3 +330,40 @@ def test_a_file_that_is_not_a_probe_output_is_never_truncated(tmp_path):
         out.write_bytes(first[:30])  # a first answer torn mid-write: the tool's own prefix
         stats, out = run(server, tmp_path, 3)
         assert stats.torn_line and stats.answered == 3 and len(lines(out)) == 3
+
+
+def test_api_key_echoed_by_a_model_not_found_error_is_scrubbed(tmp_path):
+    """Some endpoints quote the Authorization header in their error text; the 404
+    model-not-found message reaches the user, never the key."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"error": {
+                "message": f"no such model for {self.headers.get('Authorization')}",
+                "type": "invalid_request_error", "code": "model_not_found"}}).encode()
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        args = [sys.executable, "-m", "cli", "probe", "run", str(prompts_file(tmp_path, 2)),
+                "--endpoint", f"http://127.0.0.1:{httpd.server_address[1]}/v1", "--model",
+                MODEL, "--out", str(tmp_path / "out.jsonl"), "--api-key-env", "MY_PROBE_KEY"]
+        done = subprocess.run(args, cwd=ROOT, env={**os.environ, "MY_PROBE_KEY": FAKE_KEY},
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 1 and "has no model" in done.stderr
+    assert "no such model for Bearer ***" in done.stderr
+    assert FAKE_KEY not in done.stderr + done.stdout
