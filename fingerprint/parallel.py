@@ -38,8 +38,41 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker(config: FingerprintConfig, batch_size: int) -> None:
+PARENT_POLL_SECONDS = 0.5
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker when the process that started it is gone, however it went (SIGKILL
+    included): a killed writer must not leave workers holding hundreds of MB.
+
+    Linux's parent-death signal covers most cases at once; a daemon thread that polls the
+    parent's pid covers the rest (the signal follows the *thread* that forked, and other
+    systems have no such signal)."""
+    import signal
+    import threading
+    import time
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _init_worker(config: FingerprintConfig, batch_size: int, parent: int) -> None:
     global _worker
+    die_with_parent(parent)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "NUMBA_NUM_THREADS", "FINGERPRINT_ONNX_THREADS"):
         os.environ[var] = "1"
@@ -98,7 +131,8 @@ class ParallelFingerprinter:
             config = self.fingerprinter.config
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(config, self.fingerprinter.batch_size))
+                initializer=_init_worker,
+                initargs=(config, self.fingerprinter.batch_size, os.getpid()))
         return self._pool
 
     def close(self) -> None:

@@ -394,3 +394,47 @@ def test_a_symlink_planted_in_the_index_is_not_followed_by_cleanup(built_index, 
         add_files(built_index, [more], fingerprinter)
     assert (victim / "precious.txt").read_text() == "keep me"
     assert not (built_index / "segments" / "stray-link").exists()  # the link went, not its target
+
+
+WORKER_SCRIPT = """
+import multiprocessing, time
+from fingerprint import Fingerprinter
+from fingerprint.parallel import ParallelFingerprinter
+
+def chunks():
+    i = 0
+    while True:
+        yield i, [f"answer number {i} about something"]
+        i += 1
+
+results = ParallelFingerprinter(Fingerprinter(), workers=2, start_after=0).map(chunks(),
+                                                                              embed=False)
+next(results)  # the workers are up and answering
+print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+time.sleep(120)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in state  # a zombie has exited; only its parent's wait is missing
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_writer(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) >= 2 and all(alive(p) for p in pids)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(p) for p in pids), "workers outlived the killed writer"
+    finally:
+        proc.kill()
