@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from cli.attribute import attribute_command
-from cli.index import index_group
+from cli.index import index_group, verify_command
 from cli.options import CONTEXT
 from cli.probe import probe_group
 from cli.reference import reference_group
@@ -42,8 +42,8 @@ def main() -> None:
     """Fingerprint served LLM responses and find out whether a suspect model derives from them."""
 
 
-for command in (index_group, reference_group, attribute_command, probe_group, serve_replay,
-                watermark_group):
+for command in (index_group, verify_command, reference_group, attribute_command, probe_group,
+                serve_replay, watermark_group):
     main.add_command(command)
 
 __all__ = ["ErrorReportingGroup", "main"]

@@ -80,6 +80,27 @@ def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter
                f"records skipped); the index holds {result.total}")
 
 
+@click.command("verify", context_settings=CONTEXT)
+@click.argument("index_path", type=click.Path(path_type=Path))
+@json_option()
+def verify_command(index_path: Path, as_json: bool) -> None:
+    """Check every file of every segment of an index against its manifest (sizes, sha256,
+    structure); exit code 1 if anything is wrong."""
+    from index import verify_index
+
+    report = verify_index(index_path)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(f"verified {report.files} files of {report.segments} segments "
+                   f"({human_bytes(report.bytes)}) in {index_path}: {state}")
+        for problem in report.problems:
+            click.echo(f"  {problem}", err=True)
+    if not report.ok:
+        raise SystemExit(1)
+
+
 @index_group.command("info", context_settings=CONTEXT)
 @click.argument("index_path", type=click.Path(path_type=Path))
 @json_option()

@@ -13,6 +13,7 @@ from index.search import Hits
 from index.staging import (Executor, StagedSegment, StageResult, WriteOptions, commit,
                            local_executor, stage_segment)
 from index.store import FingerprintIndex, SegmentGroup, fingerprinter_for, open_index
+from index.verify import VerifyReport, verify_index
 from index.writer import (AppendResult, WriterLock, add_files, add_reference, append_records,
                           build_index, create_index)
 
@@ -20,7 +21,7 @@ __all__ = [
     "AppendResult", "ConfigMismatchError", "DuplicateIdError", "Executor", "FingerprintIndex",
     "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError",
     "Manifest", "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment",
-    "StoredResponse", "WriteOptions", "WriterLock", "add_files", "add_reference",
+    "StoredResponse", "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference",
     "append_records", "build_index", "commit", "create_index", "fingerprinter_for",
-    "local_executor", "open_index", "read_manifest", "stage_segment",
+    "local_executor", "open_index", "read_manifest", "stage_segment", "verify_index",
 ]

@@ -116,6 +116,10 @@ class Segment:
         for name in self.files:
             self._path(name)
 
+    def verify_file(self, name: str) -> None:
+        """Compare one file with its recorded sha256."""
+        self._path(name)
+
     def _path(self, name: str) -> Path:
         """The file's path, after checking its sha256 against the manifest (once per process)."""
         if name not in self._verified:

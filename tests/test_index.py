@@ -438,3 +438,25 @@ def test_workers_die_with_a_killed_writer(tmp_path):
         assert not any(alive(p) for p in pids), "workers outlived the killed writer"
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("name", ["embeddings.npy", "minhash_codes.faiss", "signatures.npy",
+                                  "metadata.sqlite", "style_counts.npy", "embeddings.faiss"])
+def test_verify_finds_damage_in_any_file(built_index, name):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    runner = CliRunner()
+    ok = runner.invoke(main, ["verify", str(built_index)])
+    assert ok.exit_code == 0 and ": ok" in ok.output
+    (segment,) = (built_index / "segments").iterdir()
+    path = segment / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, same size: only a checksum sees it
+    path.write_bytes(bytes(data))
+    bad = runner.invoke(main, ["verify", str(built_index), "--json"])
+    report = json.loads(bad.output)
+    assert bad.exit_code == 1 and not report["ok"]
+    assert len(report["problems"]) == 1 and name in report["problems"][0]
+    assert "checksum mismatch" in report["problems"][0]
