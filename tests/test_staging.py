@@ -128,3 +128,21 @@ def test_debris_of_an_uncommitted_stage_is_removed_by_the_next_writer(built_inde
     again = write_jsonl(tmp_path / "again.jsonl", served_rows(3, start=100))
     assert add_files(built_index, [again], fingerprinter).added == 3
     assert not debris.exists()
+
+
+def test_commit_fsyncs_the_directory_of_every_rename(built_index, fingerprinter, tmp_path,
+                                                     monkeypatch):
+    """After a power cut the manifest must not list a segment whose rename was lost: the
+    segments directory reaches disk before the manifest is replaced."""
+    import index.staging as staging
+
+    order = []
+    monkeypatch.setattr(staging, "fsync_path", lambda p: order.append(("fsync", Path(p))))
+    real_write = staging.write_manifest
+    monkeypatch.setattr(staging, "write_manifest",
+                        lambda root, m: (order.append(("manifest", root)), real_write(root, m)))
+    more = write_jsonl(tmp_path / "more.jsonl", served_rows(2, start=100))
+    with WriterLock(built_index):
+        manifest, result = stage(built_index, more, fingerprinter)
+        commit(built_index, manifest, [result.staged])
+    assert order == [("fsync", built_index / "segments"), ("manifest", built_index)]
