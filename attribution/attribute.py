@@ -32,9 +32,9 @@ from attribution.signals import (MEAN_BEST_COSINE, MEAN_BEST_JACCARD, MEAN_PAIRE
                                  MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE)
 from attribution.teacher import TeacherRanking, rank_teachers
 from attribution.watermark import join_watermark
-from fingerprint.errors import ConfigError
+from fingerprint.errors import ConfigError, InputError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
-from fingerprint.io import ReadStats, read_records
+from fingerprint.io import ReadStats, read_records, source_name
 from fingerprint.normalize import prompt_hashes
 from fingerprint.records import FieldMap, ResponseRecord
 from fingerprint.watermark import WatermarkKey, detect_records
@@ -90,6 +90,9 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     fingerprinter = fingerprinter or fingerprinter_for(paths[0])
     stats = ReadStats()
     records = list(read_records(suspect_path, fields, stats))
+    if not records:  # a score of 0 for nothing would look like a finding
+        raise InputError(source_name(suspect_path), None,
+                         f"no non-empty response to attribute ({stats.empty} empty skipped)")
     marks = None
     if watermark_key is not None and records:  # first: a bad tokenizer fails in a second
         marks = detect_records(watermark_key, records, suspect=str(suspect_path),

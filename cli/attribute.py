@@ -22,7 +22,7 @@ from fingerprint.records import FieldMap
 @json_option("Print one JSON object (top-level 'score').")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a report: HTML (.html, with plots and shared phrases highlighted) or "
-                   "Markdown (any other name).")
+                   "Markdown (.md); other extensions are refused.")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Matches reported per suspect response.")
 @click.option("--near-duplicate-threshold", type=click.FloatRange(0, 1, min_open=True),

@@ -141,6 +141,19 @@ def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Pa
         outcome = probe_file(prompts, out, params, config, os.environ.get(api_key_env),
                              fields=fields, until_decided=decide, progress=progress)
     _print_outcome(outcome, model, endpoint, out)
+    if outcome.stats.failed:
+        raise click.ClickException(_failure_hint(outcome.stats, endpoint, out))
+
+
+def _failure_hint(stats: Any, endpoint: str, out: Path) -> str:
+    """Why a run did not complete, and what to try: a failure must never look like success."""
+    message = (f"{stats.failed} of {stats.to_ask} prompts failed (last error: "
+               f"{stats.last_error}); their lines in {out} say why, and running the same "
+               f"command again retries them")
+    if stats.last_error and "HTTP 404" in stats.last_error and \
+            not endpoint.rstrip("/").endswith("/v1"):
+        message += f"; the endpoint answered 404: does it need '/v1' ({endpoint.rstrip('/')}/v1)?"
+    return message
 
 
 def _print_outcome(outcome: Any, model: str, endpoint: str, out: Path) -> None:
@@ -154,9 +167,6 @@ def _print_outcome(outcome: Any, model: str, endpoint: str, out: Path) -> None:
         click.echo(f"resumed: {stats.retried_failed} prompts that failed before were asked again"
                    + ("; a torn last line was cut off and asked again" if stats.torn_line
                       else ""))
-    if stats.failed:
-        click.echo(f"{stats.failed} prompts failed (recorded with their error in {out}); run "
-                   f"the same command again to retry them", err=True)
     t = outcome.test
     if t is not None:
         th = t.thresholds

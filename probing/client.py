@@ -77,6 +77,7 @@ class ProbeStats:
     retries: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETRY_KINDS, 0))
     stopped_early: bool = False
     seconds: float = 0.0
+    last_error: str | None = None  # of the last prompt that failed for good
 
     @property
     def done(self) -> int:
@@ -216,6 +217,7 @@ async def _run(pending: list[Prompt], output: ProbeOutput, params: RequestParams
                     done.set()
             else:
                 stats.failed += 1
+                stats.last_error = line.get("error")
             if progress is not None:
                 progress(stats)
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -122,11 +123,11 @@ def test_unwritable_report_path_is_a_one_line_error(runner, built_index, served_
 
 
 def test_os_errors_are_one_line(runner, built_index, served_file):
-    # /proc/version refuses writes even to root: a real OSError after the attribution ran
+    # /proc refuses new files even to root: a real OSError after the attribution ran
     result = runner.invoke(main, ["attribute", str(served_file), "--index", str(built_index),
-                                  "--report", "/proc/version"])
+                                  "--report", "/proc/version.md"])
     assert result.exit_code == 1 and result.output.startswith(
-        "Error: /proc/version: cannot write the report (")
+        "Error: /proc/version.md: cannot write the report (")
     assert len(result.output.strip().splitlines()) == 1
 
 
@@ -236,5 +237,24 @@ def test_report_to_a_symlink_or_a_device(runner, built_index, served_file, tmp_p
     result = run(runner, "attribute", served_file, "--index", built_index, "--report", link)
     assert result.exit_code == 0 and link.is_symlink()
     assert target.read_text().startswith("# Attribution report")
-    result = run(runner, "attribute", served_file, "--index", built_index, "--report", "/dev/null")
+    device = tmp_path / "device.md"
+    device.symlink_to("/dev/null")
+    result = run(runner, "attribute", served_file, "--index", built_index, "--report", device)
     assert result.exit_code == 0, result.output
+    assert device.is_symlink() and Path("/dev/null").is_char_device()
+
+
+def test_a_report_extension_that_names_no_format_is_refused_first(runner, built_index,
+                                                                  served_file, tmp_path):
+    result = run(runner, "attribute", served_file, "--index", built_index, "--report",
+                 tmp_path / "r.pdf")
+    assert result.exit_code == 1 and "is HTML (.html, .htm) or Markdown" in result.output
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_a_suspect_with_no_usable_response_is_refused(runner, built_index, tmp_path):
+    empty = write_jsonl(tmp_path / "empty.jsonl", [{"response": "  "}, {"response": ""}])
+    result = run(runner, "attribute", empty, "--index", built_index)
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: {empty}: no non-empty response to attribute "
+                                     f"(2 empty skipped)")

@@ -367,3 +367,17 @@ def test_api_key_echoed_by_a_model_not_found_error_is_scrubbed(tmp_path):
     assert done.returncode == 1 and "has no model" in done.stderr
     assert "no such model for Bearer ***" in done.stderr
     assert FAKE_KEY not in done.stderr + done.stdout
+
+
+def test_a_run_whose_prompts_failed_exits_non_zero_and_says_what_to_fix(tmp_path):
+    """An endpoint without /v1 answers 404 to every prompt: that is a failed run, not a
+    success, and the message points at the missing /v1."""
+    with ReplayServer(recorded(3), MODEL) as server:
+        base = server.url.removesuffix("/v1")
+        result = CliRunner().invoke(main, [
+            "probe", "run", str(prompts_file(tmp_path, 3)), "--endpoint", base, "--model", MODEL,
+            "--out", str(tmp_path / "o.jsonl"), "--retries", "0"])
+    assert result.exit_code == 1
+    assert "0 answered, 3 failed" in result.output
+    assert "3 of 3 prompts failed (last error: HTTP 404" in result.output
+    assert f"does it need '/v1' ({base}/v1)?" in result.output
