@@ -11,13 +11,13 @@ from attribution.references import (ReferenceData, choose_references, load_refer
                                     reference_from_records, stored_references)
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
-from attribution.signals import SIGNALS, SignalSpec, signal_spec
+from attribution.signals import SIGNALS, SIGNALS_BY_NAME, SignalSpec, signal_spec
 from attribution.style_model import RelativeAttributor, StyleClassifier, TargetAttribution
 from attribution.teacher import TeacherRanking, TeacherScore, rank_teachers
 from attribution.watermark import join_watermark
 
 __all__ = [
-    "PROVIDER", "SIGNALS", "AttributionError", "AttributionOptions", "AttributionResult",
+    "PROVIDER", "SIGNALS", "SIGNALS_BY_NAME", "AttributionError", "AttributionOptions", "AttributionResult",
     "Calibration", "Match", "MatchedPair", "PairedComparison", "ReferenceData",
     "ReferenceNameError", "RelativeAttributor", "ResponseEvidence", "Signal", "SignalSpec",
     "StyleClassifier", "SuspectPrints", "TargetAttribution", "TeacherRanking", "TeacherScore",

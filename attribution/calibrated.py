@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from attribution.classes import PROVIDER, style_classes
-from attribution.references import ReferenceData, check_unique_names
+from attribution.references import ReferenceData
 from attribution.signals import (MEAN_PAIRED_COSINE, MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE,
                                  PROVIDER_SHARE, SignalSpec)
 from attribution.stats import Calibrated, calibrate, cauchy_combination, empirical_calibration
@@ -77,7 +77,6 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
                                  suspect: SuspectPrints, near_duplicate_threshold: float,
                                  bootstrap: int = 1000) -> Calibration:
     """Every signal of the suspect placed among the references, and their combined p-value."""
-    check_unique_names(references)
     notes: list[str] = []
     if len(suspect.prompt_hashes) < FEW_SUSPECT_RESPONSES:
         notes.append(f"the suspect has only {len(suspect.prompt_hashes)} responses (fewer than "

@@ -68,8 +68,8 @@ SIGNALS = (PROVIDER_SHARE, MEAN_PAIRED_JACCARD, MEAN_PAIRED_COSINE, NEAR_DUPLICA
            MEAN_BEST_JACCARD, MEAN_BEST_COSINE, WATERMARK)
 
 
+SIGNALS_BY_NAME = {spec.name: spec for spec in SIGNALS}
+
+
 def signal_spec(name: str) -> SignalSpec:
-    for spec in SIGNALS:
-        if spec.name == name:
-            return spec
-    raise KeyError(name)
+    return SIGNALS_BY_NAME[name]

@@ -45,9 +45,8 @@ def config_options(f: Callable) -> Callable:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        overrides = {n: kwargs.pop(n) for n in names if kwargs.get(n) is not None}
-        for n in names:
-            kwargs.pop(n, None)
+        given = {n: kwargs.pop(n) for n in names}
+        overrides = {n: v for n, v in given.items() if v is not None}
         return f(*args, config_overrides=overrides, **kwargs)
     return wrapper
 

@@ -13,12 +13,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from fingerprint.io import read_records
 from fingerprint.records import FieldMap
 from replay.errors import ReplayError
-from replay.handler import Reply, ReplayFaults, ReplayHandler
+from replay.handler import Reply, ReplayFaults, ReplayHandler, ReplayLog
 
 
 def load_recorded(path: str | Path, fields: FieldMap = FieldMap()) -> tuple[dict[str, str], str]:
@@ -48,10 +48,6 @@ class ReplayServer:
                  port: int = 0, faults: ReplayFaults = ReplayFaults(),
                  api_key: str | None = None):
         self.handler = ReplayHandler(answers, model, faults=faults, api_key=api_key)
-        self.answers = answers
-        self.model = model
-        self.faults = faults
-        self.log = self.handler.log
         self._httpd = ThreadingHTTPServer((host, port), _http_adapter(self.handler))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -63,6 +59,18 @@ class ReplayServer:
         else the file's name); ``options`` as for the constructor."""
         answers, name = load_recorded(path, fields)
         return cls(answers, model or name, **options)
+
+    @property
+    def answers(self) -> Mapping[str, str]:
+        return self.handler.answers
+
+    @property
+    def model(self) -> str:
+        return self.handler.model
+
+    @property
+    def log(self) -> ReplayLog:
+        return self.handler.log
 
     @property
     def port(self) -> int:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from attribution import SIGNALS, AttributionResult
+from attribution import SIGNALS_BY_NAME, AttributionResult
 
 
 def methodology(result: AttributionResult) -> list[tuple[str, str, str]]:
     """(signal, how it is computed, how it is calibrated) for each signal of the result, from
     attribution.signals, where each is defined once."""
-    specs = {spec.name: spec for spec in SIGNALS}
-    return [(s.name, specs[s.name].computed, specs[s.name].calibration or "not calibrated")
-            for s in result.signals if s.name in specs]
+    specs = [(s.name, SIGNALS_BY_NAME.get(s.name)) for s in result.signals]
+    return [(name, spec.computed, spec.calibration or "not calibrated")
+            for name, spec in specs if spec is not None]
 
 
 def fmt_fixed(value: float | None) -> str:

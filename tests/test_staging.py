@@ -4,6 +4,7 @@ engine can fill."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,7 @@ def test_commit_checks_config_and_files_before_renaming(built_index, fingerprint
         staged = result.staged
         other = FingerprintConfig(num_perm=64)
         with pytest.raises(ConfigMismatchError, match="num_perm"):
-            commit(built_index, manifest, [type(staged)(staged.directory, staged.entry,
-                                                        staged.reference, staged.embedding_dim,
-                                                        other)])
+            commit(built_index, manifest, [dataclasses.replace(staged, config=other)])
         signatures = staged.directory / "signatures.npy"
         data = bytearray(signatures.read_bytes())
         data[-1] ^= 0xFF  # same size, other content: only the checksum sees it
