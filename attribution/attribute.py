@@ -24,7 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
+from attribution.calibrated import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Calibration, SuspectPrints,
+                                   calibrate_against_references)
 from attribution.references import ReferenceData, choose_references, stored_references
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
@@ -35,6 +36,7 @@ from attribution.watermark import join_watermark
 from fingerprint.errors import ConfigError, InputError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
 from fingerprint.io import ReadStats, read_records, source_name
+from fingerprint.minhash import has_shingles
 from fingerprint.normalize import prompt_hashes
 from fingerprint.records import FieldMap, ResponseRecord
 from fingerprint.watermark import WatermarkKey, detect_records
@@ -157,6 +159,9 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
 
 def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fps: Fingerprints,
                     options: AttributionOptions) -> list[ResponseEvidence]:
+    """Per response: nearest served responses, the paired comparison, and the evidence score.
+    A response without shingles (fingerprint.MIN_SHINGLES) gets no lexical matches: its empty
+    signature would equal every other empty one."""
     lexical_hits = index.search_minhash(fps.signatures, options.k)
     semantic_hits = index.search_embeddings(fps.embeddings, options.k)
     hashes = prompt_hashes((r.prompt for r in chunk), index.config.normalizer_version)
@@ -165,35 +170,42 @@ def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fp
               if row >= 0}
     wanted.update(row for rows in served_rows.values() for row in rows)
     stored = index.responses(wanted)
+    usable = has_shingles(fps.signatures)
     out = []
     for i, record in enumerate(chunk):
-        lexical_matches = tuple(Match(r, stored[r].id, s) for r, s in lexical_hits.for_query(i))
+        lexical_matches = tuple(Match(r, stored[r].id, s) for r, s in lexical_hits.for_query(i)) \
+            if usable[i] else ()
         semantic_matches = tuple(Match(r, stored[r].id, s) for r, s in semantic_hits.for_query(i))
         rows = served_rows.get(hashes[i], []) if hashes[i] is not None else []
         paired = _paired(index, rows, fps.signatures[i], fps.embeddings[i], stored)
         best_jaccard = lexical_matches[0].score if lexical_matches else 0.0
         best_cosine = semantic_matches[0].score if semantic_matches else 0.0
-        lexical = paired.jaccard if paired else best_jaccard
+        lexical = (paired.jaccard or 0.0) if paired else best_jaccard
         semantic = paired.cosine if paired else best_cosine
         out.append(ResponseEvidence(
             id=record.id, line=record.line, prompt=record.prompt,
             lexical_matches=lexical_matches, semantic_matches=semantic_matches, paired=paired,
             lexical=float(lexical), semantic=float(semantic),
             near_duplicate=bool(best_jaccard >= options.near_duplicate_threshold),
-            evidence=float(np.clip((lexical + semantic) / 2.0, 0.0, 1.0))))
+            evidence=float(np.clip((lexical + semantic) / 2.0, 0.0, 1.0)),
+            has_shingles=bool(usable[i])))
     return out
 
 
 def _paired(index: FingerprintIndex, rows: list[int], signature: np.ndarray,
             embedding: np.ndarray, stored: dict) -> PairedComparison | None:
-    """Best of the provider's answers to the same prompt (a prompt may have been served often)."""
+    """Best of the provider's answers to the same prompt (a prompt may have been served often).
+    Jaccard counts only where both answers have shingles; otherwise the pair has none."""
     if not rows:
         return None
-    jaccards = np.mean(index.signatures(rows) == signature, axis=1)
+    served = index.signatures(rows)
+    comparable = has_shingles(served) & bool(has_shingles(signature))
+    jaccards = np.where(comparable, np.mean(served == signature, axis=1), 0.0)
     cosines = index.embeddings(rows) @ embedding
     best = int(np.argmax(jaccards + cosines))
     row = rows[best]
-    return PairedComparison(row=row, id=stored[row].id, jaccard=float(jaccards[best]),
+    return PairedComparison(row=row, id=stored[row].id,
+                            jaccard=float(jaccards[best]) if comparable[best] else None,
                             cosine=float(cosines[best]), served_answers=len(rows))
 
 
@@ -220,9 +232,11 @@ def _uncalibrated_signals(evidence: list[ResponseEvidence],
     """Every signal's value for the suspect alone (attribution.signals says what each is)."""
     n = len(evidence)
     paired = [e for e in evidence if e.paired is not None]
+    lexical = [e for e in evidence if e.has_shingles]
+    jaccards = [e.paired.jaccard for e in paired if e.paired.jaccard is not None]
     values = (
-        (NEAR_DUPLICATE_RATE, _mean([float(e.near_duplicate) for e in evidence]), n),
-        (MEAN_PAIRED_JACCARD, _mean([e.paired.jaccard for e in paired]), len(paired)),
+        (NEAR_DUPLICATE_RATE, _mean([float(e.near_duplicate) for e in lexical]), len(lexical)),
+        (MEAN_PAIRED_JACCARD, _mean(jaccards), len(jaccards)),
         (MEAN_PAIRED_COSINE, _mean([e.paired.cosine for e in paired]), len(paired)),
         (MEAN_BEST_JACCARD,
          _mean([e.lexical_matches[0].score for e in evidence if e.lexical_matches]), n),
@@ -284,6 +298,7 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
                 "near_duplicates": sum(e.near_duplicate for e in evidence),
                 "indexed_responses": len(index)},
         settings={"k": options.k, "near_duplicate_threshold": options.near_duplicate_threshold,
+                  "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED},
                   "config": index.config.to_dict()},
         notes=tuple(notes))
 
@@ -302,7 +317,7 @@ def _top_pairs(index: FingerprintIndex, records: Sequence[ResponseRecord],
             chosen.append((i, best.row, "nearest", best.score, cosine))
     stored = index.responses(row for _, row, *_ in chosen)
     return [MatchedPair(suspect_id=evidence[i].id, served_id=stored[row].id, relation=relation,
-                        jaccard=float(j), cosine=None if c is None else float(c),
+                        jaccard=None if j is None else float(j), cosine=None if c is None else float(c),
                         evidence=evidence[i].evidence, prompt=records[i].prompt,
                         suspect_text=records[i].response, served_text=stored[row].response)
             for i, row, relation, j, c in chosen]

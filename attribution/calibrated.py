@@ -25,12 +25,17 @@ from attribution.signals import (MEAN_PAIRED_COSINE, MEAN_PAIRED_JACCARD, NEAR_D
                                  PROVIDER_SHARE, SignalSpec)
 from attribution.stats import Calibrated, calibrate, cauchy_combination, empirical_calibration
 from attribution.style_model import RelativeAttributor, TargetAttribution
+from fingerprint.minhash import has_shingles
 from index.store import FingerprintIndex
 
 # Fewer shared prompts than this and a reference's paired mean is too noisy to be a null draw.
 MIN_SHARED_PROMPTS = 20
 # Below this many suspect responses, say that the figures rest on little data.
 FEW_SUSPECT_RESPONSES = 30
+# The derived fraction's bootstrap: fixed and recorded in every result, so that anyone holding the
+# same inputs gets the same interval.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
 
 # (rows of the scored model, served rows) -> one similarity per pair
 Similarity = Callable[[list[int], list[int]], np.ndarray]
@@ -75,7 +80,7 @@ class SuspectPrints:
 
 def calibrate_against_references(index: FingerprintIndex, references: Sequence[ReferenceData],
                                  suspect: SuspectPrints, near_duplicate_threshold: float,
-                                 bootstrap: int = 1000) -> Calibration:
+                                 bootstrap: int = BOOTSTRAP_RESAMPLES) -> Calibration:
     """Every signal of the suspect placed among the references, and their combined p-value."""
     notes: list[str] = []
     if len(suspect.prompt_hashes) < FEW_SUSPECT_RESPONSES:
@@ -104,7 +109,8 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
 def _provider_share(index: FingerprintIndex, references: Sequence[ReferenceData],
                     suspect: SuspectPrints, bootstrap: int) -> TargetAttribution:
     classes = style_classes({PROVIDER: index}, references, suspect.prompt_hashes)
-    return RelativeAttributor(classes, [PROVIDER]).attribute(suspect.style, bootstrap)[PROVIDER]
+    return RelativeAttributor(classes, [PROVIDER], seed=BOOTSTRAP_SEED).attribute(
+        suspect.style, bootstrap)[PROVIDER]
 
 
 def _paired_signals(index: FingerprintIndex, references: Sequence[ReferenceData],
@@ -133,12 +139,15 @@ def _paired_signals(index: FingerprintIndex, references: Sequence[ReferenceData]
 
 def _near_duplicate_signal(index: FingerprintIndex, references: Sequence[ReferenceData],
                            suspect: SuspectPrints, threshold: float) -> CalibratedSignal:
-    flags = suspect.near_duplicates
+    """Share of responses whose closest served response is a near-duplicate, for the suspect and
+    every reference, over the responses that have shingles (fingerprint.MIN_SHINGLES)."""
+    flags = suspect.near_duplicates[has_shingles(suspect.signatures)]
     rate = float(np.mean(flags)) if len(flags) else None
     null = {}
     for ref in references:
-        if len(ref):
-            best = index.search_minhash(ref.signatures, k=1).scores[:, 0]
+        signatures = ref.signatures[has_shingles(ref.signatures)]
+        if len(signatures):
+            best = index.search_minhash(signatures, k=1).scores[:, 0]
             null[ref.name] = float(np.mean(best >= threshold))
     return CalibratedSignal(
         NEAR_DUPLICATE_RATE.name, rate, NEAR_DUPLICATE_RATE.describe(threshold=threshold), len(flags),
@@ -159,11 +168,22 @@ def _paired_mean(index: FingerprintIndex, hashes: Sequence[str | None], restrict
             served.append(by_prompt[h][0])
     if not mine:
         return None, 0
-    return float(np.mean(similarity(mine, served))), len(mine)
+    values = similarity(mine, served)
+    values = values[~np.isnan(values)]  # pairs a similarity does not apply to
+    if not len(values):
+        return None, 0
+    return float(np.mean(values)), len(values)
 
 
 def _jaccard_to(index: FingerprintIndex, signatures: np.ndarray) -> Similarity:
-    return lambda mine, served: np.mean(signatures[mine] == index.signatures(served), axis=1)
+    """Estimated Jaccard per pair; NaN where either answer has no shingles, so that two answers
+    without words do not count as identical (fingerprint.MIN_SHINGLES)."""
+    def similarity(mine: list[int], served: list[int]) -> np.ndarray:
+        theirs = index.signatures(served)
+        ours = signatures[mine]
+        values = np.mean(ours == theirs, axis=1)
+        return np.where(has_shingles(ours) & has_shingles(theirs), values, np.nan)
+    return similarity
 
 
 def _cosine_to(index: FingerprintIndex, embeddings: np.ndarray) -> Similarity:

@@ -26,7 +26,7 @@ class PairedComparison:
 
     row: int
     id: str
-    jaccard: float
+    jaccard: float | None  # None: one of the two has no shingles (fingerprint.MIN_SHINGLES)
     cosine: float
     served_answers: int  # how many served answers the prompt had; the best one is reported
 
@@ -46,6 +46,7 @@ class ResponseEvidence:
     near_duplicate: bool
     evidence: float  # (lexical + semantic) / 2, clipped to [0, 1]
     provider_like: bool | None = None  # assigned to the provider by the style classifier
+    has_shingles: bool = True  # False: no word characters, so no part in lexical evidence
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class MatchedPair:
     suspect_id: str
     served_id: str
     relation: str  # "paired" (same prompt) or "nearest" (best lexical match)
-    jaccard: float
+    jaccard: float | None
     cosine: float | None
     evidence: float
     prompt: str | None

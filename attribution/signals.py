@@ -35,7 +35,7 @@ MEAN_PAIRED_JACCARD = SignalSpec(
     "mean_paired_jaccard",
     "mean word 3-gram Jaccard to the provider's answer to the same prompt",
     "MinHash estimate of the word 3-gram Jaccard, averaged over the responses whose prompt the "
-    "provider served",
+    "provider served; pairs where either answer has no word at all take no part",
     "each reference's mean on the prompts it shares with the suspect and the provider; "
     "Student-t prediction interval")
 MEAN_PAIRED_COSINE = SignalSpec(
@@ -47,7 +47,8 @@ NEAR_DUPLICATE_RATE = SignalSpec(
     "near_duplicate_rate",
     "share of responses whose closest served response (any prompt) has estimated Jaccard >= "
     "{threshold}",
-    "the closest served response by MinHash search over the whole index",
+    "the closest served response by MinHash search over the whole index; responses with no word "
+    "at all (emoji, symbols) take no part: every empty shingle set looks identical",
     "exact rank among the references, (1 + #{references >= value}) / (R + 1)")
 MEAN_BEST_JACCARD = SignalSpec(
     "mean_best_jaccard",

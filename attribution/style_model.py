@@ -130,8 +130,13 @@ class RelativeAttributor:
     def _fraction_interval(self, assigned: np.ndarray, null: np.ndarray,
                            bootstrap: int) -> tuple[float, float]:
         """95% percentile interval, resampling the suspect's responses *and* the references:
-        the references' rate is an estimate from a handful of models, often the larger doubt."""
+        the references' rate is an estimate from a handful of models, often the larger doubt.
+
+        Both are sorted first: a resample's mean does not depend on order, but which values a
+        seeded draw picks does, and the suspect's responses arrive in any order (a probe writes
+        answers as they come). Sorted, the interval depends only on the data and the seed."""
         rng = np.random.default_rng(self.seed)
+        assigned, null = np.sort(assigned), np.sort(null)
         shares = assigned[rng.integers(0, assigned.size, size=(bootstrap, assigned.size))]
         null_rates = null[rng.integers(0, null.size, size=(bootstrap, null.size))].mean(axis=1)
         fractions = [derived_fraction(s, n, 1.0) or 0.0

@@ -25,6 +25,13 @@ from fingerprint.shingles import word_shingles, word_stream
 
 SIGNATURE_DTYPE = np.dtype("<u4")
 EMPTY_HASH = np.uint32(0xFFFFFFFF)
+# Fewest shingles a text needs to take part in lexical evidence (near-duplicates, paired Jaccard).
+# A text with no word characters (emoji, punctuation, symbols only) has an empty shingle set, and
+# the signature of every empty set is the same (all EMPTY_HASH): two different emoji strings would
+# "match" at Jaccard 1.0. One shingle is enough otherwise: a text shorter than n words is one
+# shingle of all its words (fingerprint.shingles), and a short answer that independent models give
+# too is discounted by calibration, not by this rule.
+MIN_SHINGLES = 1
 
 # Cells of the (shingles x permutations) matrix materialised at once. Small enough to stay in
 # the CPU cache (256K uint32 = 1 MB): at 64 MB the multiply-add and the reduction were memory
@@ -33,6 +40,14 @@ _MAX_CELLS = 1 << 18
 
 _FMIX_M1 = np.uint32(0x85EBCA6B)
 _FMIX_M2 = np.uint32(0xC2B2AE35)
+
+
+def has_shingles(signatures: np.ndarray) -> np.ndarray:
+    """Per row, whether the text had at least ``MIN_SHINGLES`` shingles: only an empty set gives
+    the all-``EMPTY_HASH`` signature (a real shingle's minimum is below 2**32 - 1 for all but a
+    vanishing share of hash values, and one such permutation still leaves the others)."""
+    signatures = np.asarray(signatures)
+    return ~np.all(signatures == EMPTY_HASH, axis=-1)
 
 
 def sha1_hash32_array(shingles: Iterable[str]) -> np.ndarray:

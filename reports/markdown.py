@@ -102,7 +102,7 @@ def _pair(n: int, p: MatchedPair) -> list[str]:
     out = [
         f"### {n}. suspect `{p.suspect_id}` ~ served `{p.served_id}` ({p.relation})",
         "",
-        f"Jaccard {p.jaccard:.3f}, cosine {cosine}, evidence {p.evidence:.3f}",
+        f"Jaccard {fmt_number(p.jaccard)}, cosine {cosine}, evidence {p.evidence:.3f}",
         "",
     ]
     if p.prompt:

@@ -1,4 +1,5 @@
 import json
+import random
 
 import pytest
 
@@ -61,6 +62,30 @@ def test_best_match_is_never_worse_than_the_paired_answer(built_index, fingerpri
     for e in result.responses:
         assert e.lexical_matches[0].score >= e.paired.jaccard
         assert e.semantic_matches[0].score >= e.paired.cosine - 1e-6
+
+
+def test_answers_without_words_are_no_lexical_evidence(tmp_path, fingerprinter):
+    """Two different emoji strings have the same (empty) shingle set: they are not near-duplicates,
+    their pair has no Jaccard, and neither takes part in the rate's or the mean's denominator."""
+    rows = served_rows(6)
+    rows[0]["response"], rows[1]["response"] = "\U0001f600\U0001f389", "!!! ??? ..."
+    path = tmp_path / "idx"
+    build_index(path, [write_jsonl(tmp_path / "served.jsonl", rows)], fingerprinter)
+    texts = ["\U0001f44d\U0001f44d", "***", served_text(2)]
+    with open_index(path) as idx:
+        result = attribute(idx, records(texts, [r["prompt"] for r in rows[:3]]),
+                           fingerprinter=fingerprinter)
+    emoji, symbols, copy = result.responses
+    for e in (emoji, symbols):
+        assert not e.has_shingles and not e.near_duplicate and e.lexical_matches == ()
+        assert e.paired is not None and e.paired.jaccard is None and e.lexical == 0.0
+    assert copy.near_duplicate and copy.paired.jaccard == 1.0
+    assert result.signal("near_duplicate_rate").value == 1.0
+    assert result.signal("near_duplicate_rate").n == 1
+    assert result.signal("mean_paired_jaccard").n == 1
+    assert result.counts["near_duplicates"] == 1
+    assert result.top_pairs[0].suspect_id == "s2"  # the real copy leads the evidence
+    assert json.loads(json.dumps(result.to_dict()))["responses"][0]["paired"]["jaccard"] is None
 
 
 def test_result_json_has_top_level_score_and_room_for_p_values(built_index, fingerprinter):
@@ -230,3 +255,18 @@ def test_paired_cosine_is_calibrated_on_references_stored_with_embeddings(tmp_pa
     assert cosine.references == 5 and cosine.p_value is not None and cosine.value > 0.99
     assert set(cosine.reference_values) == {f"model{s}" for s in range(1, 6)}
     assert all(v < cosine.value for v in cosine.reference_values.values())
+
+
+def test_the_interval_does_not_depend_on_the_order_responses_arrive_in(styled_index,
+                                                                       fingerprinter):
+    """A probe writes answers as they come; the same answers in another order must give the same
+    derived fraction and interval, with the bootstrap's seed recorded."""
+    mixed = styled_records(0, 40)[:25] + styled_records(7, 40)[25:]
+    with open_index(styled_index) as idx:
+        forward = attribute(idx, mixed, fingerprinter=fingerprinter)
+        shuffled = attribute(idx, random.Random(1).sample(mixed, len(mixed)),
+                             fingerprinter=fingerprinter)
+    assert 0 < forward.derived_fraction < 1
+    assert forward.derived_fraction_ci[0] < forward.derived_fraction_ci[1]
+    assert forward.derived_fraction_ci == shuffled.derived_fraction_ci
+    assert forward.settings["bootstrap"] == {"resamples": 1000, "seed": 0}
