@@ -6,6 +6,7 @@ from attribution.attribute import AttributionOptions, attribute, attribute_file
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
 from attribution.classes import PROVIDER, style_classes
 from attribution.errors import AttributionError, ReferenceNameError, TooFewClassesError
+from attribution.evidence import PromptEvidence, ReferenceAnswer, prompt_evidence
 from attribution.references import (ReferenceData, choose_references, load_reference_files,
                                     reference_from_file, reference_from_group,
                                     reference_from_records, stored_references)
@@ -14,9 +15,13 @@ from attribution.result import (AttributionResult, Match, MatchedPair, PairedCom
 from attribution.signals import SIGNALS, SIGNALS_BY_NAME, SignalSpec, signal_spec
 from attribution.style_model import RelativeAttributor, StyleClassifier, TargetAttribution
 from attribution.teacher import TeacherRanking, TeacherScore, rank_teachers
+from attribution.provenance import library_versions, provenance
+from attribution.verdict import ALPHA, Verdict, verdict_of
 from attribution.watermark import join_watermark
 
 __all__ = [
+    "ALPHA", "PromptEvidence", "ReferenceAnswer", "Verdict", "library_versions", "prompt_evidence",
+    "provenance", "verdict_of",
     "PROVIDER", "SIGNALS", "SIGNALS_BY_NAME", "AttributionError", "AttributionOptions", "AttributionResult",
     "Calibration", "Match", "MatchedPair", "PairedComparison", "ReferenceData",
     "ReferenceNameError", "RelativeAttributor", "ResponseEvidence", "Signal", "SignalSpec",

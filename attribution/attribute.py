@@ -26,6 +26,9 @@ import numpy as np
 
 from attribution.calibrated import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Calibration, SuspectPrints,
                                    calibrate_against_references)
+from attribution.evidence import (PromptEvidence, prompt_evidence, reference_answers,
+                                  strongest_first)
+from attribution.provenance import provenance
 from attribution.references import ReferenceData, choose_references, stored_references
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
@@ -113,7 +116,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                            skipped_empty=stats.empty, references=references)
     if marks is not None:
         result = join_watermark(result, marks)
-    return dataclasses.replace(result, teachers=ranking) if ranking else result
+    return dataclasses.replace(result, teachers=ranking,
+                               provenance=provenance(suspect_path, paths, references))
 
 
 def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
@@ -142,19 +146,24 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
             progress(len(chunk))
     if references is None:
         references = stored_references([index])
+    hashes = prompt_hashes((r.prompt for r in records), index.config.normalizer_version)
     calibration = None
     if references and evidence:
         from scipy import sparse
 
         suspect_prints = SuspectPrints(
-            prompt_hashes((r.prompt for r in records), index.config.normalizer_version),
-            np.concatenate(signatures), sparse.vstack(styles, format="csr"),
+            hashes, np.concatenate(signatures), sparse.vstack(styles, format="csr"),
             np.array([e.near_duplicate for e in evidence]), np.concatenate(embeddings))
         calibration = calibrate_against_references(index, references, suspect_prints,
                                                    options.near_duplicate_threshold)
         evidence = [dataclasses.replace(e, provider_like=bool(flag))
                     for e, flag in zip(evidence, calibration.provider_like)]
-    return _summarise(index, records, evidence, options, suspect, skipped_empty, calibration)
+    prompts = prompt_evidence(index, evidence, hashes, references)
+    pairs = _top_pairs(index, records, evidence, prompts,
+                       strongest_first(prompts, evidence)[:options.top_pairs],
+                       references, hashes)
+    return _summarise(index, records, evidence, options, suspect, skipped_empty, calibration,
+                      prompts, pairs)
 
 
 def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fps: Fingerprints,
@@ -272,7 +281,9 @@ def _calibration_notes(calibration: Calibration | None, n: int, paired: int) -> 
 
 def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
                evidence: list[ResponseEvidence], options: AttributionOptions, suspect: str,
-               skipped_empty: int, calibration: Calibration | None = None) -> AttributionResult:
+               skipped_empty: int, calibration: Calibration | None,
+               prompts: tuple[PromptEvidence, ...],
+               pairs: list[MatchedPair]) -> AttributionResult:
     n = len(evidence)
     paired = sum(e.paired is not None for e in evidence)
     signals = _uncalibrated_signals(evidence, options.near_duplicate_threshold)
@@ -293,7 +304,7 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
         derived_fraction_ci=calibration.fraction_ci if calibrated else None,
         uncalibrated_score=uncalibrated,
         signals=signals, responses=tuple(evidence),
-        top_pairs=tuple(_top_pairs(index, records, evidence, options.top_pairs)),
+        top_pairs=tuple(pairs), prompts=prompts,
         counts={"responses": n, "skipped_empty": skipped_empty, "paired": paired,
                 "near_duplicates": sum(e.near_duplicate for e in evidence),
                 "indexed_responses": len(index)},
@@ -304,8 +315,10 @@ def _summarise(index: FingerprintIndex, records: Sequence[ResponseRecord],
 
 
 def _top_pairs(index: FingerprintIndex, records: Sequence[ResponseRecord],
-               evidence: list[ResponseEvidence], limit: int) -> list[MatchedPair]:
-    order = sorted(range(len(evidence)), key=lambda i: -evidence[i].evidence)[:limit]
+               evidence: list[ResponseEvidence], prompts: Sequence[PromptEvidence],
+               order: Sequence[int], references: Sequence[ReferenceData],
+               hashes: Sequence[str | None]) -> list[MatchedPair]:
+    """The strongest pairs (``order``), each with what the references answered to its prompt."""
     chosen = []
     for i in order:
         e = evidence[i]
@@ -317,7 +330,12 @@ def _top_pairs(index: FingerprintIndex, records: Sequence[ResponseRecord],
             chosen.append((i, best.row, "nearest", best.score, cosine))
     stored = index.responses(row for _, row, *_ in chosen)
     return [MatchedPair(suspect_id=evidence[i].id, served_id=stored[row].id, relation=relation,
-                        jaccard=None if j is None else float(j), cosine=None if c is None else float(c),
+                        jaccard=None if j is None else float(j),
+                        cosine=None if c is None else float(c),
                         evidence=evidence[i].evidence, prompt=records[i].prompt,
-                        suspect_text=records[i].response, served_text=stored[row].response)
+                        suspect_text=records[i].response, served_text=stored[row].response,
+                        excess=prompts[i].excess if relation == "paired" else None,
+                        reference_answers=reference_answers(
+                            references, hashes[i], prompts[i].reference_jaccards)
+                        if relation == "paired" else ())
             for i, row, relation, j, c in chosen]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class ReferenceData:
     signatures: np.ndarray
     style: Any  # scipy.sparse CSR
     embeddings: np.ndarray | None = None
+    # rows -> their texts, for showing what a reference answered (None: texts not available)
+    texts: Callable[[Sequence[int]], dict[int, str | None]] | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_hashes)
@@ -51,7 +53,9 @@ def reference_from_group(name: str, group: SegmentGroup) -> ReferenceData:
         for row in hash_rows:
             hashes[row] = h
     return ReferenceData(name, tuple(hashes), group.signatures(rows), group.style(rows),
-                         group.embeddings(rows) if group.has_embeddings else None)
+                         group.embeddings(rows) if group.has_embeddings else None,
+                         texts=lambda wanted: {r: s.response
+                                               for r, s in group.responses(wanted).items()})
 
 
 def reference_from_records(name: str, records: Sequence[ResponseRecord],
@@ -59,7 +63,8 @@ def reference_from_records(name: str, records: Sequence[ResponseRecord],
     texts = [r.response for r in records]
     fps = fingerprinter.fingerprint(texts, embed=False)
     hashes = prompt_hashes((r.prompt for r in records), fingerprinter.config.normalizer_version)
-    return ReferenceData(name, tuple(hashes), fps.signatures, fps.style)
+    return ReferenceData(name, tuple(hashes), fps.signatures, fps.style,
+                         texts=lambda wanted: {r: texts[r] for r in wanted})
 
 
 def reference_from_file(path: str | os.PathLike[str], fingerprinter: Fingerprinter,

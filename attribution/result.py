@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from attribution.verdict import verdict_of
+
 
 @dataclass(frozen=True)
 class Match:
@@ -78,6 +80,8 @@ class MatchedPair:
     prompt: str | None
     suspect_text: str
     served_text: str | None
+    excess: float | None = None  # Jaccard above the largest reference's on the same prompt
+    reference_answers: tuple[Any, ...] = ()  # attribution.evidence.ReferenceAnswer, per reference
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,13 @@ class AttributionResult:
     derived_fraction_ci: tuple[float, float] | None = None
     uncalibrated_score: float | None = None
     teachers: Any = None  # attribution.teacher.TeacherRanking, when several indexes were ranked
+    prompts: tuple[Any, ...] = ()  # attribution.evidence.PromptEvidence, one per response
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Any:
+        """attribution.verdict.Verdict: the decision in plain words, a function of this result."""
+        return verdict_of(self)
 
     def signal(self, name: str) -> Signal:
         for s in self.signals:
@@ -107,6 +118,7 @@ class AttributionResult:
 
     def to_dict(self, include_responses: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
+            "verdict": self.verdict.to_dict(),
             "score": self.score,
             "p_value": self.p_value,
             "calibrated": self.calibrated,
@@ -125,6 +137,8 @@ class AttributionResult:
             "notes": list(self.notes),
             "top_pairs": [asdict(p) for p in self.top_pairs],
         }
+        out["provenance"] = dict(self.provenance)
         if include_responses:
             out["responses"] = [asdict(r) for r in self.responses]
+            out["prompts"] = [{**asdict(p), "excess": p.excess} for p in self.prompts]
         return out

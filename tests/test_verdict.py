@@ -1,0 +1,111 @@
+"""The verdict sentence, the per-prompt evidence against the references, and the provenance."""
+
+import hashlib
+import json
+
+import pytest
+
+from attribution import ALPHA, attribute, reference_from_records, verdict_of
+from attribution.result import AttributionResult, ResponseEvidence, Signal
+from conftest import served_rows, served_text, write_jsonl
+from fingerprint import ResponseRecord
+from fingerprint.provenance import file_sha256, probe_details
+from index import build_index, open_index
+
+
+def result_with(p_value, flags=(), reference_rates=None, calibrated=True, notes=()):
+    share = Signal("provider_share", sum(flags) / max(len(flags), 1), "", len(flags),
+                   p_value=p_value, reference_values=dict(reference_rates or {}))
+    responses = tuple(ResponseEvidence(str(i), i, None, (), (), None, 0.0, 0.0, False, 0.0,
+                                       provider_like=bool(f)) for i, f in enumerate(flags))
+    return AttributionResult("s", "idx", 0.0, (share,), responses, (), {}, {}, p_value=p_value,
+                             calibrated=calibrated, notes=tuple(notes))
+
+
+RATES = {f"ref{i}": r for i, r in enumerate((0.10, 0.14, 0.12, 0.08, 0.11, 0.13))}
+
+
+def test_a_small_p_value_is_derived_and_says_so():
+    v = verdict_of(result_with(0.001, [1] * 50, RATES))
+    assert v.decision == "derived" and v.sentence.startswith("Derived from the provider: p = 0.001")
+
+
+def test_no_p_value_is_no_verdict_with_the_reason():
+    v = verdict_of(result_with(None, notes=["needs at least 5 references; have 1"]))
+    assert v.decision == "no_verdict" and "have 1" in v.sentence
+
+
+def test_a_rate_like_the_references_is_shown_not_derived():
+    flags = [1] * 12 + [0] * 88  # 0.12, the references' own rate, over 100 answers
+    v = verdict_of(result_with(0.6, flags * 4, RATES))
+    assert v.decision == "not_derived" and v.sequential["e_value_not_derived"] >= 1 / ALPHA
+    assert "derived fraction below 0.2" in v.sentence
+
+
+def test_few_answers_at_a_high_rate_are_undecided_with_how_many_more():
+    flags = [1] * 6 + [0] * 4  # 0.6 over 10 answers: far above the references, little data
+    v = verdict_of(result_with(0.3, flags, RATES))
+    assert v.decision == "undecided" and v.more_answers > 0
+    assert f"about {v.more_answers:,} more answers would decide (towards derived)" in v.sentence
+    more = verdict_of(result_with(0.3, flags * (1 + v.more_answers // 10), RATES))
+    assert more.sequential["e_value_derived"] >= 1 / ALPHA  # the estimate was honest
+
+
+def test_the_verdict_is_in_the_json_and_the_same_as_the_property():
+    result = result_with(0.001, [1] * 50, RATES)
+    assert result.to_dict()["verdict"] == result.verdict.to_dict()
+
+
+def test_strongest_pairs_are_ranked_by_excess_over_the_references(tmp_path, fingerprinter):
+    """An answer every reference also gives is not evidence: the copy of a distinctive answer
+    leads, the copy of a stock answer that references share comes after it."""
+    rows = served_rows(12)
+    stock = "The capital of France is Paris, a city on the Seine with many museums and cafes."
+    rows[0]["response"] = stock
+    idx = tmp_path / "idx"
+    build_index(idx, [write_jsonl(tmp_path / "served.jsonl", rows)], fingerprinter)
+    prompts = [r["prompt"] for r in rows[:2]]
+    refs = [reference_from_records(f"ref{n}", [ResponseRecord("a", stock, prompts[0]),
+                                               ResponseRecord("b", f"Other words {n}.",
+                                                              prompts[1])], fingerprinter)
+            for n in range(2)]
+    suspect = [ResponseRecord("stock", stock, prompts[0], line=1),
+               ResponseRecord("copy", served_text(1), prompts[1], line=2)]
+    with open_index(idx) as index:
+        result = attribute(index, suspect, fingerprinter=fingerprinter, references=refs)
+    first, second = result.top_pairs
+    assert first.suspect_id == "copy" and first.excess > 0.9
+    assert second.suspect_id == "stock" and second.excess == pytest.approx(0.0)
+    assert [a.name for a in second.reference_answers] == ["ref0", "ref1"]
+    assert second.reference_answers[0].text == stock
+    assert second.reference_answers[0].jaccard == 1.0
+    table = {p.suspect_id: p for p in result.prompts}
+    assert table["stock"].reference_max == 1.0 and table["copy"].reference_max < 0.2
+
+
+def test_provenance_of_a_probe_file(tmp_path):
+    lines = [{"id": str(i), "prompt": f"p{i}", "response": "r" if i else "", "model": "m",
+              "timestamp": f"2026-11-27T10:0{i}:00+00:00", "status": "ok" if i else "failed",
+              "params": {"model": "m", "temperature": 0.0}, "endpoint": "http://h/v1"}
+             for i in range(3)]
+    path = write_jsonl(tmp_path / "probe.jsonl", lines)
+    details = probe_details(path)
+    assert details == {"endpoints": ["http://h/v1"], "models": ["m"],
+                       "params": [{"model": "m", "temperature": 0.0}],
+                       "first_answer": "2026-11-27T10:00:00+00:00",
+                       "last_answer": "2026-11-27T10:02:00+00:00", "answered": 2, "failed": 1}
+    assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    plain = write_jsonl(tmp_path / "plain.jsonl", [{"response": "x"}])
+    assert probe_details(plain) is None and file_sha256("-") is None
+
+
+def test_attribute_file_records_provenance(built_index, tmp_path, fingerprinter):
+    from attribution import attribute_file
+
+    path = write_jsonl(tmp_path / "suspect.jsonl", [{"response": served_text(1)}])
+    result = attribute_file(built_index, path, fingerprinter=fingerprinter)
+    prov = json.loads(json.dumps(result.to_dict()))["provenance"]
+    assert prov["suspect"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = (built_index / "manifest.json").read_bytes()
+    assert prov["indexes"][0]["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
+    assert prov["libraries"]["numpy"] and prov["generated_at"].endswith("+00:00")
