@@ -24,16 +24,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from attribution.calibrated import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Calibration, SuspectPrints,
-                                   calibrate_against_references)
+from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
 from attribution.evidence import (PromptEvidence, prompt_evidence, reference_answers,
                                   strongest_first)
 from attribution.provenance import provenance
 from attribution.references import ReferenceData, choose_references, stored_references
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
+from attribution.share import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from attribution.signals import (MEAN_BEST_COSINE, MEAN_BEST_JACCARD, MEAN_PAIRED_COSINE,
                                  MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE)
+from attribution.style_model import TargetAttribution
 from attribution.teacher import TeacherRanking, rank_teachers
 from attribution.watermark import join_watermark
 from fingerprint.errors import ConfigError, InputError
@@ -78,7 +79,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                    references: Sequence[ReferenceData] | None = None,
                    reference_files: Sequence[str | os.PathLike[str]] = (),
                    watermark_key: WatermarkKey | None = None,
-                   watermark_tokenizer: str | None = None) -> AttributionResult:
+                   watermark_tokenizer: str | None = None,
+                   provider_names: Sequence[str] | None = None) -> AttributionResult:
     """Read a suspect's outputs from a file and attribute them against an index.
 
     References: ``reference_files`` (each named after its file) if given, else ``references``,
@@ -87,8 +89,9 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     fingerprint evidence (attribution.watermark).
 
     Given several indexes (one per provider), the providers are first ranked as the suspect's
-    likely teacher (attribution.teacher); the full attribution is then made against the top one
-    and carries the ranking in ``teachers``.
+    likely teacher (attribution.teacher), named by ``provider_names`` (one per index) or their
+    directories; the full attribution is then made against the top one, with the ranking's
+    provider share (one definition: attribution.share), and carries the ranking in ``teachers``.
     """
     paths = ([index_path] if isinstance(index_path, (str, os.PathLike))
              else list(index_path))
@@ -107,13 +110,15 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
         # the same references for the ranking and the attribution
         references = choose_references(indexes, fingerprinter, references, reference_files)
         ranking: TeacherRanking | None = None
-        target = indexes[0]
+        target, share = indexes[0], None
         if len(indexes) > 1:
-            ranking = rank_teachers(indexes, records, references)
+            ranking = rank_teachers(indexes, records, references, BOOTSTRAP_RESAMPLES, provider_names)
             target = indexes[[str(i.path) for i in indexes].index(ranking.teacher.index)]
+            share = ranking.shares[ranking.teacher.provider]
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,
                            progress=progress, suspect=str(suspect_path),
-                           skipped_empty=stats.empty, references=references)
+                           skipped_empty=stats.empty, references=references,
+                           provider_share=share)
     if marks is not None:
         result = join_watermark(result, marks)
     return dataclasses.replace(result, teachers=ranking,
@@ -125,10 +130,12 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
               options: AttributionOptions = AttributionOptions(),
               progress: Progress | None = None, suspect: str = "<records>",
               skipped_empty: int = 0,
-              references: Sequence[ReferenceData] | None = None) -> AttributionResult:
+              references: Sequence[ReferenceData] | None = None,
+              provider_share: TargetAttribution | None = None) -> AttributionResult:
     """Attribute a suspect's responses against an open index.
 
     ``references`` default to the reference sets stored in the index; pass ``[]`` for none.
+    ``provider_share``: a teacher ranking's share for this index (see attribute_file).
     """
     fingerprinter = fingerprinter or Fingerprinter(index.config)
     if fingerprinter.config != index.config:
@@ -155,7 +162,8 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
             hashes, np.concatenate(signatures), sparse.vstack(styles, format="csr"),
             np.array([e.near_duplicate for e in evidence]), np.concatenate(embeddings))
         calibration = calibrate_against_references(index, references, suspect_prints,
-                                                   options.near_duplicate_threshold)
+                                                   options.near_duplicate_threshold, BOOTSTRAP_RESAMPLES,
+                                                   provider_share)
         evidence = [dataclasses.replace(e, provider_like=bool(flag))
                     for e, flag in zip(evidence, calibration.provider_like)]
     prompts = prompt_evidence(index, evidence, hashes, references)
@@ -192,7 +200,7 @@ def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fp
         lexical = (paired.jaccard or 0.0) if paired else best_jaccard
         semantic = paired.cosine if paired else best_cosine
         out.append(ResponseEvidence(
-            id=record.id, line=record.line, prompt=record.prompt,
+            id=record.id, line=record.line, prompt=record.prompt, prompt_hash=hashes[i],
             lexical_matches=lexical_matches, semantic_matches=semantic_matches, paired=paired,
             lexical=float(lexical), semantic=float(semantic),
             near_duplicate=bool(best_jaccard >= options.near_duplicate_threshold),

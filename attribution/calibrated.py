@@ -19,12 +19,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from attribution.classes import PROVIDER, style_classes
+from attribution.classes import PROVIDER
 from attribution.references import ReferenceData
+from attribution.share import BOOTSTRAP_RESAMPLES, provider_shares
 from attribution.signals import (MEAN_PAIRED_COSINE, MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE,
                                  PROVIDER_SHARE, SignalSpec)
 from attribution.stats import Calibrated, calibrate, cauchy_combination, empirical_calibration
-from attribution.style_model import RelativeAttributor, TargetAttribution
+from attribution.style_model import TargetAttribution
 from fingerprint.minhash import has_shingles
 from index.store import FingerprintIndex
 
@@ -32,10 +33,6 @@ from index.store import FingerprintIndex
 MIN_SHARED_PROMPTS = 20
 # Below this many suspect responses, say that the figures rest on little data.
 FEW_SUSPECT_RESPONSES = 30
-# The derived fraction's bootstrap: fixed and recorded in every result, so that anyone holding the
-# same inputs gets the same interval.
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
 
 # (rows of the scored model, served rows) -> one similarity per pair
 Similarity = Callable[[list[int], list[int]], np.ndarray]
@@ -80,14 +77,21 @@ class SuspectPrints:
 
 def calibrate_against_references(index: FingerprintIndex, references: Sequence[ReferenceData],
                                  suspect: SuspectPrints, near_duplicate_threshold: float,
-                                 bootstrap: int = BOOTSTRAP_RESAMPLES) -> Calibration:
-    """Every signal of the suspect placed among the references, and their combined p-value."""
+                                 bootstrap: int = BOOTSTRAP_RESAMPLES,
+                                 share: TargetAttribution | None = None) -> Calibration:
+    """Every signal of the suspect placed among the references, and their combined p-value.
+
+    ``share``: the provider share already found by a teacher ranking (attribution.share, over
+    every provider ranked), so that the signals table shows the teacher table's figure; else it
+    is found here, against ``index`` alone."""
     notes: list[str] = []
     if len(suspect.prompt_hashes) < FEW_SUSPECT_RESPONSES:
         notes.append(f"the suspect has only {len(suspect.prompt_hashes)} responses (fewer than "
                      f"{FEW_SUSPECT_RESPONSES}): its p-value and derived fraction rest on little "
                      f"data, and the p-value accounts for that by being larger")
-    share = _provider_share(index, references, suspect, bootstrap)
+    if share is None:
+        share = provider_shares({PROVIDER: index}, references, suspect.prompt_hashes,
+                                suspect.style, bootstrap)[PROVIDER]
     signals = [CalibratedSignal(PROVIDER_SHARE.name, share.share, PROVIDER_SHARE.describe(),
                                 len(share.assigned), share.calibrated, share.null)]
     signals += _paired_signals(index, references, suspect, notes)
@@ -104,13 +108,6 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
         fraction = fraction_ci = None  # too few references for its null rate, as for its p-value
     return Calibration(tuple(r.name for r in references), tuple(signals), combined, fraction,
                        fraction_ci, share.null_rate, share.assigned, tuple(notes))
-
-
-def _provider_share(index: FingerprintIndex, references: Sequence[ReferenceData],
-                    suspect: SuspectPrints, bootstrap: int) -> TargetAttribution:
-    classes = style_classes({PROVIDER: index}, references, suspect.prompt_hashes)
-    return RelativeAttributor(classes, [PROVIDER], seed=BOOTSTRAP_SEED).attribute(
-        suspect.style, bootstrap)[PROVIDER]
 
 
 def _paired_signals(index: FingerprintIndex, references: Sequence[ReferenceData],

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from attribution.errors import ReferenceNameError
+from attribution.errors import ReferenceIsProviderError, ReferenceNameError
 from attribution.references import ReferenceData, check_unique_names
 from index.store import SegmentGroup
 
@@ -20,6 +20,11 @@ PROVIDER = "(provider)"
 # Rows per class used to fit the style classifier: enough for the idiosyncrasies, bounded cost.
 MAX_CLASS_ROWS = 2000
 MIN_CLASS_ROWS = 50
+# A reference whose answers equal a provider's on this share of their common prompts (at least
+# SAME_ANSWERS_MIN_PROMPTS of them, SAME_ANSWERS_SAMPLE compared) is that provider's outputs.
+SAME_ANSWERS_SHARE = 0.5
+SAME_ANSWERS_MIN_PROMPTS = 20
+SAME_ANSWERS_SAMPLE = 500
 
 
 def spread_rows(rows: Sequence[int], limit: int) -> list[int]:
@@ -52,14 +57,50 @@ def reference_training_rows(ref: ReferenceData,
     return spread_rows(range(len(ref)), MAX_CLASS_ROWS)
 
 
+def check_references_are_not_providers(providers: Mapping[str, SegmentGroup],
+                                       references: Sequence[ReferenceData]) -> None:
+    """Refuse a reference that is one of the candidate teachers, by name or by its answers.
+
+    References stand for the null hypothesis, "the suspect is one more independent model";
+    providers are the alternative, "it learned from this one". A reference that is a candidate
+    teacher (a provider's own outputs stored as a reference, or the same model given both as a
+    provider's index and as a reference) makes the null include the alternative: the provider
+    is then calibrated against itself, its p-value and derived fraction say nothing, and in a
+    teacher ranking the two identical classes split the suspect's responses between them at
+    random. That is refused rather than warned about, because the figures it would print are
+    wrong, not merely weaker. The answers are compared on the prompts both have: independent
+    models practically never give word-for-word the same answer (identical MinHash signatures)
+    to most of them, so ``SAME_ANSWERS_SHARE`` of at least ``SAME_ANSWERS_MIN_PROMPTS`` common
+    prompts identifies the provider's outputs.
+    """
+    clash = sorted(set(providers) & {r.name for r in references})
+    if clash:
+        raise ReferenceNameError(f"reference names equal provider labels: {clash}; rename the "
+                                 f"reference (or name the provider with --name)")
+    for ref in references:
+        first = ref.first_row_by_prompt()
+        for label, group in providers.items():
+            served = group.rows_for_prompts(first)
+            pairs = spread_rows(sorted((first[h], rows[0]) for h, rows in served.items()),
+                                SAME_ANSWERS_SAMPLE)
+            if len(pairs) < SAME_ANSWERS_MIN_PROMPTS:
+                continue
+            same = np.all(ref.signatures[[r for r, _ in pairs]]
+                          == group.signatures([s for _, s in pairs]), axis=1)
+            if same.mean() >= SAME_ANSWERS_SHARE:
+                raise ReferenceIsProviderError(
+                    f"reference {ref.name!r} gives the same answers as provider {label!r} on "
+                    f"{int(same.sum())} of {len(pairs)} common prompts compared: it is that "
+                    f"provider's outputs, and a candidate teacher among the references would put "
+                    f"the alternative into the null hypothesis; leave it out of the references "
+                    f"(--reference files replace the stored ones) or of the providers")
+
+
 def style_classes(providers: Mapping[str, SegmentGroup], references: Sequence[ReferenceData],
                   suspect_hashes: Sequence[str | None]) -> dict[str, Any]:
     """Class name -> style matrix: each provider's (by its label), then each reference's."""
     check_unique_names(references)
-    clash = sorted(set(providers) & {r.name for r in references})
-    if clash:
-        raise ReferenceNameError(f"reference names equal provider labels: {clash}; rename the "
-                                 f"reference (or the provider's index directory)")
+    check_references_are_not_providers(providers, references)
     classes = {label: group.style(provider_training_rows(group, suspect_hashes))
                for label, group in providers.items()}
     for ref in references:

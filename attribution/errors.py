@@ -18,3 +18,8 @@ class ReferenceNameError(AttributionError):
 class TooFewClassesError(AttributionError):
     """A comparison needs more models than it was given (a teacher ranking two providers, a
     style classifier the provider and at least one reference)."""
+
+
+class ReferenceIsProviderError(AttributionError):
+    """A reference model gives the provider's own answers: a candidate teacher among the
+    references puts the alternative into the null hypothesis."""

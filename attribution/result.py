@@ -8,7 +8,7 @@ matched pairs with their ids) is what backs them up.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from attribution.verdict import verdict_of
 
@@ -49,6 +49,7 @@ class ResponseEvidence:
     evidence: float  # (lexical + semantic) / 2, clipped to [0, 1]
     provider_like: bool | None = None  # assigned to the provider by the style classifier
     has_shingles: bool = True  # False: no word characters, so no part in lexical evidence
+    prompt_hash: str | None = None  # the normalised prompt's key, as the index stores it
 
 
 @dataclass(frozen=True)
@@ -142,3 +143,9 @@ class AttributionResult:
             out["responses"] = [asdict(r) for r in self.responses]
             out["prompts"] = [{**asdict(p), "excess": p.excess} for p in self.prompts]
         return out
+
+    def response_rows(self) -> Iterator[dict[str, Any]]:
+        """One flat record per suspect response (newline-delimited output, a table): the
+        suspect, the response's id, line, prompt and prompt hash, and its evidence."""
+        for r in self.responses:
+            yield {"suspect": self.suspect, "index": self.index, **asdict(r)}

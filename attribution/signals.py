@@ -27,8 +27,9 @@ class SignalSpec:
 PROVIDER_SHARE = SignalSpec(
     "provider_share",
     "share of responses a style classifier over provider and references assigns to the provider",
-    "a linear SVM on TF-IDF-weighted style fingerprints, one class for the provider and one per "
-    "reference, trained on their answers to the suspect's prompts",
+    "a linear SVM on TF-IDF-weighted style fingerprints, one class for the provider (one per "
+    "provider when several are ranked as teachers) and one per reference, trained on their "
+    "answers to the suspect's prompts (attribution.share)",
     "each reference scored the same way with its own class left out; Student-t prediction "
     "interval on the logit of the share")
 MEAN_PAIRED_JACCARD = SignalSpec(

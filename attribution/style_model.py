@@ -75,8 +75,9 @@ class RelativeAttributor:
     """Provider and reference classes, fitted once; then any number of suspects scored.
 
     ``classes`` maps each model (or family) name to its style count matrix (one row per
-    response). Every class that is not a target serves as a reference for that target. Fitting
-    costs one classifier for all classes and one per class left out (the null draws).
+    response). The null draws of a target are the classes in ``null_classes`` (default: every
+    class but the target) scored with their own class left out. Fitting costs one classifier
+    for all classes and one per class left out.
 
     The derived fraction is the lower bound (share - null) / (1 - null): adjusted
     classify-and-count with the classifier's hit rate on provider-derived responses taken as 1.
@@ -86,7 +87,7 @@ class RelativeAttributor:
     """
 
     def __init__(self, classes: Mapping[str, object], targets: Sequence[str], *,
-                 C: float = DEFAULT_C, seed: int = 0):
+                 C: float = DEFAULT_C, seed: int = 0, null_classes: Sequence[str] | None = None):
         self.names = list(classes)
         missing = [t for t in targets if t not in classes]
         if missing:
@@ -99,9 +100,11 @@ class RelativeAttributor:
         matrices = [classes[n] for n in self.names]
         self.classifier = StyleClassifier(C).fit(matrices)
         left_out = {n: _left_out_assignments(self.names, matrices, n, C) for n in self.names}
+        drawn = set(self.names if null_classes is None else null_classes)
         self.null: dict[str, dict[str, float]] = {
             t: {n: float(np.mean([kept[j] == t for j in labels]))
-                for n, (kept, labels) in left_out.items() if n != t and len(labels)}
+                for n, (kept, labels) in left_out.items()
+                if n != t and n in drawn and len(labels)}
             for t in self.targets}
 
     def assignments(self, suspect) -> np.ndarray:

@@ -4,20 +4,21 @@ Several providers' indexes (or several providers' labels) are ranked by one styl
 over all of them plus the reference models, so that their provider shares are on one scale: the
 share of the suspect's responses that read like each provider rather than like any other class.
 The top provider is the likely teacher; the margin to the runner-up says how clear that is, and
-its own p-value (other providers and the references scored with their class left out) says
-whether the suspect is more like it than independent models are.
+its own p-value (the references scored with their class left out) says whether the suspect is
+more like it than independent models are. The shares are attribution.share's, the one definition
+the signals table uses too: the full attribution against the teacher reuses the teacher's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from attribution.classes import style_classes
-from attribution.errors import TooFewClassesError
+from attribution.errors import AttributionError, TooFewClassesError
 from attribution.references import ReferenceData, stored_references
-from attribution.style_model import RelativeAttributor
+from attribution.share import provider_shares
+from attribution.style_model import TargetAttribution
 from fingerprint.config import FingerprintConfig
 from fingerprint.normalize import prompt_hashes
 from fingerprint.records import ResponseRecord
@@ -41,6 +42,9 @@ class TeacherRanking:
     ranking: tuple[TeacherScore, ...]  # best first
     margin: float | None  # share of the first minus share of the second
     references: tuple[str, ...]
+    # per provider label: the share with its null draws and interval (attribution.share)
+    shares: dict[str, TargetAttribution] = field(default_factory=dict, repr=False,
+                                                 compare=False)
 
     @property
     def teacher(self) -> TeacherScore:
@@ -53,8 +57,18 @@ class TeacherRanking:
                 "ranking": [s.__dict__ for s in self.ranking]}
 
 
-def provider_labels(indexes: Sequence[FingerprintIndex]) -> list[str]:
-    """Each index's directory name, made unique (a provider is known by its index)."""
+def provider_labels(indexes: Sequence[FingerprintIndex],
+                    names: Sequence[str] | None = None) -> list[str]:
+    """``names`` (one per index, in order) if given, else each index's directory name, made
+    unique (a provider is known by its index)."""
+    if names:
+        if len(names) != len(indexes):
+            raise AttributionError(f"{len(names)} provider names for {len(indexes)} indexes: "
+                                   f"give one name per index, in the same order")
+        bad = sorted({n for n in names if not n.strip() or list(names).count(n) > 1})
+        if bad:
+            raise AttributionError(f"provider names must be non-empty and distinct: {bad}")
+        return list(names)
     labels: list[str] = []
     for idx in indexes:
         base = Path(idx.path).resolve().name or str(idx.path)
@@ -67,8 +81,9 @@ def provider_labels(indexes: Sequence[FingerprintIndex]) -> list[str]:
 
 def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[ResponseRecord],
                   references: Sequence[ReferenceData] | None = None,
-                  bootstrap: int = 0) -> TeacherRanking:
-    """Rank providers by provider share; references default to those stored in the indexes."""
+                  bootstrap: int = 0, names: Sequence[str] | None = None) -> TeacherRanking:
+    """Rank providers by provider share; references default to those stored in the indexes,
+    providers are named by ``names`` (one per index) or their directories."""
     if len(indexes) < 2:
         raise TooFewClassesError("ranking teachers needs at least two providers' indexes")
     config: FingerprintConfig = indexes[0].config
@@ -78,16 +93,15 @@ def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[Respons
             raise ConfigMismatchError(str(idx.path), differences)
     if references is None:
         references = stored_references(indexes)
-    labels = provider_labels(indexes)
+    labels = provider_labels(indexes, names)
     hashes = prompt_hashes((r.prompt for r in records), config.normalizer_version)
-    classes = style_classes(dict(zip(labels, indexes)), references, hashes)
     suspect = StyleVectorizer(config.style_features, config.style_version).transform(
         [r.response for r in records])
-    results = RelativeAttributor(classes, labels).attribute(suspect, bootstrap)
+    results = provider_shares(dict(zip(labels, indexes)), references, hashes, suspect, bootstrap)
     scores = [TeacherScore(label, str(idx.path), results[label].share,
                            results[label].calibrated.p_value, results[label].calibrated.z,
                            results[label].fraction)
               for label, idx in zip(labels, indexes)]
     scores.sort(key=lambda s: -s.share)
     return TeacherRanking(tuple(scores), scores[0].share - scores[1].share,
-                          tuple(r.name for r in references))
+                          tuple(r.name for r in references), results)

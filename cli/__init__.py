@@ -7,12 +7,15 @@ here; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import click
 
 from cli.attribute import attribute_command
 from cli.index import index_group, verify_command
+from cli.logs import LOG_ENV, QUIET_KEY, configure_logging, log_level
 from cli.options import CONTEXT
 from cli.probe import probe_group
 from cli.reference import reference_group
@@ -38,8 +41,21 @@ class ErrorReportingGroup(click.Group):
 
 @click.group(cls=ErrorReportingGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="fingerprint")
-def main() -> None:
-    """Fingerprint served LLM responses and find out whether a suspect model derives from them."""
+@click.option("-v", "--verbose", count=True,
+              help="More log messages on stderr: -v the toolkit's debug messages, -vv other "
+                   "libraries' too.")
+@click.option("-q", "--quiet", count=True,
+              help="Fewer: -q warnings and errors only (and no progress bars), -qq errors only.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Fingerprint served LLM responses and find out whether a suspect model derives from them.
+
+    Results go to stdout, log messages and progress bars to stderr; the log level is INFO unless
+    -v/-q or the environment variable FINGERPRINT_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR) say
+    otherwise."""
+    level = log_level(verbose, quiet, os.environ.get(LOG_ENV))
+    ctx.call_on_close(configure_logging(level, libraries=verbose >= 2))
+    ctx.meta[QUIET_KEY] = level > logging.INFO
 
 
 for command in (index_group, verify_command, reference_group, attribute_command, probe_group,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from cli.options import (CONTEXT, field_options, json_option, progress_bar,
-                         reference_files_option, tokenizer_option)
+from cli.options import (CONTEXT, echo_json, field_options, json_option, progress_bar,
+                         progress_option, reference_files_option, tokenizer_option)
 from fingerprint.records import FieldMap
 
 
@@ -18,8 +18,15 @@ from fingerprint.records import FieldMap
               type=click.Path(file_okay=False, path_type=Path),
               help="Index directory; repeat it with several providers' indexes to rank them as "
                    "the suspect's likely teacher.")
+@click.option("--name", "provider_names", multiple=True,
+              help="A provider's name, once per --index in the same order [default: each "
+                   "index's directory name].")
 @field_options
 @json_option("Print one JSON object (top-level 'score').")
+@click.option("--nl", "as_rows", is_flag=True,
+              help="Print newline-delimited JSON instead: one object per suspect response (id, "
+                   "line, prompt, prompt hash, matches, paired comparison, evidence).")
+@progress_option
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a report: HTML (.html, with plots and shared phrases highlighted) or "
                    "Markdown (.md); other extensions are refused.")
@@ -38,8 +45,9 @@ from fingerprint.records import FieldMap
               help="Also test the outputs for the provider's watermark (key from 'fingerprint "
                    "watermark keygen'); its exact p-value joins the others.")
 @tokenizer_option
-def attribute_command(suspect: str, index_paths: tuple[Path, ...], fields: FieldMap,
-                      as_json: bool, report: Path | None, k: int,
+def attribute_command(suspect: str, index_paths: tuple[Path, ...],
+                      provider_names: tuple[str, ...], fields: FieldMap, as_json: bool,
+                      as_rows: bool, report: Path | None, k: int,
                       near_duplicate_threshold: float, batch_size: int,
                       reference_files: tuple[Path, ...], no_references: bool,
                       watermark_key: Path | None, tokenizer: str | None) -> None:
@@ -52,6 +60,11 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...], fields: Field
     from index import fingerprinter_for
     from reports import check_report_path, summary_text, write_report
 
+    if as_json and as_rows:
+        raise click.UsageError("--json prints one object, --nl one per response: choose one")
+    if provider_names and len(provider_names) != len(index_paths):
+        raise click.UsageError(f"{len(provider_names)} --name for {len(index_paths)} --index: "
+                               f"name every provider, in the order of --index")
     if report is not None:
         check_report_path(report)
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
@@ -62,11 +75,15 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...], fields: Field
             fingerprinter=fingerprinter_for(index_paths[0], batch_size=batch_size),
             progress=progress, references=[] if no_references else None,
             reference_files=() if no_references else reference_files,
-            watermark_key=key, watermark_tokenizer=tokenizer)
+            watermark_key=key, watermark_tokenizer=tokenizer,
+            provider_names=provider_names or None)
     if report is not None:
         write_report(result, report)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict())
+    elif as_rows:
+        for row in result.response_rows():
+            click.echo(json.dumps(row, separators=(",", ":")))
     else:
         click.echo(summary_text(result))
         if report is not None:

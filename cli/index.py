@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cli.options import (CONTEXT, config_options, field_options, human_bytes, index_option,
-                         json_option, progress_bar)
+from cli.options import (CONTEXT, config_options, echo_json, field_options, human_bytes,
+                         index_option, json_option, progress_bar, progress_option)
 from fingerprint.records import FieldMap
 
 
@@ -32,16 +32,22 @@ def write_options(f: Any) -> Any:
                         show_default=True, help="Embedding batch size.")(f)
 
 
-def batch_options(f: Any) -> Any:
-    """What ``build`` and ``add`` share: the inputs, the index, field names, config, writing."""
-    for decorate in (write_options, config_options, field_options, index_option,
-                     click.argument("inputs", nargs=-1, required=True)):
-        f = decorate(f)
-    return f
+def batch_options(from_index: bool) -> Any:
+    """What ``build`` and ``add`` share: the inputs, the index, field names, config, writing,
+    output (``add`` takes its config from the index, so its help shows no default for it)."""
+    def decorate(f: Any) -> Any:
+        for option in (progress_option, json_option("Print one JSON object (added, skipped, "
+                                                    "total, segment)."),
+                       write_options, functools.partial(config_options, from_index=from_index),
+                       field_options, index_option,
+                       click.argument("inputs", nargs=-1, required=True)):
+            f = option(f)
+        return f
+    return decorate
 
 
 @index_group.command("build", context_settings=CONTEXT)
-@batch_options
+@batch_options(from_index=False)
 def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
                 config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Create an index from served responses (JSONL, gzip or '-' for stdin)."""
@@ -54,7 +60,7 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 
 
 @index_group.command("add", context_settings=CONTEXT)
-@batch_options
+@batch_options(from_index=True)
 def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
               config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Append a batch of served responses to an existing index, atomically."""
@@ -66,7 +72,7 @@ def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 
 def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,
             fields: FieldMap, *, no_store_text: bool, skip_duplicates: bool,
-            workers: int | None) -> None:
+            workers: int | None, as_json: bool) -> None:
     """Run ``build_index`` or ``add_files`` with a progress bar and report what it stored."""
     from fingerprint.parallel import default_workers
 
@@ -74,14 +80,36 @@ def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter
         result = write(index_path, list(inputs), fingerprinter, fields=fields,
                        store_text=not no_store_text, skip_duplicates=skip_duplicates,
                        progress=progress, workers=workers or default_workers())
+    if as_json:
+        echo_json({"index": str(index_path), **dataclasses.asdict(result)})
+        return
     where = f"segment {result.segment}" if result.segment else "no new segment"
     click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
                f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
                f"records skipped); the index holds {result.total}")
 
 
+def index_path_argument(f: Any) -> Any:
+    """The index as ``INDEX_PATH`` or ``--index PATH``, as every other command takes it."""
+    @click.argument("index_argument", metavar="[INDEX_PATH]", required=False,
+                    type=click.Path(path_type=Path))
+    @click.option("--index", "index_option", type=click.Path(path_type=Path),
+                  help="Index directory (or give it as INDEX_PATH).")
+    @functools.wraps(f)
+    def wrapper(*args: Any, index_argument: Path | None, index_option: Path | None,
+                **kwargs: Any) -> Any:
+        if index_argument is None and index_option is None:
+            raise click.UsageError("give the index directory, as INDEX_PATH or --index")
+        if index_argument is not None and index_option is not None and \
+                index_argument != index_option:
+            raise click.UsageError(f"two indexes given: {index_argument} and --index "
+                                   f"{index_option}")
+        return f(*args, index_path=index_argument or index_option, **kwargs)
+    return wrapper
+
+
 @click.command("verify", context_settings=CONTEXT)
-@click.argument("index_path", type=click.Path(path_type=Path))
+@index_path_argument
 @json_option()
 def verify_command(index_path: Path, as_json: bool) -> None:
     """Check every file of every segment of an index against its manifest (sizes, sha256,
@@ -90,7 +118,7 @@ def verify_command(index_path: Path, as_json: bool) -> None:
 
     report = verify_index(index_path)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        echo_json(report.to_dict())
     else:
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
         click.echo(f"verified {report.files} files of {report.segments} segments "
@@ -102,7 +130,7 @@ def verify_command(index_path: Path, as_json: bool) -> None:
 
 
 @index_group.command("info", context_settings=CONTEXT)
-@click.argument("index_path", type=click.Path(path_type=Path))
+@index_path_argument
 @json_option()
 def index_info(index_path: Path, as_json: bool) -> None:
     """Counts, config, sizes and segments of an index."""
@@ -111,7 +139,7 @@ def index_info(index_path: Path, as_json: bool) -> None:
     with open_index(index_path) as idx:
         info = idx.info()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        echo_json(info)
         return
     b = info["bytes"]
     click.echo(f"index       {info['path']} (format {info['format_version']})")

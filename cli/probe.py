@@ -10,7 +10,8 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from cli.options import CONTEXT, field_options, index_option, reference_files_option
+from cli.options import (CONTEXT, echo_json, field_options, index_option, json_option,
+                         progress_disabled, progress_option, reference_files_option)
 from fingerprint.records import FieldMap
 
 REFERENCES_HELP = "A reference model's outputs (repeatable; default: those stored in the index)."
@@ -32,8 +33,9 @@ def probe_group() -> None:
               help="k-means clusters of the prompts [default: n].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the k-means clustering and the cross-fitting folds.")
+@json_option("Print one JSON object (counts, how ranked, and the chosen probes).")
 def probe_select(index_path: Path, n: int, out: Path, reference_files: tuple[Path, ...],
-                 clusters: int | None, seed: int) -> None:
+                 clusters: int | None, seed: int, as_json: bool) -> None:
     """Choose diagnostic prompts among the served ones: spread over clusters of the prompt
     space, within each the prompts whose provider answer is most distinctive."""
     from probing import SelectConfig, select_probes, write_probes
@@ -42,8 +44,13 @@ def probe_select(index_path: Path, n: int, out: Path, reference_files: tuple[Pat
                            reference_files=reference_files)
     write_probes(chosen, out)
     used = len({c["cluster"] for c in chosen})
+    ranked = bool(chosen) and chosen[0]["margin"] is not None
+    if as_json:
+        echo_json({"out": str(out), "chosen": len(chosen), "clusters": used,
+                   "ranked_by": "style_margin" if ranked else "typicality", "probes": chosen})
+        return
     how = ("ranked by the provider's style margin against the references"
-           if chosen and chosen[0]["margin"] is not None else "no references: most typical first")
+           if ranked else "no references: most typical first")
     click.echo(f"chose {len(chosen)} prompts from {used} clusters ({how}) into {out}")
 
 
@@ -114,11 +121,13 @@ def decision_options(f: Callable) -> Callable:
 @field_options
 @request_options
 @decision_options
+@json_option("Print one JSON object (the run's counts and, with --until-decided, the test).")
+@progress_option
 def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Path,
               api_key_env: str, temperature: float, max_tokens: int, system_prompt: str | None,
               until_decided: bool, index_path: Path | None, reference_files: tuple[Path, ...],
               alpha: float, min_derived_fraction: float, max_probes: int | None, seed: int,
-              **connection: Any) -> None:
+              as_json: bool, **connection: Any) -> None:
     """Ask a suspect model the PROMPTS (JSONL with a 'prompt' field, or any input file) and
     write its answers to --out, in the shape 'fingerprint attribute' reads."""
     from attribution.stats import SequentialConfig
@@ -140,7 +149,12 @@ def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Pa
     with _probe_progress() as progress:
         outcome = probe_file(prompts, out, params, config, os.environ.get(api_key_env),
                              fields=fields, until_decided=decide, progress=progress)
-    _print_outcome(outcome, model, endpoint, out)
+    if as_json:
+        echo_json({"model": model, "endpoint": endpoint, "out": str(out),
+                   **outcome.stats.to_dict(), "last_error": outcome.stats.last_error,
+                   "test": None if outcome.test is None else outcome.test.to_dict()})
+    else:
+        _print_outcome(outcome, model, endpoint, out)
     if outcome.stats.failed:
         raise click.ClickException(_failure_hint(outcome.stats, endpoint, out))
 
@@ -180,7 +194,7 @@ def _print_outcome(outcome: Any, model: str, endpoint: str, out: Path) -> None:
 def _probe_progress() -> Iterator[Callable[[Any], None]]:
     from tqdm import tqdm
 
-    with tqdm(desc="probing", unit="prompt", file=sys.stderr, disable=None,
+    with tqdm(desc="probing", unit="prompt", file=sys.stderr, disable=progress_disabled(),
               dynamic_ncols=True) as bar:
         def update(stats: Any) -> None:
             if bar.total != stats.to_ask:

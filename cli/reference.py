@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 import click
 
-from cli.options import CONTEXT, field_options, human_bytes, index_option, json_option, progress_bar
+from cli.options import (CONTEXT, echo_json, field_options, human_bytes, index_option,
+                         json_option, progress_bar, progress_option)
 from fingerprint.records import FieldMap
 
 
@@ -25,8 +26,10 @@ def reference_group() -> None:
               help="Also store embeddings (slow; only the paired-cosine evidence uses them).")
 @click.option("--skip-duplicates", is_flag=True,
               help="Skip (and count) records whose id is already in this reference.")
+@json_option("Print one JSON object (reference, added, skipped, total).")
+@progress_option
 def reference_add(inputs: tuple[str, ...], index_path: Path, name: str, fields: FieldMap,
-                  embeddings: bool, skip_duplicates: bool) -> None:
+                  embeddings: bool, skip_duplicates: bool, as_json: bool) -> None:
     """Add a reference model's outputs (same prompts as the suspects, ideally) to the index."""
     from index import add_reference, fingerprinter_for
 
@@ -34,6 +37,9 @@ def reference_add(inputs: tuple[str, ...], index_path: Path, name: str, fields: 
         result = add_reference(index_path, name, list(inputs), fingerprinter_for(index_path),
                                fields=fields, embed=embeddings, skip_duplicates=skip_duplicates,
                                progress=progress)
+    if as_json:
+        echo_json({"index": str(index_path), "reference": name, **dataclasses.asdict(result)})
+        return
     click.echo(f"added {result.added} responses to reference {name!r} in {index_path} "
                f"({result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
                f"records skipped); it holds {result.total}")
@@ -49,7 +55,7 @@ def reference_list(index_path: Path, as_json: bool) -> None:
     with open_index(index_path) as idx:
         refs = idx.info()["references"]
     if as_json:
-        click.echo(json.dumps(refs, indent=2))
+        echo_json(refs)
         return
     if not refs:
         click.echo(f"{index_path} holds no reference models; add some with "

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 import click
 
-from cli.options import CONTEXT, field_options, json_option, tokenizer_option
+from cli.options import CONTEXT, echo_json, field_options, json_option, tokenizer_option
 from fingerprint.records import FieldMap
 
 
@@ -29,14 +29,20 @@ def watermark_group() -> None:
 @click.option("--delta", type=click.FloatRange(0, 50), default=2.0, show_default=True,
               help="Added to the logits of green tokens.")
 @click.option("--force", is_flag=True, help="Overwrite an existing key file.")
+@json_option("Print one JSON object (key id, tokenizer, parameters; never the secret).")
 def watermark_keygen(out: Path, tokenizer: str | None, context_width: int, gamma: float,
-                     delta: float, force: bool) -> None:
+                     delta: float, force: bool, as_json: bool) -> None:
     """Make a new secret watermark key for a tokenizer."""
     from fingerprint.watermark import WatermarkConfig, generate_key, save_key
 
     key = generate_key(tokenizer, config=WatermarkConfig(context_width=context_width,
                                                          gamma=gamma, delta=delta))
     save_key(key, out, overwrite=force)
+    if as_json:
+        echo_json({"out": str(out), "key_id": key.key_id, "tokens": key.tokens.to_dict(),
+                   "tokenizer": key.tokenizer.to_dict(), "lexical": key.lexical.to_dict(),
+                   "lexicon_sha256": key.lexicon_sha256})  # never the secret
+        return
     lexical = "yes" if key.lexicon_sha256 else "no (WordNet is not installed)"
     click.echo(f"wrote key {key.key_id} to {out} (tokenizer {key.tokenizer.source}, "
                f"{key.tokenizer.vocab_size} tokens; post-hoc mark: {lexical})")
@@ -49,11 +55,16 @@ def watermark_keygen(out: Path, tokenizer: str | None, context_width: int, gamma
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Marked responses (JSONL: id, prompt, response, model).")
 @field_options
-def watermark_mark(source: str, key_path: Path, out: Path, fields: FieldMap) -> None:
+@json_option("Print one JSON object (responses, candidates, substitutions).")
+def watermark_mark(source: str, key_path: Path, out: Path, fields: FieldMap,
+                   as_json: bool) -> None:
     """Mark already generated responses (SOURCE) with keyed synonym choices."""
     from fingerprint.watermark import load_key, mark_file
 
     summary = mark_file(load_key(key_path), source, out, fields)
+    if as_json:
+        echo_json({"out": str(out), **dataclasses.asdict(summary)})
+        return
     click.echo(f"marked {summary.responses} responses into {out}: {summary.substitutions} of "
                f"{summary.candidates} lexicon words swapped ({summary.skipped_empty} empty "
                "records skipped)")
@@ -77,7 +88,7 @@ def watermark_detect(suspect: str, key_path: Path, scheme: str, tokenizer: str |
     report = detect_file(load_key(key_path), suspect, fields=fields, scheme=scheme,
                          tokenizer=tokenizer)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        echo_json(report.to_dict())
         return
     click.echo(f"suspect   {report.suspect}: {len(report.ids)} responses "
                f"({report.skipped_empty} empty skipped), key {report.key_id}")

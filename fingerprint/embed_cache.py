@@ -102,18 +102,23 @@ def verify(entry: Path, files: tuple[str, ...]) -> tuple[dict | None, str]:
 
 
 def load_or_build(recipe: str, recipe_version: int, model_dir: Path, files: tuple[str, ...],
-                  build: Callable[[Path], dict]) -> tuple[Path, dict]:
+                  build: Callable[[Path], dict], what: str = "",
+                  about_seconds: float | None = None) -> tuple[Path, dict]:
     """The verified entry for (recipe, model), built first if missing or damaged.
 
     ``build(tmp_dir)`` writes ``files`` into ``tmp_dir`` and returns facts worth recording
     (parameters, checks); it runs at most once per entry at a time across processes.
-    Returns the entry directory and its record (``entry.json``).
+    Returns the entry directory and its record (``entry.json``). A build is announced at INFO
+    (``what`` is built, ``about_seconds`` it usually takes) and its time logged when done: it
+    happens on a first use, inside a command whose progress bar would otherwise sit at 0% for
+    up to minutes, which looks like a hang.
     """
     model_sha = model_digest(model_dir)
     root = cache_root()
     entry = root / f"{recipe}-{entry_key(recipe, recipe_version, model_sha)}"
     record, _ = verify(entry, files)
     if record is not None:
+        log.debug("using the %s cache %s", what or recipe, entry)
         return entry, record
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -130,8 +135,10 @@ def load_or_build(recipe: str, recipe_version: int, model_dir: Path, files: tupl
             log.warning("embedding cache entry %s failed verification (%s); rebuilding", entry, why)
         for debris in root.glob(f".tmp-{entry.name}-*"):  # a killed builder's; we hold the lock
             shutil.rmtree(debris, ignore_errors=True)
+        expected = f", about {about_seconds:.0f} s" if about_seconds else ""
+        log.info("building the %s cache in %s (first use%s)", what or recipe, entry, expected)
         record = _build(recipe, recipe_version, model_dir, model_sha, entry, files, build)
-    log.info("built %s in %.1f s: %s", recipe, record["build_seconds"], entry)
+    log.info("done in %.1f s: the %s cache is built", record["build_seconds"], what or recipe)
     return entry, record
 
 

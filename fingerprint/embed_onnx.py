@@ -44,6 +44,8 @@ from fingerprint.embed_model import (EMBEDDING_DTYPE, EmbeddingModelError, check
 
 RECIPE = "onnx-int8"
 RECIPE_VERSION = 1
+WHAT = "int8 ONNX graph"
+BUILD_SECONDS = 5  # a first build on two cores (benchmarks/README.md), for the log message
 FILES = ("model.onnx",)
 OPSET = 17
 THREADS_ENV = "FINGERPRINT_ONNX_THREADS"
@@ -201,7 +203,8 @@ class OnnxInt8Backend:
         self.max_positions = int(config.get("max_position_embeddings", 1 << 30))
         self.model_dir = model_dir
         self.entry, self.record = load_or_build(RECIPE, RECIPE_VERSION, model_dir, FILES,
-                                                lambda out: build(model_dir, out))
+                                                lambda out: build(model_dir, out), WHAT,
+                                                BUILD_SECONDS)
         self.session = _session(self.entry / "model.onnx")
         self._tokenizers: dict[int, Any] = {}
 

@@ -13,6 +13,7 @@ and each runs its libraries single-threaded: the workers, not the libraries, use
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -26,6 +27,8 @@ from fingerprint.fingerprinter import Fingerprinter, Fingerprints
 T = TypeVar("T")
 
 START_AFTER = 4096
+
+log = logging.getLogger(__name__)
 
 _worker: Fingerprinter | None = None
 
@@ -128,6 +131,7 @@ class ParallelFingerprinter:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            log.debug("starting %d fingerprinting worker processes", self.workers)
             config = self.fingerprinter.config
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),

@@ -15,6 +15,7 @@ Callers hold the index's writer lock from staging to commit.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -35,6 +36,8 @@ from index.manifest import Manifest, SegmentEntry, write_manifest
 from index.segment import Segment
 from index.segment_writer import SegmentWriter
 from index.store import REFERENCES_DIR, SEGMENTS_DIR, FingerprintIndex, SegmentGroup
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 256
 STAGING_PREFIX = ".tmp-"
@@ -173,6 +176,7 @@ def commit(root: Path, manifest: Manifest, staged: Sequence[StagedSegment], *,
         fsync_path(segment.final_directory.parent)
         updated = updated.with_segment(segment.entry, segment.embedding_dim, segment.reference)
     write_manifest(root, updated)
+    log.debug("committed %s to %s", ", ".join(s.entry.name for s in staged) or "nothing", root)
     return updated
 
 

@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests parse what commands print; an INFO message (an embedding cache built on a fresh machine)
+# would join the output click's test runner mixes. Tests of logging set the level themselves.
+os.environ.setdefault("FINGERPRINT_LOG_LEVEL", "WARNING")
 
 ALPACAEVAL = Path(os.environ.get("ALPACAEVAL", Path(__file__).resolve().parents[2] / "shared"
                                  / "data" / "alpacaeval"))
