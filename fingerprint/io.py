@@ -21,7 +21,7 @@ import gzip
 import itertools
 import os
 import stat
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
@@ -153,16 +153,20 @@ def count_lines(path: str | os.PathLike[str]) -> int | None:
 
 @contextmanager
 def _records_of(path: str | os.PathLike[str], name: str) -> Iterator[_Items]:
+    """The numbered records of an input. On exit the record generator is closed, then the
+    file, however early the caller stops."""
     kind = input_format(path)
-    if kind == "parquet":
-        yield _Items(parquet_items(path, name), "row", False)
-        return
-    with open_input(path, name) as stream:
-        if kind in TABLE_FORMATS:
-            yield _Items(csv_items(stream, name, kind), "line", True)
+    with ExitStack() as stack:
+        if kind == "parquet":
+            items = _Items(parquet_items(path, name), "row", False)
         else:
-            numbered, unit = json_items(stream, name)
-            yield _Items(numbered, unit, False)
+            stream = stack.enter_context(open_input(path, name))
+            if kind in TABLE_FORMATS:
+                items = _Items(csv_items(stream, name, kind), "line", True)
+            else:
+                items = _Items(*json_items(stream, name), False)
+        stack.callback(items.numbered.close)  # type: ignore[attr-defined]
+        yield items
 
 
 def _parse_records(items: _Items, name: str, fields: FieldMap,

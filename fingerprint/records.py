@@ -115,7 +115,7 @@ class RecordParser:
         self.shape = shape
         self.source = source
         self.unit = unit
-        self.detected = None if fields.explicit else f"{unit} {first}"
+        self.first = None if fields.explicit else first
         self.blank_is_missing = blank_is_missing
         self.text_field = fields.text or "response"
         self.prompt_field = fields.prompt or "prompt"
@@ -130,8 +130,8 @@ class RecordParser:
     def missing(self, number: int, name: str, problem: str = "is missing") -> InputError:
         """A field the shape needs is absent: name the shape, and where it was detected, since
         the usual cause is a file mixing shapes."""
-        where = (f" (expected {SHAPE_NAMES[self.shape]}, the shape of {self.detected})"
-                 if self.detected else "")
+        where = (f" (expected {SHAPE_NAMES[self.shape]}, the shape of {self.unit} {self.first})"
+                 if self.first is not None and number != self.first else "")
         return self.error(number, f'field "{name}" {problem}{where}', name)
 
     def parse(self, obj: dict[str, Any], number: int) -> ResponseRecord | None:
@@ -249,10 +249,10 @@ class RecordParser:
         return value
 
     def _present(self, obj: Any, name: str) -> tuple[bool, Any]:
-        found, value = lookup(obj, name)
+        value = obj.get(name) if name in obj else lookup(obj, name)[1]
         if value is None or (self.blank_is_missing and value == ""):
             return False, None
-        return found, value
+        return True, value
 
     def _text(self, obj: dict[str, Any], name: str, number: int) -> str:
         found, value = lookup(obj, name)
@@ -281,17 +281,22 @@ class RecordParser:
     def _optional_scalar(self, obj: dict[str, Any], name: str, number: int,
                          prefix: str = "") -> str | None:
         found, value = self._present(obj, name)
-        full = f"{prefix}.{name}" if prefix else name
-        return self._scalar_str(value, full, number) if found else None
+        if not found:
+            return None
+        return self._scalar_str(value, f"{prefix}.{name}" if prefix else name, number)
 
     def _scalar_str(self, value: Any, name: str, number: int) -> str:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise self.error(number, f'field "{name}" must be a string or number, got '
-                                     f'{type_name(value)}', name)
-        if isinstance(value, float) and not math.isfinite(value):
+        kind = type(value)
+        if kind is str:
+            text = self._clean(value, name, number)
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = str(value)
+        elif kind is float:
             shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
             raise self.error(number, f'field "{name}" must be a finite number, got {shown}', name)
-        text = self._clean(value, name, number) if isinstance(value, str) else str(value)
+        else:
+            raise self.error(number, f'field "{name}" must be a string or number, got '
+                                     f'{type_name(value)}', name)
         if not text.strip():
             raise self.error(number, f'field "{name}" is empty', name)
         return text

@@ -1,7 +1,8 @@
 """Tables as inputs: CSV and TSV (optionally gzipped) and Parquet, each row one record.
 
 CSV and TSV: the first row names the fields; quoting is the spreadsheet convention (``excel``
-and ``excel-tab``), so a response may span lines; a row is numbered by the file line it starts
+and ``excel-tab``), so a response may span lines, and read strictly: a quote left open is an
+error, not the rest of the file read as one cell; a row is numbered by the file line it starts
 on, as an editor shows it. Every cell is text; an empty cell is a value left out (records'
 ``blank_is_missing``). Bytes that are not UTF-8 are named by line and column, not by where a
 decoder buffer happened to stop.
@@ -36,7 +37,7 @@ def csv_items(stream: IO[bytes], name: str, kind: str) -> Iterator[tuple[int, di
     if csv.field_size_limit() < MAX_LINE_BYTES:
         csv.field_size_limit(MAX_LINE_BYTES)  # the default (128 KB) is shorter than responses
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text, dialect=DIALECTS[kind])
+    reader = csv.reader(text, dialect=DIALECTS[kind], strict=True)
     header: list[str] | None = None
     header_line = start = 1
     try:
@@ -56,7 +57,8 @@ def csv_items(stream: IO[bytes], name: str, kind: str) -> Iterator[tuple[int, di
     except COMPRESSED as exc:
         raise InputError(name, start, f"cannot read compressed input: {exc}") from None
     finally:
-        text.detach()  # the caller closes the byte stream
+        if not stream.closed:
+            text.detach()  # the caller closes the byte stream
 
 
 def _header(row: list[str], name: str, line: int) -> list[str]:
