@@ -1,33 +1,43 @@
 """The one reader of every input: served responses, suspect outputs, reference outputs, prompts.
 
-Input is JSON Lines, or one JSON array (AlpacaEval's ``model_outputs.json``); gzip is recognised
-by its magic bytes; ``-`` is standard input. Every file is read in one pass, so standard input
-works for every reader. The shapes a record may take are fingerprint.records'.
+Formats, chosen by the file name's extension (after a ``.gz``): ``.csv`` and ``.tsv`` (a header
+row, then one record per row; fingerprint.tables), ``.parquet`` (through pyarrow, the
+``parquet`` extra), anything else JSON: JSON Lines, or one JSON array (AlpacaEval's
+``model_outputs.json``; fingerprint.json_input). gzip is recognised by its magic bytes; ``-`` is
+standard input (JSON). Every file is read in one pass, a line, row or batch at a time (the JSON
+array is the one format read whole), so standard input and named pipes work for every reader.
+The shapes a record may take are fingerprint.records'.
 
-Bad input stops the read with an ``InputError`` that names the file, line and field, so that a
-batch is either stored whole or not at all. The one documented skip: a response that is empty or
-whitespace only carries no fingerprint, so it is counted in ``ReadStats.empty`` and left out.
+Bad input stops the read with an ``InputError`` that names the file, the line (the row of a
+Parquet file, the item of a JSON array) and the field, so that a batch is either stored whole
+or not at all. The one documented skip: a response that is empty or whitespace only carries no
+fingerprint, so it is counted in ``ReadStats.empty`` and left out. Everything returned can be
+encoded as UTF-8, a file name that is not UTF-8 included (it is shown with ``\\x`` escapes).
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import itertools
-import json
 import os
-import sys
+import stat
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
 from fingerprint.errors import InputError
+from fingerprint.json_input import BLANK, MAX_LINE_BYTES, decode_json_line, json_items
 from fingerprint.records import FieldMap, RecordParser, ResponseRecord, detect_shape, type_name
+from fingerprint.streams import open_raw, read_ahead, rewound
+from fingerprint.tables import csv_items, parquet_items, parquet_rows
 
-# One line larger than this is refused rather than read into memory (a 5 MB response is fine).
-MAX_LINE_BYTES = 64 * 1024 * 1024
+__all__ = ["BLANK", "MAX_LINE_BYTES", "Prompt", "ReadStats", "count_lines", "decode_json_line",
+           "input_format", "open_input", "read_prompts", "read_records", "source_name"]
+
 # A first record with one of these fields holds responses; without, it is a prompts-only file.
 RESPONSE_FIELDS = ("response", "output", "request")
-BLANK = object()  # what decode_json_line returns for a line of whitespace only
+GZIP_MAGIC = b"\x1f\x8b"
+TABLE_FORMATS = ("csv", "tsv")
 
 
 @dataclass
@@ -48,48 +58,46 @@ class Prompt:
     text: str
 
 
+@dataclass(frozen=True)
+class _Items:
+    numbered: Iterator[tuple[int, Any]]  # (line, row or item number, decoded record)
+    unit: str  # what the numbers count: "line", "item" or "row"
+    table: bool  # CSV or TSV: an empty cell is a value left out
+
+
 def source_name(path: str | os.PathLike[str]) -> str:
-    return "<stdin>" if str(path) == "-" else str(path)
+    """How an input is named in errors and stored records; always valid UTF-8."""
+    if str(path) == "-":
+        return "<stdin>"
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def input_format(path: str | os.PathLike[str]) -> str:
+    """``csv``, ``tsv``, ``parquet`` or ``json``, from the extension (``.gz`` looked through)."""
+    name = os.fsdecode(path).lower()
+    name = name[:-3] if name.endswith(".gz") else name
+    for kind in (*TABLE_FORMATS, "parquet"):
+        if name.endswith(f".{kind}"):
+            return kind
+    return "json"
 
 
 def open_input(path: str | os.PathLike[str], name: str | None = None) -> IO[bytes]:
-    """A buffered binary stream of the input, decompressed if it is gzip; errors name the file."""
+    """A buffered binary stream of the input, decompressed if it is gzip; errors name the file.
+    Closing it never closes standard input."""
     name = name or source_name(path)
-    if str(path) == "-":
-        raw: IO[bytes] = io.BufferedReader(sys.stdin.buffer, buffer_size=1 << 16) \
-            if not isinstance(sys.stdin.buffer, io.BufferedReader) else sys.stdin.buffer
-    else:
-        try:
-            raw = open(path, "rb")
-        except FileNotFoundError:
-            raise InputError(name, None, "no such file") from None
-        except IsADirectoryError:
-            raise InputError(name, None, "is a directory, not an input file") from None
-        except OSError as exc:
-            raise InputError(name, None, f"cannot open: {exc.strerror}") from None
-    if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
-
-
-def decode_json_line(raw: bytes, name: str, number: int) -> Any:
-    """One JSON Lines line to its value (``BLANK`` for a line of whitespace only); an
-    ``InputError`` naming file and line if it is not JSON."""
-    if len(raw) > MAX_LINE_BYTES:
-        raise InputError(name, number, f"line is {len(raw):,} bytes, more than the "
-                                       f"{MAX_LINE_BYTES:,} allowed")
+    raw, owned = open_raw(path, name)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(name, number, f"not valid UTF-8 (byte {exc.start} of the line: "
-                                       f"{raw[exc.start:exc.start + 1]!r})") from None
-    if not text.strip():
-        return BLANK
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(name, number, f"malformed JSON: {exc.msg} "
-                                       f"(column {exc.colno})") from None
+        head = read_ahead(raw, len(GZIP_MAGIC))
+    except OSError as exc:
+        if owned:
+            raw.close()
+        raise InputError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    stream = rewound(head, raw, owns_rest=owned)
+    if head != GZIP_MAGIC:
+        return stream
+    return rewound(b"", gzip.GzipFile(fileobj=stream, mode="rb"),  # type: ignore[arg-type]
+                   also_close=[stream])
 
 
 def read_records(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
@@ -97,61 +105,78 @@ def read_records(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
     """Yield the records of one input file, validating each one as it is read."""
     stats = stats if stats is not None else ReadStats()
     name = source_name(path)
-    with open_input(path, name) as stream:
-        items, unit = _items(stream, name)
-        yield from _parse_records(items, name, unit, fields, stats)
+    with _records_of(path, name) as items:
+        yield from _parse_records(items, name, fields, stats)
 
 
 def read_prompts(path: str | os.PathLike[str], fields: FieldMap = FieldMap()) -> list[Prompt]:
     """Prompts to ask, in file order, each text once.
 
-    A prompts file is JSON Lines with a ``prompt`` (or AlpacaEval's ``instruction``) field and an
-    optional ``id`` (or ``prompt_id``); any file ``read_records`` reads (which also carries
-    responses) works too, and its prompts are used. The shape is decided by the first record.
+    A prompts file has a ``prompt`` (or AlpacaEval's ``instruction``) field and an optional
+    ``id`` (or ``prompt_id``); any file ``read_records`` reads (which also carries responses)
+    works too, and its prompts are used. The shape is decided by the first record.
     """
     name = source_name(path)
-    with open_input(path, name) as stream:
-        items, unit = _items(stream, name)
-        first = next(items, None)
+    with _records_of(path, name) as items:
+        first = next(items.numbered, None)
         if first is None:
             return []
-        rest = itertools.chain([first], items)
-        if unit == "item" or fields.explicit or _has_responses(first[1]):
-            return _unique(_record_prompt(r, name)
-                           for r in _parse_records(rest, name, unit, fields, ReadStats()))
-        return _unique(_prompt_only(obj, name, number) for number, obj in rest)
+        rest = itertools.chain([first], items.numbered)
+        if items.unit == "item" or fields.explicit or _has_responses(first[1]):
+            records = _parse_records(_Items(rest, items.unit, items.table), name, fields,
+                                     ReadStats())
+            return _unique(_record_prompt(r, name, items.unit) for r in records)
+        parser = RecordParser("served", fields, name, items.unit, blank_is_missing=items.table)
+        return _unique(Prompt(*parser.parse_prompt(_object(obj, name, number, items.unit),
+                                                   number)) for number, obj in rest)
 
 
 def count_lines(path: str | os.PathLike[str]) -> int | None:
-    """Line count of a plain (not gzipped, not stdin) file, for progress totals; else None."""
-    if str(path) == "-":
-        return None
+    """About how many records a file holds, for progress totals: the lines of a plain regular
+    file (less a table's header), the rows of a Parquet file; None for gzip, standard input,
+    and anything not a regular file (a named pipe must be read once, by the reader)."""
     try:
+        if str(path) == "-" or not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        kind = input_format(path)
+        if kind == "parquet":
+            return parquet_rows(path)
         with open(path, "rb") as f:
-            if f.read(2) == b"\x1f\x8b":
+            if f.read(2) == GZIP_MAGIC:
                 return None
             f.seek(0)
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        return max(0, lines - 1) if kind in TABLE_FORMATS else lines
     except OSError:
         return None
 
 
-def _items(stream: IO[bytes], name: str) -> tuple[Iterator[tuple[int, Any]], str]:
-    """(number, decoded value) of every record, and what a number counts (line or item)."""
-    if _peek_nonspace(stream) == b"[":
-        return _json_array_items(stream, name), "item"
-    return _jsonl_items(stream, name), "line"
+@contextmanager
+def _records_of(path: str | os.PathLike[str], name: str) -> Iterator[_Items]:
+    """The numbered records of an input. On exit the record generator is closed, then the
+    file, however early the caller stops."""
+    kind = input_format(path)
+    with ExitStack() as stack:
+        if kind == "parquet":
+            items = _Items(parquet_items(path, name), "row", False)
+        else:
+            stream = stack.enter_context(open_input(path, name))
+            if kind in TABLE_FORMATS:
+                items = _Items(csv_items(stream, name, kind), "line", True)
+            else:
+                items = _Items(*json_items(stream, name), False)
+        stack.callback(items.numbered.close)  # type: ignore[attr-defined]
+        yield items
 
 
-def _parse_records(items: Iterable[tuple[int, Any]], name: str, unit: str, fields: FieldMap,
+def _parse_records(items: _Items, name: str, fields: FieldMap,
                    stats: ReadStats) -> Iterator[ResponseRecord]:
     parser: RecordParser | None = None
-    for number, obj in items:
-        if not isinstance(obj, dict):
-            raise InputError(name, number, f"expected a JSON object, got {type_name(obj)}",
-                             unit=unit)
+    for number, obj in items.numbered:
+        obj = _object(obj, name, number, items.unit)
         if parser is None:
-            parser = RecordParser(detect_shape(obj, fields), fields, name, unit)
+            parser = RecordParser(detect_shape(obj, fields), fields, name, items.unit,
+                                  first=number, blank_is_missing=items.table)
             stats.shape = parser.shape
         record = parser.parse(obj, number)
         if record is None:
@@ -162,67 +187,22 @@ def _parse_records(items: Iterable[tuple[int, Any]], name: str, unit: str, field
         yield record
 
 
-def _peek_nonspace(stream: IO[bytes]) -> bytes:
-    try:
-        head = stream.peek(4096)  # type: ignore[attr-defined]
-    except (OSError, EOFError, gzip.BadGzipFile):
-        return b""
-    stripped = head.lstrip()
-    return stripped[:1]
-
-
-def _jsonl_items(stream: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
-    number = 0
-    try:
-        for raw in stream:
-            number += 1
-            value = decode_json_line(raw, name, number)
-            if value is not BLANK:
-                yield number, value
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise InputError(name, number + 1, f"cannot read compressed input: {exc}") from None
-
-
-def _json_array_items(stream: IO[bytes], name: str) -> Iterator[tuple[int, Any]]:
-    try:
-        data = stream.read()
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(name, None, f"not valid UTF-8 at byte {exc.start}") from None
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise InputError(name, None, f"cannot read compressed input: {exc}") from None
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(name, exc.lineno, f"malformed JSON: {exc.msg} (column {exc.colno})") \
-            from None
-    for index, item in enumerate(items, start=1):
-        yield index, item
+def _object(obj: Any, name: str, number: int, unit: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise InputError(name, number, f"expected a JSON object, got {type_name(obj)}",
+                         unit=unit)
+    return obj
 
 
 def _has_responses(first: Any) -> bool:
     return not isinstance(first, dict) or any(k in first for k in RESPONSE_FIELDS)
 
 
-def _record_prompt(record: ResponseRecord, name: str) -> Prompt:
+def _record_prompt(record: ResponseRecord, name: str, unit: str) -> Prompt:
     if record.prompt is None:
-        raise InputError(name, record.line, 'field "prompt" is missing', field="prompt")
+        raise InputError(name, record.line, 'field "prompt" is missing', field="prompt",
+                         unit=unit)
     return Prompt(record.id, record.prompt)
-
-
-def _prompt_only(obj: Any, name: str, number: int) -> Prompt:
-    if not isinstance(obj, dict):
-        raise InputError(name, number, "expected a JSON object")
-    key = "prompt" if "prompt" in obj else "instruction" if "instruction" in obj else None
-    if key is None:
-        raise InputError(name, number, 'field "prompt" is missing', field="prompt")
-    prompt = obj[key]
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError(name, number, f'field "{key}" must be a non-empty string', field=key)
-    ident = obj.get("id", obj.get("prompt_id"))
-    if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
-        raise InputError(name, number, 'field "id" must be a string or number', field="id")
-    return Prompt(f"{os.path.basename(name)}:{number}" if ident is None else str(ident), prompt)
 
 
 def _unique(prompts: Iterable[Prompt]) -> list[Prompt]:
@@ -233,3 +213,4 @@ def _unique(prompts: Iterable[Prompt]) -> list[Prompt]:
             seen.add(p.text)
             out.append(p)
     return out
+

@@ -1,22 +1,43 @@
 """The input shapes a response arrives in, and the record every shape becomes.
 
-Logs come from many serving stacks, so three shapes are accepted, detected from the first record:
-the toolkit's own (``id``, ``prompt``, ``response``, ``model``, ``timestamp``, ``account``; other
-names mapped with ``FieldMap``), an OpenAI chat-completions log line (``request.messages`` +
-``response.choices[0].message.content``) and AlpacaEval outputs (``instruction``, ``output``).
-``RecordParser`` turns one decoded JSON object into a ``ResponseRecord`` or names the line and
-field that make it unusable. Reading files is fingerprint.io's job.
+Logs come from many serving stacks, so four shapes are accepted, detected from the first record:
+
+- ``served``, the toolkit's own (``id``, ``prompt``, ``response``, ``model``, ``timestamp``,
+  ``account``; other names mapped with ``FieldMap``, whose dotted paths reach into objects and,
+  by integer index, into lists: ``response.choices.0.message.content``);
+- ``openai-chat``, an OpenAI chat-completions log line (``request.messages`` +
+  ``response.choices.0.message.content``);
+- ``openai-batch``, a line of OpenAI Batch API output (``custom_id`` +
+  ``response.body.choices.0.message.content``). The request is not in that file, so the prompt
+  is unknown (None) and the id is the ``custom_id``. A request that failed (``response`` null, or
+  a ``status_code`` other than 200) is an error naming the line and the status, not a skip: a
+  batch with holes is incomplete evidence, and the user decides whether to retry or drop them;
+- ``alpacaeval``, AlpacaEval outputs (``instruction``, ``output``).
+
+``RecordParser`` turns one decoded object into a ``ResponseRecord``, or names the line and field
+that make it unusable, including a later line of another shape than the first. Every string it
+returns can be encoded as UTF-8: a lone surrogate (a JSON ``\\ud800`` escape) is refused here,
+where the line and field are known, rather than failing later in hashing or SQLite. Reading
+files is fingerprint.io's job.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from fingerprint.errors import InputError
 
-SHAPES = ("served", "openai-chat", "alpacaeval")
+SHAPES = ("served", "openai-chat", "openai-batch", "alpacaeval")
+SHAPE_NAMES = {"served": "the served shape", "openai-chat": "an OpenAI chat log line",
+               "openai-batch": "an OpenAI Batch API output line",
+               "alpacaeval": "an AlpacaEval output"}
+SURROGATE = re.compile("[\ud800-\udfff]")
+FAILED_BATCH_HINT = ("failed requests carry no response: retry them, or leave them out "
+                     "(jq -c 'select(.response.status_code == 200)')")
 
 
 @dataclass(frozen=True)
@@ -35,7 +56,8 @@ class ResponseRecord:
 
 @dataclass(frozen=True)
 class FieldMap:
-    """Field names of the ``served`` shape; dotted names reach into nested objects (``a.b``).
+    """Field names of the ``served`` shape; dotted names reach into nested objects (``a.b``) and
+    lists (``a.0.b``).
 
     Giving any field explicitly selects the ``served`` shape instead of detecting it, and makes
     that field required.
@@ -53,20 +75,48 @@ class FieldMap:
 def detect_shape(first: dict[str, Any], fields: FieldMap) -> str:
     if fields.explicit:
         return "served"
-    if isinstance(first.get("request"), dict) and isinstance(first.get("response"), dict):
+    response = first.get("response")
+    if "custom_id" in first and (isinstance(response, dict) or
+                                 (response is None and "error" in first)):
+        return "openai-batch"
+    if isinstance(first.get("request"), dict) and isinstance(response, dict):
         return "openai-chat"
     if "output" in first and "instruction" in first and "response" not in first:
         return "alpacaeval"
     return "served"
 
 
-class RecordParser:
-    """Turns one decoded JSON object of a known shape into a ResponseRecord."""
+def lookup(obj: Any, dotted: str) -> tuple[bool, Any]:
+    """(found, value) of a field: a key as given, else a dotted path through objects and, by
+    non-negative integer index, lists."""
+    if isinstance(obj, dict) and dotted in obj:
+        return True, obj[dotted]
+    current: Any = obj
+    for part in dotted.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isascii() and part.isdigit() and \
+                int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return False, None
+    return True, current
 
-    def __init__(self, shape: str, fields: FieldMap, source: str, unit: str):
+
+class RecordParser:
+    """Turns one decoded object of a known shape into a ResponseRecord.
+
+    ``first`` is the number of the record the shape was detected from (named when a later one
+    does not fit). ``blank_is_missing`` is for tables (CSV, TSV), where an empty cell is how a
+    value is left out: there an empty optional field counts as absent."""
+
+    def __init__(self, shape: str, fields: FieldMap, source: str, unit: str, *,
+                 first: int = 1, blank_is_missing: bool = False):
         self.shape = shape
         self.source = source
         self.unit = unit
+        self.first = None if fields.explicit else first
+        self.blank_is_missing = blank_is_missing
         self.text_field = fields.text or "response"
         self.prompt_field = fields.prompt or "prompt"
         self.id_field = fields.id or "id"
@@ -77,14 +127,24 @@ class RecordParser:
     def error(self, number: int, message: str, field_name: str | None = None) -> InputError:
         return InputError(self.source, number, message, field=field_name, unit=self.unit)
 
+    def missing(self, number: int, name: str, problem: str = "is missing") -> InputError:
+        """A field the shape needs is absent: name the shape, and where it was detected, since
+        the usual cause is a file mixing shapes."""
+        where = (f" (expected {SHAPE_NAMES[self.shape]}, the shape of {self.unit} {self.first})"
+                 if self.first is not None and number != self.first else "")
+        return self.error(number, f'field "{name}" {problem}{where}', name)
+
     def parse(self, obj: dict[str, Any], number: int) -> ResponseRecord | None:
+        """The record of one object; None for an empty response (the documented skip)."""
         if self.shape == "openai-chat":
-            values = self._openai(obj, number)
+            values = self._openai_chat(obj, number)
+        elif self.shape == "openai-batch":
+            values = self._openai_batch(obj, number)
         elif self.shape == "alpacaeval":
             values = {
                 "response": self._text(obj, "output", number),
                 "prompt": self._optional_text(obj, "instruction", number),
-                "id": self._optional_id(obj, "prompt_id", number),
+                "id": self._optional_scalar(obj, "prompt_id", number),
                 "model": self._optional_scalar(obj, "generator", number),
             }
         else:
@@ -92,8 +152,8 @@ class RecordParser:
                 "response": self._text(obj, self.text_field, number),
                 "prompt": (self._text(obj, self.prompt_field, number) if self.prompt_required
                            else self._optional_text(obj, self.prompt_field, number)),
-                "id": (self._required_id(obj, self.id_field, number) if self.id_required
-                       else self._optional_id(obj, self.id_field, number)),
+                "id": (self._required_scalar(obj, self.id_field, number) if self.id_required
+                       else self._optional_scalar(obj, self.id_field, number)),
                 "model": self._optional_scalar(obj, "model", number),
                 "timestamp": self._optional_scalar(obj, "timestamp", number),
                 "account": self._optional_scalar(obj, "account", number),
@@ -104,83 +164,139 @@ class RecordParser:
             values["id"] = f"{self.id_prefix}:{number}"
         return ResponseRecord(source=self.source, line=number, **values)
 
-    def _openai(self, obj: dict[str, Any], number: int) -> dict[str, Any]:
-        request, response = obj["request"], obj["response"]
-        choices = response.get("choices")
+    def parse_prompt(self, obj: dict[str, Any], number: int) -> tuple[str, str]:
+        """(id, text) of a prompts-only record: ``prompt`` (or AlpacaEval's ``instruction``) and
+        an optional ``id`` (or ``prompt_id``)."""
+        key = "prompt" if "prompt" in obj else "instruction" if "instruction" in obj else None
+        if key is None:
+            raise self.error(number, 'field "prompt" is missing', "prompt")
+        text = self._optional_text(obj, key, number)
+        if text is None or not text.strip():
+            raise self.error(number, f'field "{key}" must be a non-empty string', key)
+        ident = self._optional_scalar(obj, "id" if "id" in obj else "prompt_id", number)
+        return (f"{self.id_prefix}:{number}" if ident is None else ident), text
+
+    def _object(self, obj: dict[str, Any], name: str, number: int) -> dict[str, Any]:
+        found, value = lookup(obj, name)
+        if not found or value is None:
+            raise self.missing(number, name)
+        if not isinstance(value, dict):
+            raise self.missing(number, name, f"must be an object, got {type_name(value)}")
+        return value
+
+    def _completion(self, body: dict[str, Any], prefix: str, number: int) -> dict[str, Any]:
+        """Text, model and time of a chat completion object (a log's or a batch's)."""
+        choices = body.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise self.error(number, 'field "response.choices" must be a non-empty list',
-                             "response.choices")
+            raise self.missing(number, f"{prefix}.choices", "must be a non-empty list")
         message = choices[0].get("message")
+        path = f"{prefix}.choices.0.message.content"
         if not isinstance(message, dict) or "content" not in message:
-            raise self.error(number, 'field "response.choices[0].message.content" is missing',
-                             "response.choices[0].message.content")
+            raise self.missing(number, path)
         content = content_text(message["content"])
         if content is None:
-            raise self.error(number, 'field "response.choices[0].message.content" must be a '
-                                     'string or a list of text parts',
-                             "response.choices[0].message.content")
+            raise self.error(number, f'field "{path}" must be a string or a list of text parts',
+                             path)
+        return {"response": self._clean(content, path, number),
+                "model": self._optional_scalar(body, "model", number, prefix),
+                "timestamp": self._optional_scalar(body, "created", number, prefix)}
+
+    def _openai_chat(self, obj: dict[str, Any], number: int) -> dict[str, Any]:
+        request = self._object(obj, "request", number)
+        response = self._object(obj, "response", number)
+        values = self._completion(response, "response", number)
         messages = request.get("messages")
         if not isinstance(messages, list):
-            raise self.error(number, 'field "request.messages" must be a list', "request.messages")
+            raise self.missing(number, "request.messages", "must be a list")
         prompt = last_user_message(messages)
-        ident = obj.get("id", response.get("id"))
-        created = obj.get("timestamp", response.get("created"))
-        return {
-            "response": content,
-            "prompt": prompt,
-            "id": None if ident is None else self._scalar_str(ident, "id", number),
-            "model": _str_or_none(response.get("model") or request.get("model")),
-            "timestamp": _str_or_none(created),
-            "account": _str_or_none(obj.get("account", request.get("user"))),
-        }
+        values["prompt"] = None if prompt is None else \
+            self._clean(prompt, "request.messages", number)
+        id_field = "id" if "id" in obj else "response.id"
+        values["id"] = self._optional_scalar(obj, id_field, number)
+        if "timestamp" in obj:
+            values["timestamp"] = self._optional_scalar(obj, "timestamp", number)
+        values["model"] = values["model"] or self._optional_scalar(request, "model", number,
+                                                                   "request")
+        account = "account" if "account" in obj else "request.user"
+        values["account"] = self._optional_scalar(obj, account, number)
+        return values
 
-    def _lookup(self, obj: dict[str, Any], dotted: str) -> tuple[bool, Any]:
-        if dotted in obj:
-            return True, obj[dotted]
-        current: Any = obj
-        for part in dotted.split("."):
-            if not isinstance(current, dict) or part not in current:
-                return False, None
-            current = current[part]
-        return True, current
+    def _openai_batch(self, obj: dict[str, Any], number: int) -> dict[str, Any]:
+        ident = self._required_scalar(obj, "custom_id", number)
+        response = obj.get("response")
+        if response is None and "response" in obj:
+            raise self.error(number, f'request "{ident}" failed ({_error_text(obj.get("error"))}'
+                                     f'); {FAILED_BATCH_HINT}', "error")
+        response = self._object(obj, "response", number)
+        status = response.get("status_code")
+        if isinstance(status, bool) or status != 200:
+            _, detail = lookup(response, "body.error.message")
+            raise self.error(number, f'request "{ident}" failed with status {status!r}'
+                                     f'{_detail(detail)}; {FAILED_BATCH_HINT}',
+                             "response.status_code")
+        body = self._object(obj, "response.body", number)
+        values = self._completion(body, "response.body", number)
+        return {**values, "prompt": None, "id": ident}
+
+    def _clean(self, value: str, name: str, number: int) -> str:
+        """The text, unless it holds a lone surrogate (not UTF-8: nothing could store it)."""
+        if not value.isascii():
+            found = SURROGATE.search(value)
+            if found:
+                raise self.error(number, f'field "{name}" contains an unpaired surrogate '
+                                         f'\\u{ord(found.group()):04x} at character '
+                                         f'{found.start()}', name)
+        return value
+
+    def _present(self, obj: Any, name: str) -> tuple[bool, Any]:
+        value = obj.get(name) if name in obj else lookup(obj, name)[1]
+        if value is None or (self.blank_is_missing and value == ""):
+            return False, None
+        return True, value
 
     def _text(self, obj: dict[str, Any], name: str, number: int) -> str:
-        found, value = self._lookup(obj, name)
+        found, value = lookup(obj, name)
         if not found:
-            raise self.error(number, f'field "{name}" is missing', name)
+            raise self.missing(number, name)
         if not isinstance(value, str):
             raise self.error(number, f'field "{name}" must be a string, got {type_name(value)}',
                              name)
-        return value
+        return self._clean(value, name, number)
 
     def _optional_text(self, obj: dict[str, Any], name: str, number: int) -> str | None:
-        found, value = self._lookup(obj, name)
-        if not found or value is None:
+        found, value = self._present(obj, name)
+        if not found:
             return None
         if not isinstance(value, str):
             raise self.error(number, f'field "{name}" must be a string, got {type_name(value)}',
                              name)
-        return value
+        return self._clean(value, name, number)
 
-    def _required_id(self, obj: dict[str, Any], name: str, number: int) -> str:
-        found, value = self._lookup(obj, name)
-        if not found or value is None:
-            raise self.error(number, f'field "{name}" is missing', name)
+    def _required_scalar(self, obj: dict[str, Any], name: str, number: int) -> str:
+        found, value = self._present(obj, name)
+        if not found:
+            raise self.missing(number, name)
         return self._scalar_str(value, name, number)
 
-    def _optional_id(self, obj: dict[str, Any], name: str, number: int) -> str | None:
-        found, value = self._lookup(obj, name)
-        return None if not found or value is None else self._scalar_str(value, name, number)
-
-    def _optional_scalar(self, obj: dict[str, Any], name: str, number: int) -> str | None:
-        found, value = self._lookup(obj, name)
-        return None if not found or value is None else self._scalar_str(value, name, number)
+    def _optional_scalar(self, obj: dict[str, Any], name: str, number: int,
+                         prefix: str = "") -> str | None:
+        found, value = self._present(obj, name)
+        if not found:
+            return None
+        return self._scalar_str(value, f"{prefix}.{name}" if prefix else name, number)
 
     def _scalar_str(self, value: Any, name: str, number: int) -> str:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        kind = type(value)
+        if kind is str:
+            text = self._clean(value, name, number)
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = str(value)
+        elif kind is float:
+            shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+            raise self.error(number, f'field "{name}" must be a finite number, got {shown}', name)
+        else:
             raise self.error(number, f'field "{name}" must be a string or number, got '
                                      f'{type_name(value)}', name)
-        text = str(value)
         if not text.strip():
             raise self.error(number, f'field "{name}" is empty', name)
         return text
@@ -208,10 +324,19 @@ def content_text(content: Any) -> str | None:
     return None
 
 
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        text = ": ".join(str(x) for x in (code, message) if x is not None)
+        return text[:200] or "no error given"
+    return "no response and no error given" if error is None else str(error)[:200]
+
+
+def _detail(message: Any) -> str:
+    return f" ({str(message)[:200]})" if message else ""
 
 
 def type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+            int: "a number", float: "a number", type(None): "null",
+            bytes: "bytes"}.get(type(value), "a value")

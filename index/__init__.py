@@ -6,7 +6,8 @@ part of the index in one manifest swap. ``append_records``/``add_files``/``build
 under the writer lock."""
 
 from index.errors import (ConfigMismatchError, DuplicateIdError, IndexCorruptedError,
-                          IndexExistsError, IndexLockedError, IndexStoreError, NotAnIndexError)
+                          IndexExistsError, IndexLockedError, IndexStoreError, IndexWriteError,
+                          NotAnIndexError)
 from index.manifest import Manifest, read_manifest
 from index.metadata import StoredResponse
 from index.search import Hits
@@ -20,8 +21,9 @@ from index.writer import (AppendResult, WriterLock, add_files, add_reference, ap
 __all__ = [
     "AppendResult", "ConfigMismatchError", "DuplicateIdError", "Executor", "FingerprintIndex",
     "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError",
-    "Manifest", "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment",
-    "StoredResponse", "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference",
-    "append_records", "build_index", "commit", "create_index", "fingerprinter_for",
-    "local_executor", "open_index", "read_manifest", "stage_segment", "verify_index",
+    "IndexWriteError", "Manifest", "NotAnIndexError", "SegmentGroup", "StageResult",
+    "StagedSegment", "StoredResponse", "VerifyReport", "WriteOptions", "WriterLock", "add_files",
+    "add_reference", "append_records", "build_index", "commit", "create_index",
+    "fingerprinter_for", "local_executor", "open_index", "read_manifest", "stage_segment",
+    "verify_index",
 ]

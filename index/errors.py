@@ -31,6 +31,11 @@ class ConfigMismatchError(IndexStoreError):
         super().__init__(f"{path}: fingerprint config differs from the index's ({detail})")
 
 
+class IndexWriteError(IndexStoreError):
+    """A file of a segment being staged could not be written (a full disk, a file size limit,
+    an I/O error); the staged segment is discarded, so nothing stored before is touched."""
+
+
 class IndexLockedError(IndexStoreError):
     """Another writer holds the index's lock."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fingerprint.atomic import atomic_write_bytes, fsync_path
-from index.errors import IndexStoreError
+from index.errors import IndexStoreError, IndexWriteError
 
 __all__ = ["NpyAppender", "atomic_write_bytes", "fsync_path", "sha256_file"]
 
@@ -48,21 +48,38 @@ class NpyAppender:
         if block.shape[1:] != self.row_shape:
             raise IndexStoreError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected "
                              f"{self.row_shape}")
-        self._file.write(block.tobytes())
+        try:
+            self._file.write(block.tobytes())
+        except OSError as exc:
+            raise self._failed(exc) from None
         self.rows += block.shape[0]
 
     def abort(self) -> None:
-        """Close without finishing the header (the file is about to be deleted)."""
-        self._file.close()
+        """Close without finishing the header (the file is about to be deleted); what is still
+        buffered may fail to reach the disk, and need not."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self._file.closed:
             return
-        self._file.seek(0)
-        self._file.write(self._header())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.seek(0)
+            self._file.write(self._header())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self.abort()
+            raise self._failed(exc) from None
         self._file.close()
+
+    def _failed(self, exc: OSError) -> IndexWriteError:
+        """The write error with the file's name (a write's OSError carries none)."""
+        return IndexWriteError(f"{self.path}: cannot write ({exc.strerror or exc}); is the disk "
+                               f"full, or a file size limit reached? Nothing was added to the "
+                               f"index")
 
     def _header(self) -> bytes:
         shape = (self.rows, *self.row_shape)

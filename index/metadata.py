@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from fingerprint.records import ResponseRecord
+from index.errors import IndexWriteError
 
 _SCHEMA = """
 CREATE TABLE responses (
@@ -49,24 +50,44 @@ class StoredResponse:
 
 
 class MetadataWriter:
+    """Writes a staged segment's table. SQLite's errors (a full disk: "database or disk is
+    full"; a file size limit: "disk I/O error") become an ``IndexWriteError`` naming the file,
+    so the CLI prints one line; the staging writer then discards the segment."""
+
     def __init__(self, path: Path, store_text: bool):
         self.path = path
         self.store_text = store_text
-        self.conn = sqlite3.connect(path)
-        self.conn.executescript(_SCHEMA)
+        try:
+            self.conn = sqlite3.connect(path)
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def add(self, first_row: int, records: Sequence[ResponseRecord],
             prompt_hashes: Sequence[str | None]) -> None:
         keep = self.store_text
-        self.conn.executemany(
-            "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(first_row + i, r.id, h, r.model, r.timestamp, r.account, r.source, r.line,
-              r.prompt if keep else None, r.response if keep else None)
-             for i, (r, h) in enumerate(zip(records, prompt_hashes))])
+        try:
+            self.conn.executemany(
+                "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(first_row + i, r.id, h, r.model, r.timestamp, r.account, r.source, r.line,
+                  r.prompt if keep else None, r.response if keep else None)
+                 for i, (r, h) in enumerate(zip(records, prompt_hashes))])
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def close(self) -> None:
-        self.conn.commit()
-        self.conn.close()
+        try:
+            self.conn.commit()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        finally:
+            self.conn.close()
+
+    def _failed(self, exc: sqlite3.Error) -> IndexWriteError:
+        code = getattr(exc, "sqlite_errorname", None)
+        return IndexWriteError(f"{self.path}: cannot write the segment's metadata ({exc}"
+                               f"{f', {code}' if code else ''}); is the disk full, or a file "
+                               f"size limit reached? Nothing was added to the index")
 
 
 class MetadataReader:

@@ -8,6 +8,7 @@ is written inside a private directory and becomes part of an index only when it 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +21,7 @@ from fingerprint.minhash import SIGNATURE_DTYPE
 from fingerprint.records import ResponseRecord
 from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
 from index.codes import one_bit_codes
-from index.errors import IndexStoreError
+from index.errors import IndexStoreError, IndexWriteError
 from index.files import NpyAppender, fsync_path, sha256_file
 from index.manifest import FileEntry, SegmentEntry, now_iso
 from index.metadata import MetadataWriter
@@ -81,16 +82,21 @@ class SegmentWriter:
         self.sources: list[str] = []
         self._sources_seen: set[str] = set()
         self.dir.mkdir(parents=True)
-        self._signatures = NpyAppender(self.dir / SIGNATURES, SIGNATURE_DTYPE.str, (num_perm,))
-        self._vectors = (None if embedding_dim is None else
-                         NpyAppender(self.dir / EMBEDDING_VECTORS, VECTOR_DTYPE.str,
-                                     (embedding_dim,)))
-        self._indptr = NpyAppender(self.dir / STYLE_INDPTR, STYLE_INDPTR_DTYPE.str)
-        self._indptr.append(np.zeros(1, dtype=STYLE_INDPTR_DTYPE))
-        self._indices = NpyAppender(self.dir / STYLE_INDICES, np.dtype(INDEX_DTYPE).str)
-        self._counts = NpyAppender(self.dir / STYLE_COUNTS, np.dtype(COUNT_DTYPE).str)
+        try:  # a full disk can fail the first write: leave no directory behind then either
+            self._signatures = NpyAppender(self.dir / SIGNATURES, SIGNATURE_DTYPE.str,
+                                           (num_perm,))
+            self._vectors = (None if embedding_dim is None else
+                             NpyAppender(self.dir / EMBEDDING_VECTORS, VECTOR_DTYPE.str,
+                                         (embedding_dim,)))
+            self._indptr = NpyAppender(self.dir / STYLE_INDPTR, STYLE_INDPTR_DTYPE.str)
+            self._indptr.append(np.zeros(1, dtype=STYLE_INDPTR_DTYPE))
+            self._indices = NpyAppender(self.dir / STYLE_INDICES, np.dtype(INDEX_DTYPE).str)
+            self._counts = NpyAppender(self.dir / STYLE_COUNTS, np.dtype(COUNT_DTYPE).str)
+            self._metadata = MetadataWriter(self.dir / METADATA, store_text)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self._nnz = 0
-        self._metadata = MetadataWriter(self.dir / METADATA, store_text)
         self.embedding_index_type = NO_EMBEDDINGS
         self.minhash_index_type = FLAT_CODES
 
@@ -127,9 +133,18 @@ class SegmentWriter:
         appenders = [self._signatures, self._indptr, self._indices, self._counts]
         for appender in appenders + ([self._vectors] if self._vectors is not None else []):
             appender.close()
-        if self._vectors is not None:
-            self.embedding_index_type = self._build_embedding_index()
-        self.minhash_index_type = self._build_code_index()
+        try:
+            if self._vectors is not None:
+                self.embedding_index_type = self._build_embedding_index()
+            self.minhash_index_type = self._build_code_index()
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "write error" not in str(exc):
+                raise  # a FAISS failure other than a write: a bug, keep its traceback
+            where = re.search(r"write error in (.+)", str(exc))  # FAISS names file and errno
+            detail = where.group(1) if where else f"{self.dir}: {exc}"
+            raise IndexWriteError(f"{detail}; cannot write the search indexes: is the disk full, "
+                                  f"or a file size limit reached? Nothing was added to the "
+                                  f"index") from None
         self._metadata.close()
         files = []
         for name in SEGMENT_FILES:

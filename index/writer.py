@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from fingerprint.config import FingerprintConfig
+from fingerprint.errors import InputError
 from fingerprint.fingerprinter import Fingerprinter
 from fingerprint.io import ReadStats, read_records
 from fingerprint.records import FieldMap, ResponseRecord
@@ -132,6 +133,9 @@ def add_files(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[s
               fingerprinter: Fingerprinter, *, fields: FieldMap = FieldMap(),
               **options) -> AppendResult:
     """Read every input file and add all of them to the index as one batch."""
+    if sum(str(p) == "-" for p in inputs) > 1:
+        raise InputError("<stdin>", None, "standard input is named more than once; it can be "
+                                          "read only once")
     stats = ReadStats()
     records = _chain(read_records(p, fields, stats) for p in inputs)
     return append_records(path, records, fingerprinter, read_stats=stats, **options)
