@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attribution import SIGNALS_BY_NAME, AttributionResult
+from attribution import ALPHA, SIGNALS_BY_NAME, AttributionResult
 
 
 def methodology(result: AttributionResult) -> list[tuple[str, str, str]]:
@@ -11,6 +11,48 @@ def methodology(result: AttributionResult) -> list[tuple[str, str, str]]:
     specs = [(s.name, SIGNALS_BY_NAME.get(s.name)) for s in result.signals]
     return [(name, spec.computed, spec.calibration or "not calibrated")
             for name, spec in specs if spec is not None]
+
+
+def methodology_sections(result: AttributionResult) -> list[tuple[str, str]]:
+    """(title, text) of the method in plain words, shared by the Markdown and HTML reports: the
+    null hypothesis, the references, how signals combine, how the verdict is decided, and what
+    the p-value does not say."""
+    refs = ", ".join(result.references) or "none"
+    return [
+        ("The null hypothesis",
+         "The suspect is one more independent model, like the reference models: its outputs are "
+         "no more like the provider's than theirs are. Each reference is scored exactly as the "
+         "suspect is (for the style classifier, with its own class left out), which gives the "
+         "spread of every signal among independent models; the suspect's value is placed in "
+         "that spread."),
+        ("The reference models and why they count as independent",
+         f"References: {refs}. They were chosen by whoever ran the attribution as models not "
+         "trained on the provider's outputs, as far as is known; the p-value is only as good as "
+         "that choice. The toolkit refuses a reference that is a candidate teacher (named like a "
+         "provider, or giving word-for-word the provider's answers on at least half of the "
+         "prompts both answered), because a null that contains the alternative proves nothing. "
+         "A suspect unlike all references (much smaller or older, another language) is not "
+         "fairly described by this null either."),
+        ("How the signals are combined",
+         "Each calibrated signal gives a p-value (listed below with how it is found); they are "
+         "combined with the Cauchy combination test, which stays valid when the signals are "
+         "dependent, as these are (they are computed from the same answers). A watermark test, "
+         "where a key was given, is exact and joins the combination."),
+        ("How the verdict is decided",
+         f"Derived: the combined p-value is below {ALPHA:g}. Otherwise a sequential test on the "
+         "provider share (two betting e-processes, anytime-valid) says whether the suspect is "
+         "shown not to be derived (its provider-like rate is below that of a model with a "
+         "derived fraction of 0.2), undecided (at the rate seen, about N more answers would "
+         "decide), or simply not shown to be derived (no number of answers would decide at "
+         "that rate). Without a p-value there is no verdict, and the report says why."),
+        ("What the p-value does not say",
+         "A small p-value says the suspect is more provider-like than independent models "
+         "usually are. It does not say which model taught the suspect (a student of a sibling "
+         "of the provider looks provider-like too: rank several providers' indexes), it does "
+         "not say how much of the suspect was trained on the provider's outputs (the derived "
+         "fraction is a lower bound), and a large p-value does not show independence: it says "
+         "only that this evidence does not separate the suspect from the references."),
+    ]
 
 
 def fmt_fixed(value: float | None) -> str:
@@ -28,6 +70,7 @@ def fmt_number(value: float | None) -> str:
 def summary_text(result: AttributionResult) -> str:
     c = result.counts
     lines = [
+        f"verdict   {result.verdict.sentence}",
         f"suspect   {result.suspect}: {c['responses']} responses"
         f" ({c['skipped_empty']} empty skipped), {c['paired']} with an indexed prompt",
         f"index     {result.index}: {c['indexed_responses']} served responses",
