@@ -38,8 +38,16 @@ from fingerprint.records import FieldMap
 @click.option("--max-faults-per-prompt", type=click.IntRange(0), default=3, show_default=True,
               help="Faults in a row at one prompt, at most (so enough retries always succeed).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+@click.option("--request-timeout", type=click.FloatRange(0, min_open=True), default=10.0,
+              show_default=True, help="Seconds a request has to arrive whole (else 408); an "
+              "idle kept-alive connection is closed after as long.")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
+              help="Largest request body accepted (larger: 413).")
+@click.option("--max-connections", type=click.IntRange(1), default=64, show_default=True,
+              help="Connections served at once; more wait in the listen backlog.")
 def serve_replay(recorded: str, fields: FieldMap, host: str, port: int, model: str | None,
-                 require_api_key_env: str | None, **faults: Any) -> None:
+                 require_api_key_env: str | None, request_timeout: float, max_body_bytes: int,
+                 max_connections: int, **faults: Any) -> None:
     """Serve RECORDED outputs as an OpenAI-compatible model (/v1/chat/completions, /v1/models),
     matching on the last user message; optional injected faults, deterministic given --seed."""
     from replay import ReplayFaults, ReplayServer
@@ -50,7 +58,10 @@ def serve_replay(recorded: str, fields: FieldMap, host: str, port: int, model: s
         if not key:
             raise click.ClickException(f"environment variable {require_api_key_env} is not set")
     server = ReplayServer.from_file(recorded, fields, model=model, host=host, port=port,
-                                    faults=ReplayFaults(**faults), api_key=key)
+                                    faults=ReplayFaults(**faults), api_key=key,
+                                    request_timeout=request_timeout,
+                                    max_body_bytes=max_body_bytes,
+                                    max_connections=max_connections)
     click.echo(f"serving {len(server.answers)} recorded answers as model {server.model!r} at "
                f"{server.url} (Ctrl-C stops)", err=True)
     try:

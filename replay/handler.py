@@ -24,6 +24,7 @@ from fingerprint.records import last_user_message
 FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop", "non_json")
 CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
+ROUTES = {CHAT_ROUTE: "POST", MODELS_ROUTE: "GET"}  # each route answers one method (and HEAD)
 
 
 @dataclass(frozen=True)
@@ -123,22 +124,25 @@ class ReplayHandler:
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         route = path.rstrip("/")
-        if (method, route) not in (("GET", MODELS_ROUTE), ("POST", CHAT_ROUTE)):
-            return error_reply(404, f"no route {path}", "invalid_request_error")
+        allowed = ROUTES.get(route)
+        if allowed is None:
+            return error_reply(404, f"no route {path[:200]}", "invalid_request_error",
+                               "unknown_route")
+        if method != allowed and (method, allowed) != ("HEAD", "GET"):
+            return error_reply(405, f"{route} takes {allowed}, not {method[:20]}",
+                               "invalid_request_error", "method_not_allowed",
+                               {"Allow": allowed})
         if not self._authorised(headers):
             self.log.add(prompt=None, outcome="unauthorised")
             return error_reply(401, "Incorrect API key provided.", "invalid_request_error",
                                "invalid_api_key")
-        if method == "GET":
+        if allowed == "GET":
             return Reply(200, json.dumps({"object": "list", "data": [
                 {"id": self.model, "object": "model", "created": 0,
                  "owned_by": "fingerprint-replay"}]}).encode())
-        try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error_reply(400, "request body is not JSON", "invalid_request_error")
-        if not isinstance(request, dict):
-            return error_reply(400, "request body is not a JSON object", "invalid_request_error")
+        request = parse_json_object(body)
+        if isinstance(request, Reply):
+            return request
         return self._chat(request)
 
     def next_attempt(self, prompt: str) -> int:
@@ -175,6 +179,28 @@ class ReplayHandler:
         body = json.dumps(completion(request, self.answers[prompt])).encode()
         return Reply(200, body, delay=self.faults.slow_seconds if fault == "slow" else 0.0,
                      drop=fault == "drop")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | Reply:
+    """The request body as a JSON object, or the 400 saying why it is not one (UTF-8 only, as
+    JSON over HTTP must be; nesting too deep for the parser is refused, not a crash)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return error_reply(400, f"request body is not valid UTF-8 (byte {exc.start})",
+                           "invalid_request_error", "invalid_json")
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return error_reply(400, f"request body is not JSON ({exc.msg} at line {exc.lineno} "
+                           f"column {exc.colno})", "invalid_request_error", "invalid_json")
+    except RecursionError:
+        return error_reply(400, "request body nests too deeply", "invalid_request_error",
+                           "invalid_json")
+    if not isinstance(request, dict):
+        return error_reply(400, "request body is not a JSON object", "invalid_request_error",
+                           "invalid_json")
+    return request
 
 
 def completion(request: Mapping[str, Any], answer: str) -> dict[str, Any]:

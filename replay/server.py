@@ -3,22 +3,24 @@
 Probing a suspect through its API has to survive rate limits, server errors, slow answers and
 dropped connections. Testing that against mocks of the HTTP protocol would test the mocks; this
 server speaks real HTTP on 127.0.0.1 (``/v1/chat/completions``, ``/v1/models``). What it answers
-is replay.handler's (a pure request -> reply function, faults included); this module only reads
-requests off the socket and writes replies onto it.
+is replay.handler's (a pure request -> reply function, faults included); how requests are read
+off the socket and replies written onto it, with limits against hostile clients, is
+replay.protocol's; this module puts the two together and starts and stops them.
 """
 
 from __future__ import annotations
 
+import errno
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Mapping
 
 from fingerprint.io import read_records
 from fingerprint.records import FieldMap
 from replay.errors import ReplayError
-from replay.handler import Reply, ReplayFaults, ReplayHandler, ReplayLog
+from replay.handler import ReplayFaults, ReplayHandler, ReplayLog
+from replay.protocol import (BACKLOG, MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT,
+                             BoundedHTTPServer, http_adapter)
 
 
 def load_recorded(path: str | Path, fields: FieldMap = FieldMap()) -> tuple[dict[str, str], str]:
@@ -41,15 +43,31 @@ def load_recorded(path: str | Path, fields: FieldMap = FieldMap()) -> tuple[dict
 
 
 class ReplayServer:
-    """A ThreadingHTTPServer on ``host:port`` (port 0: a free one) answering from ``answers``
-    through a ReplayHandler (``api_key``: requests without it get a 401)."""
+    """A threading HTTP server on ``host:port`` (port 0: a free one) answering from ``answers``
+    through a ReplayHandler (``api_key``: requests without it get a 401).
+
+    Limits (replay.protocol): a request must arrive whole within ``request_timeout`` seconds
+    (else 408, or the idle connection is closed), its body must be at most ``max_body_bytes``
+    (else 413), and at most ``max_connections`` connections are served at once (more wait in a
+    listen backlog of ``backlog``). A port already taken is a ReplayError naming it.
+    """
 
     def __init__(self, answers: dict[str, str], model: str, *, host: str = "127.0.0.1",
                  port: int = 0, faults: ReplayFaults = ReplayFaults(),
-                 api_key: str | None = None):
+                 api_key: str | None = None, request_timeout: float = REQUEST_TIMEOUT,
+                 max_body_bytes: int = MAX_BODY_BYTES, max_connections: int = MAX_CONNECTIONS,
+                 backlog: int = BACKLOG):
+        check_limits(request_timeout, max_body_bytes, max_connections, backlog)
         self.handler = ReplayHandler(answers, model, faults=faults, api_key=api_key)
-        self._httpd = ThreadingHTTPServer((host, port), _http_adapter(self.handler))
-        self._httpd.daemon_threads = True
+        adapter = http_adapter(self.handler, request_timeout, max_body_bytes)
+        try:
+            self._httpd = BoundedHTTPServer((host, port), adapter,
+                                            max_connections=max_connections, backlog=backlog)
+        except OSError as exc:
+            hint = (" (another process holds it; --port 0 picks a free port)"
+                    if exc.errno == errno.EADDRINUSE else "")
+            raise ReplayError(f"cannot listen on {host}:{port}: "
+                              f"{exc.strerror or exc}{hint}") from None
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -73,6 +91,11 @@ class ReplayServer:
         return self.handler.log
 
     @property
+    def active_connections(self) -> int:
+        """Connections being served right now (each holds one handler thread)."""
+        return self._httpd.active_connections
+
+    @property
     def port(self) -> int:
         return int(self._httpd.server_address[1])
 
@@ -91,6 +114,7 @@ class ReplayServer:
         self._httpd.serve_forever()
 
     def stop_serving(self) -> None:
+        """Close the listening socket and every open connection (after ``serve_forever``)."""
         self._httpd.server_close()
 
     def stop(self) -> None:
@@ -106,39 +130,12 @@ class ReplayServer:
         self.stop()
 
 
-def _http_adapter(handler: ReplayHandler) -> type[BaseHTTPRequestHandler]:
-    class HTTPAdapter(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            """Quiet: the request lines carry nothing a test needs (the handler's log does)."""
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._reply(handler.handle("GET", self.path, self.headers, b""))
-
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            self._reply(handler.handle("POST", self.path, self.headers, body))
-
-        def _reply(self, reply: Reply) -> None:
-            if reply.delay:
-                time.sleep(reply.delay)
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            try:
-                if reply.drop:  # half the body, then the connection is closed under the client
-                    self.wfile.write(reply.body[: len(reply.body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                self.wfile.write(reply.body)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
-                self.close_connection = True
-
-    return HTTPAdapter
+def check_limits(request_timeout: float, max_body_bytes: int, max_connections: int,
+                 backlog: int) -> None:
+    """A limit that would refuse every request (or none) is a mistake: say so at once."""
+    if not request_timeout > 0:
+        raise ReplayError(f"request_timeout must be > 0 seconds, got {request_timeout!r}")
+    for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections),
+                        ("backlog", backlog)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReplayError(f"{name} must be an integer >= 1, got {value!r}")

@@ -33,10 +33,15 @@ def test_answers_the_last_user_message(handler):
 
 
 @pytest.mark.parametrize("method,path,body,status,code", [
-    ("GET", "/v1/nothing", b"", 404, None),
-    ("POST", "/v1/chat/completions", b"{not json", 400, None),
-    ("POST", "/v1/chat/completions", b"\xff\xfe", 400, None),
-    ("POST", "/v1/chat/completions", b"[1, 2]", 400, None),
+    ("GET", "/v1/nothing", b"", 404, "unknown_route"),
+    ("GET", "/v1/chat/completions", b"", 405, "method_not_allowed"),
+    ("PUT", "/v1/models", b"", 405, "method_not_allowed"),
+    ("POST", "/v1/chat/completions", b"{not json", 400, "invalid_json"),
+    ("POST", "/v1/chat/completions", b"\xff\xfe", 400, "invalid_json"),
+    ("POST", "/v1/chat/completions", b'{"model": "caf\xc3"}', 400, "invalid_json"),
+    ("POST", "/v1/chat/completions", b"\xef\xbb\xbf{}", 400, "invalid_json"),
+    ("POST", "/v1/chat/completions", b"[" * 100_000, 400, "invalid_json"),
+    ("POST", "/v1/chat/completions", b"[1, 2]", 400, "invalid_json"),
     ("POST", "/v1/chat/completions", chat("What is 2 + 2?", model="other"), 404,
      "model_not_found"),
     ("POST", "/v1/chat/completions", chat("never recorded"), 404, "prompt_not_recorded"),
@@ -47,6 +52,13 @@ def test_bad_requests_get_openai_shaped_errors(handler, method, path, body, stat
     reply = handler.handle(method, path, {}, body)
     error = json.loads(reply.body)["error"]
     assert reply.status == status and error["code"] == code and error["message"]
+
+
+def test_a_wrong_method_says_which_one_the_route_takes(handler):
+    reply = handler.handle("DELETE", "/v1/chat/completions", {}, b"")
+    assert reply.status == 405 and reply.headers["Allow"] == "POST"
+    assert "takes POST" in json.loads(reply.body)["error"]["message"]
+    assert handler.handle("HEAD", "/v1/models", {}, b"").status == 200  # a GET, body unsent
 
 
 def test_models_route_and_api_key(handler):
