@@ -11,7 +11,7 @@ DEMO_DIR ?= demo-out
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench venv wordnet clean
+.PHONY: demo test bench venv wordnet chromium clean
 
 venv: $(STAMP) wordnet
 
@@ -33,7 +33,18 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: $(STAMP) wordnet
+# The report tests render HTML in a real headless browser: Chromium as Debian ships it.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium fonts-dejavu-core) >/dev/null; \
+	  else \
+	    echo "Chromium is missing: run 'sudo apt-get install chromium' (the report's browser" \
+	         "test is skipped without it)"; \
+	  fi; }
+
+test: $(STAMP) wordnet chromium
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) wordnet

@@ -7,7 +7,7 @@ from attribution.calibrated import Calibration, SuspectPrints, calibrate_against
 from attribution.classes import PROVIDER, check_references_are_not_providers, style_classes
 from attribution.errors import (AttributionError, ReferenceIsProviderError, ReferenceNameError,
                                 TooFewClassesError)
-from attribution.evidence import PromptEvidence, ReferenceAnswer, prompt_evidence
+from attribution.evidence import PromptEvidence, ReferenceAnswer, prompt_evidence, strongest_first
 from attribution.references import (ReferenceData, choose_references, load_reference_files,
                                     reference_from_file, reference_from_group,
                                     reference_from_records, stored_references)
@@ -23,7 +23,7 @@ from attribution.watermark import join_watermark
 
 __all__ = [
     "ALPHA", "PromptEvidence", "ReferenceAnswer", "Verdict", "library_versions", "prompt_evidence",
-    "provenance", "verdict_of",
+    "provenance", "strongest_first", "verdict_of",
     "PROVIDER", "SIGNALS", "SIGNALS_BY_NAME", "AttributionError", "AttributionOptions",
     "AttributionResult", "Calibration", "Match", "MatchedPair", "PairedComparison",
     "ReferenceData", "ReferenceIsProviderError", "ReferenceNameError", "RelativeAttributor",

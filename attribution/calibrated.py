@@ -121,6 +121,9 @@ def _paired_signals(index: FingerprintIndex, references: Sequence[ReferenceData]
         notes.append("no suspect prompt is among the indexed prompts: mean_paired_jaccard needs "
                      "them")
     with_embeddings = [r for r in references if r.embeddings is not None]
+    if suspect.embeddings is not None and index.has_embeddings and not with_embeddings:
+        notes.append("mean_paired_cosine: no reference was stored with embeddings (reference "
+                     "add --embeddings), so it is descriptive only and not in the p-value")
     if suspect.embeddings is not None and index.has_embeddings and with_embeddings:
         if len(with_embeddings) < len(references):
             notes.append(f"{len(references) - len(with_embeddings)} of {len(references)} "

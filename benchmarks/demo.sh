@@ -74,7 +74,7 @@ for suspect in "$probed" "$human"; do
   case "$suspect" in *.jsonl) name=$(basename "$suspect" .jsonl) ;; esac
   echo
   echo "== attribute $name"
-  "$BIN/fingerprint" attribute "$suspect" --index "$DEMO_DIR/idx" --report "$DEMO_DIR/$name.html"
+  "$BIN/fingerprint" attribute "$suspect" --index "$DEMO_DIR/idx" --report "$DEMO_DIR/$name.html" --report "$DEMO_DIR/$name.pdf"
 done
 echo
 echo "vicuna-7b (a ChatGPT student) should come out more ChatGPT-like than guanaco-7b (human"

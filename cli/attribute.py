@@ -27,9 +27,11 @@ from fingerprint.records import FieldMap
               help="Print newline-delimited JSON instead: one object per suspect response (id, "
                    "line, prompt, prompt hash, matches, paired comparison, evidence).")
 @progress_option
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a report: HTML (.html, with plots and shared phrases highlighted) or "
-                   "Markdown (.md); other extensions are refused.")
+@click.option("--report", "reports", type=click.Path(dir_okay=False, path_type=Path),
+              multiple=True,
+              help="Write a report, in the format its extension names: HTML (.html: verdict, "
+                   "plots, method, evidence, provenance), PDF (.pdf, the same on paper), "
+                   "Markdown (.md) or the per-prompt evidence as CSV (.csv). Repeatable.")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Matches reported per suspect response.")
 @click.option("--near-duplicate-threshold", type=click.FloatRange(0, 1, min_open=True),
@@ -47,7 +49,7 @@ from fingerprint.records import FieldMap
 @tokenizer_option
 def attribute_command(suspect: str, index_paths: tuple[Path, ...],
                       provider_names: tuple[str, ...], fields: FieldMap, as_json: bool,
-                      as_rows: bool, report: Path | None, k: int,
+                      as_rows: bool, reports: tuple[Path, ...], k: int,
                       near_duplicate_threshold: float, batch_size: int,
                       reference_files: tuple[Path, ...], no_references: bool,
                       watermark_key: Path | None, tokenizer: str | None) -> None:
@@ -65,7 +67,7 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
     if provider_names and len(provider_names) != len(index_paths):
         raise click.UsageError(f"{len(provider_names)} --name for {len(index_paths)} --index: "
                                f"name every provider, in the order of --index")
-    if report is not None:
+    for report in reports:
         check_report_path(report)
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
     key = load_key(watermark_key) if watermark_key is not None else None
@@ -77,7 +79,7 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
             reference_files=() if no_references else reference_files,
             watermark_key=key, watermark_tokenizer=tokenizer,
             provider_names=provider_names or None)
-    if report is not None:
+    for report in reports:
         write_report(result, report)
     if as_json:
         echo_json(result.to_dict())
@@ -86,5 +88,5 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
             click.echo(json.dumps(row, separators=(",", ":")))
     else:
         click.echo(summary_text(result))
-        if report is not None:
+        for report in reports:
             click.echo(f"report    {report}")

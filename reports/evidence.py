@@ -16,7 +16,7 @@ import re
 import unicodedata
 from typing import Any
 
-from attribution import AttributionResult, MatchedPair
+from attribution import AttributionResult, MatchedPair, strongest_first
 from fingerprint.shingles import word_shingles
 from reports.text import fmt_number
 
@@ -49,10 +49,12 @@ def highlight_shared(text: str, other: str, n: int = 3) -> str:
 
 
 def evidence_rows(result: AttributionResult) -> list[dict[str, Any]]:
-    """One row per suspect answer: its paired comparison and every reference's on that prompt."""
+    """One row per suspect answer, strongest evidence first (as the pairs are ordered): its
+    paired comparison and every reference's on that prompt."""
     names = list(result.references)
     rows = []
-    for p in result.prompts:
+    for i in strongest_first(result.prompts, result.responses):
+        p = result.prompts[i]
         closest = max(p.reference_jaccards, key=p.reference_jaccards.get) \
             if p.reference_jaccards else None
         row = {"suspect_id": p.suspect_id, "prompt": p.prompt, "served_id": p.served_id,

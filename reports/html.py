@@ -1,112 +1,93 @@
-"""A self-contained HTML report that lets a reader check the claim.
+"""The dispute report: one self-contained HTML page (and, through reports.pdf, the same as PDF).
 
-For every calibrated signal it plots the suspect among the reference models (inline SVG, no
-plotting library, nothing fetched), shows the derived fraction with its interval, the matched
-pairs side by side with the word 3-grams they share highlighted, and the exact configuration.
+It is written for a reader who has to decide whether to trust the claim, on screen or on paper:
+the verdict in plain words first, then the figures with every reference labelled on the plots,
+the method (the null hypothesis, the references, how each signal is computed and calibrated,
+what the p-value does not say), the per-prompt evidence set against what the reference models
+answered to the same prompts, and the provenance that lets anyone reproduce it (versions, sha256
+of the inputs, how the suspect was probed, the bootstrap seed). Nothing is fetched: styles,
+plots (SVG), the sorting script and the CSV download are all inside the file.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
-import re
-import unicodedata
+from typing import Any
 
-from attribution import AttributionResult, MatchedPair, Signal
-from reports.text import fmt_number, methodology
-from fingerprint.shingles import word_shingles
+from attribution import SIGNALS_BY_NAME, AttributionResult
+from reports.evidence import (SORT_SCRIPT, evidence_csv, evidence_table_html,
+                              strongest_pairs_html)
+from reports.plots import fraction_plot, signal_plot
+from reports.text import fmt_number, methodology, methodology_sections
 
-_WORD = re.compile(r"\w+")
-_PAIR_CHARS = 2000
-
-
-def highlight_shared(text: str, other: str, n: int = 3) -> str:
-    """``text`` as HTML with every word that is part of a word n-gram also in ``other`` marked."""
-    shared = word_shingles(other, n)
-    words = [(m.start(), m.end(), unicodedata.normalize("NFKC", m.group()).casefold())
-             for m in _WORD.finditer(text)]
-    runs: list[list[int]] = []  # [first word, last word]; overlapping matches are merged
-    for i in range(len(words) - n + 1):
-        if " ".join(w for _, _, w in words[i:i + n]) in shared:
-            if runs and i <= runs[-1][1]:
-                runs[-1][1] = i + n - 1
-            else:
-                runs.append([i, i + n - 1])
-    out, pos = [], 0
-    for first, last in runs:
-        out.append(html.escape(text[pos:words[first][0]]))
-        out.append(f"<mark>{html.escape(text[words[first][0]:words[last][1]])}</mark>")
-        pos = words[last][1]
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
+_STYLE = """<style>
+body{font:14px/1.45 system-ui,"DejaVu Sans",sans-serif;max-width:1100px;margin:2em auto;
+ padding:0 1em;color:#111}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3;text-align:left}mark{background:#ffe08a}code{background:#f4f4f4}
+.pair td{width:50%;white-space:pre-wrap}.refs td{white-space:pre-wrap}
+#verdict{border:2px solid #333;padding:.6em 1em;font-size:1.15em;margin:1em 0}
+#verdict.derived{border-color:#b00}#verdict .decision{font-weight:bold;text-transform:uppercase}
+.signal{margin:1em 0 1.5em}.signal svg{max-width:100%;height:auto}
+table.sortable th{cursor:pointer}table.sortable th[aria-sort]::after{content:" \\2195"}
+#evidence-table td{font-size:12px}
+@page{size:A4;margin:16mm 14mm;@bottom-right{content:"page " counter(page) " of "
+ counter(pages);font-size:9px}}
+@media print{body{max-width:none;margin:0;font-size:11px}
+ .no-print{display:none}a{color:inherit;text-decoration:none}
+ section.evidence-pair,.signal,#verdict,tr{break-inside:avoid}
+ h2{break-after:avoid}details>summary{list-style:none}}
+</style>"""
 
 
-def signal_plot(signal: Signal) -> str:
-    """Strip plot: each reference a grey dot (hover for its name), the suspect a red one."""
-    null = signal.reference_values
-    if signal.value is None or not null:
-        return ""
-    values = list(null.values()) + [signal.value]
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    x = lambda v: 20 + 560 * (v - low) / span  # noqa: E731
-    dots = "".join(f'<circle cx="{x(v):.1f}" cy="30" r="6" fill="#999" fill-opacity="0.7">'
-                   f"<title>{html.escape(name)}: {fmt_number(v)}</title></circle>"
-                   for name, v in null.items())
-    return (f'<svg width="600" height="60" role="img" aria-label="{html.escape(signal.name)}">'
-            f'<line x1="20" y1="30" x2="580" y2="30" stroke="#ccc"/>{dots}'
-            f'<circle cx="{x(signal.value):.1f}" cy="30" r="8" fill="#c00">'
-            f"<title>suspect: {fmt_number(signal.value)}</title></circle>"
-            f'<text x="20" y="55" font-size="11">{fmt_number(low)}</text>'
-            f'<text x="580" y="55" font-size="11" text-anchor="end">{fmt_number(high)}</text></svg>')
+def html_report(result: AttributionResult, extra: dict[str, Any] | None = None) -> str:
+    """The whole page. ``extra``: more configuration to print (e.g. the index's library
+    versions)."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Attribution report: {html.escape(result.suspect)}</title>", _STYLE,
+        "</head><body><h1>Attribution report</h1>",
+        _verdict(result), _scope(result), _figures(result), _teachers(result), _signals(result),
+        _methodology(result), _notes(result), _evidence(result), _provenance(result, extra),
+        SORT_SCRIPT, "</body></html>",
+    ]
+    return "".join(parts)
 
 
-def fraction_plot(fraction: float | None, ci: tuple[float, float] | None) -> str:
-    if fraction is None:
-        return ""
-    x = lambda v: 20 + 560 * v  # noqa: E731
-    bar = "" if ci is None else (f'<line x1="{x(ci[0]):.1f}" y1="30" x2="{x(ci[1]):.1f}" y2="30" '
-                                 f'stroke="#c00" stroke-width="6" stroke-opacity="0.4"/>')
-    return (f'<svg width="600" height="60" role="img" aria-label="derived fraction">'
-            f'<line x1="20" y1="30" x2="580" y2="30" stroke="#ccc"/>{bar}'
-            f'<circle cx="{x(fraction):.1f}" cy="30" r="7" fill="#c00"/>'
-            f'<text x="20" y="55" font-size="11">0</text>'
-            f'<text x="580" y="55" font-size="11" text-anchor="end">1</text></svg>')
+def _verdict(result: AttributionResult) -> str:
+    v = result.verdict
+    decision = v.decision.replace("_", " ")
+    return (f"<div id='verdict' class='{v.decision}'><span class='decision'>{decision}</span>"
+            f"<p>{html.escape(v.sentence)}</p></div>")
 
 
-_STYLE = ("<style>body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;"
-          "padding:0 1em}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
-          "padding:4px 8px;vertical-align:top}mark{background:#ffe08a}"
-          ".pair td{width:50%;white-space:pre-wrap}code{background:#f4f4f4}</style>")
-
-
-def html_report(result: AttributionResult, extra: dict | None = None) -> str:
-    """``extra``: more configuration to print, e.g. the library versions that built the index."""
+def _scope(result: AttributionResult) -> str:
     c = result.counts
     e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Attribution report</title>",
-        _STYLE, "</head><body>",
-        "<h1>Attribution report</h1>",
-        f"<p>Suspect outputs <code>{e(result.suspect)}</code>: {c['responses']} responses "
-        f"({c['skipped_empty']} empty skipped), {c['paired']} with a prompt the provider served."
-        f"<br>Index <code>{e(result.index)}</code>: {c['indexed_responses']} served responses.</p>",
-        _teachers(result), _figures(result), _signals(result),
-        "<h2>How each signal is computed and calibrated</h2><ul>"
-        + "".join(f"<li><code>{e(name)}</code>: {e(computed)}; {e(calibration)}</li>"
-                  for name, computed, calibration in methodology(result)) + "</ul>",
-    ]
-    if result.notes:
-        parts.append("<h2>What could not be computed, and why</h2><ul>"
-                     + "".join(f"<li>{e(n)}</li>" for n in result.notes) + "</ul>")
-    parts.append("<h2>Strongest evidence</h2><p>Each suspect response beside the served "
-                 "response closest to it; word 3-grams the two share are highlighted.</p>")
-    parts.extend(_pair(n, p) for n, p in enumerate(result.top_pairs, start=1))
-    parts.append("<h2>Exact configuration</h2><pre>"
-                 + html.escape(json.dumps({"settings": result.settings, **(extra or {})},
-                                          indent=2), quote=False)
-                 + "</pre></body></html>")
-    return "".join(parts)
+    return (f"<p>Suspect outputs <code>{e(result.suspect)}</code>: {c['responses']} responses "
+            f"({c['skipped_empty']} empty skipped), {c['paired']} with a prompt the provider "
+            f"served, {c['near_duplicates']} near-duplicates of served responses.<br>Index "
+            f"<code>{e(result.index)}</code>: {c['indexed_responses']} served responses.</p>")
+
+
+def _figures(result: AttributionResult) -> str:
+    if not result.calibrated:
+        return (f"<h2>Uncalibrated score {fmt_number(result.score)}</h2><p>No usable reference "
+                "models: no calibrated p-value. Compare suspects against the same index only."
+                "</p>")
+    ci = result.derived_fraction_ci
+    interval = "" if ci is None else f" (95% interval {fmt_number(ci[0])} to {fmt_number(ci[1])})"
+    return "".join([
+        f"<h2>p-value {fmt_number(result.p_value)}</h2>",
+        f"<p>Against {len(result.references)} reference models: "
+        f"{html.escape(', '.join(result.references))}.</p>",
+        f"<h2>Derived fraction {fmt_number(result.derived_fraction)}{interval}</h2>",
+        "<p>A lower bound on the share of the suspect's responses that are provider-like beyond "
+        "what the references show; the interval resamples the suspect's responses and the "
+        "references.</p>", fraction_plot(result.derived_fraction, ci),
+    ])
 
 
 def _teachers(result: AttributionResult) -> str:
@@ -121,45 +102,90 @@ def _teachers(result: AttributionResult) -> str:
             f"<th>provider</th><th>provider share</th><th>p-value</th></tr>{rows}</table>")
 
 
-def _figures(result: AttributionResult) -> str:
-    if not result.calibrated:
-        return (f"<h2>Uncalibrated score {fmt_number(result.score)}</h2><p>No usable reference "
-                "models: no p-value. Compare suspects against the same index only.</p>")
-    ci = result.derived_fraction_ci
-    interval = "" if ci is None else f" (95% CI {fmt_number(ci[0])} to {fmt_number(ci[1])})"
-    return "".join([
-        f"<h2>p-value {fmt_number(result.p_value)}</h2>",
-        "<p>Null hypothesis: the suspect is one more independent model, like the "
-        f"{len(result.references)} reference models ({html.escape(', '.join(result.references))}"
-        "); its outputs are no more like the provider's than theirs are. Signals are calibrated "
-        "against the references and combined with the Cauchy combination test.</p>",
-        f"<h2>Derived fraction {fmt_number(result.derived_fraction)}{interval}</h2>",
-        "<p>A lower bound on the share of the suspect's responses that are provider-like "
-        "beyond what the references show.</p>",
-        fraction_plot(result.derived_fraction, ci),
-    ])
-
-
 def _signals(result: AttributionResult) -> str:
     e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(s.name)}</td><td>{fmt_number(s.value)}</td><td>{fmt_number(s.p_value)}"
-        f"{'<br><small>' + e(s.reason) + '</small>' if s.reason else ''}</td>"
-        f"<td>{signal_plot(s)}</td><td>{e(s.description)}</td></tr>" for s in result.signals)
-    return ("<h2>Signals</h2><p>Red: the suspect; grey: each reference model (hover for "
-            "names).</p><table><tr><th>signal</th><th>value</th><th>p-value</th>"
-            f"<th>suspect among the references</th><th>meaning</th></tr>{rows}</table>")
+    blocks = []
+    for s in result.signals:
+        reason = f"<br><small>{e(s.reason)}</small>" if s.reason else ""
+        plot = signal_plot(s)
+        if s.p_value is None and not plot:
+            plot = f"<p><i>{e(_why_not_calibrated(s.name, result))}</i></p>"
+        blocks.append(
+            f"<div class='signal' id='signal-{e(s.name)}'><h3><code>{e(s.name)}</code> "
+            f"{fmt_number(s.value)}, p-value {fmt_number(s.p_value)} (n = {s.n})</h3>"
+            f"<p>{e(s.description)}{reason}</p>{plot}</div>")
+    return ("<h2>Signals</h2><p>Each plot places the suspect (red diamond) among the reference "
+            "models (grey dots, each labelled).</p>" + "".join(blocks))
 
 
-def _pair(n: int, p: MatchedPair) -> str:
+def _why_not_calibrated(name: str, result: AttributionResult) -> str:
+    """Why a signal has neither a p-value nor a plot, in words rather than an empty row."""
+    spec = SIGNALS_BY_NAME.get(name)
+    if spec is not None and not spec.calibration:
+        return ("Descriptive only: it is not calibrated against the references and takes no part "
+                "in the p-value.")
+    if not result.references:
+        return "Not calibrated: no reference models were given or stored."
+    note = next((n for n in result.notes if name in n), None)
+    return f"Not calibrated: {note}." if note else "Not calibrated for this suspect."
+
+
+def _methodology(result: AttributionResult) -> str:
     e = html.escape
-    served = p.served_text or ""
-    served_cell = (highlight_shared(served[:_PAIR_CHARS], p.suspect_text) if p.served_text
-                   else "<i>text not stored</i>")
-    return (f"<h3>{n}. suspect <code>{e(p.suspect_id)}</code> ~ served "
-            f"<code>{e(p.served_id)}</code> ({e(p.relation)})</h3><p>Jaccard "
-            f"{fmt_number(p.jaccard)}, cosine {fmt_number(p.cosine)}"
-            + (f"<br>Prompt: {e(p.prompt)}" if p.prompt else "") + "</p>"
-            f"<table class='pair'><tr><th>suspect</th><th>served</th></tr><tr>"
-            f"<td>{highlight_shared(p.suspect_text[:_PAIR_CHARS], served)}</td>"
-            f"<td>{served_cell}</td></tr></table>")
+    sections = "".join(f"<h3>{e(title)}</h3><p>{e(text)}</p>"
+                       for title, text in methodology_sections(result))
+    signals = "".join(f"<li><code>{e(name)}</code>: {e(computed)}; {e(calibration)}</li>"
+                      for name, computed, calibration in methodology(result))
+    return (f"<section id='methodology'><h2>Methodology</h2>{sections}"
+            f"<h3>How each signal is computed and calibrated</h3><ul>{signals}</ul></section>")
+
+
+def _notes(result: AttributionResult) -> str:
+    if not result.notes:
+        return ""
+    return ("<h2>What could not be computed, and why</h2><ul>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
+
+
+def _evidence(result: AttributionResult) -> str:
+    csv_data = base64.b64encode(evidence_csv(result).encode("utf-8")).decode("ascii")
+    return (
+        "<section id='evidence'><h2>Strongest evidence</h2><p>Each suspect answer beside the "
+        "provider's answer to the same prompt, ordered by how far its word 3-gram Jaccard "
+        "exceeds the closest reference model's on that prompt (a match that independent models "
+        "also produce is not evidence); phrases shared with the provider are highlighted.</p>"
+        f"{strongest_pairs_html(result)}</section>"
+        "<section id='per-prompt'><h2>Every answer</h2><p class='no-print'>Click a column "
+        "header to sort. <a download='evidence.csv' "
+        f"href='data:text/csv;charset=utf-8;base64,{csv_data}'>Download this table as CSV</a>"
+        "</p>" + evidence_table_html(result) + "</section>")
+
+
+def _provenance(result: AttributionResult, extra: dict[str, Any] | None) -> str:
+    e = html.escape
+    p = result.provenance
+    rows = [("generated", p.get("generated_at")), ("toolkit", p.get("toolkit_version")),
+            ("python", p.get("python")),
+            ("suspect file", _file(p.get("suspect"), "sha256")),
+            *[("index", _file(i, "manifest_sha256")) for i in p.get("indexes", [])],
+            ("bootstrap", json.dumps(result.settings.get("bootstrap"))),
+            ("libraries", ", ".join(f"{k} {v}" for k, v in p.get("libraries", {}).items()
+                                    if v))]
+    probe = p.get("probe")
+    if probe:
+        rows += [("probed at", ", ".join(probe["endpoints"])),
+                 ("probed model", ", ".join(probe["models"])),
+                 ("request parameters", json.dumps(probe["params"])),
+                 ("probe answers", f"{probe['answered']} answered, {probe['failed']} failed, "
+                                   f"{probe['first_answer']} to {probe['last_answer']}")]
+    table = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v) if v is not None else 'n/a')}</td></tr>"
+                    for k, v in rows)
+    config = json.dumps({"settings": result.settings, **(extra or {})}, indent=2)
+    return (f"<section id='provenance'><h2>Provenance</h2><table>{table}</table>"
+            f"<h3>Exact configuration</h3><pre>{e(config, quote=False)}</pre></section>")
+
+
+def _file(entry: dict[str, Any] | None, digest: str) -> str | None:
+    if not entry:
+        return None
+    return f"{entry.get('path')} (sha256 {entry.get(digest) or 'n/a: not a regular file'})"

@@ -5,9 +5,10 @@ they mean, and the matched pairs side by side, with ids that lead back to the st
 from __future__ import annotations
 
 import html
+import json
 
 from attribution import AttributionResult, MatchedPair
-from reports.text import fmt_fixed, fmt_number, methodology
+from reports.text import fmt_fixed, fmt_number, methodology, methodology_sections
 
 _PAIR_CHARS = 700
 
@@ -20,8 +21,12 @@ def _cell(text: str | None) -> str:
 
 
 def markdown_report(result: AttributionResult) -> str:
-    """The whole report: header, teacher ranking, verdict figures, signals, notes, pairs."""
+    """The whole report: verdict, header, teacher ranking, figures, signals, method, notes,
+    pairs (with what the references answered), provenance."""
     out = _header(result) + _teachers(result) + _figures(result) + _signals(result)
+    out += ["", "## Methodology"]
+    for title, text in methodology_sections(result):
+        out += ["", f"**{title}.** {text}"]
     out += ["", "How each signal is computed, and how its p-value is found:", ""]
     out += [f"- `{name}`: {computed}; {calibration}" for name, computed, calibration
             in methodology(result)]
@@ -32,6 +37,9 @@ def markdown_report(result: AttributionResult) -> str:
         out.append("No matched pairs.")
     for n, pair in enumerate(result.top_pairs, start=1):
         out.extend(_pair(n, pair))
+    out += ["## Provenance", "", "```json", json.dumps(
+        {"provenance": result.provenance, "bootstrap": result.settings.get("bootstrap")},
+        indent=2), "```"]
     return "\n".join(out) + "\n"
 
 
@@ -39,6 +47,8 @@ def _header(result: AttributionResult) -> list[str]:
     c = result.counts
     return [
         "# Attribution report",
+        "",
+        f"**Verdict: {result.verdict.sentence}**",
         "",
         f"- Suspect outputs: `{result.suspect}` ({c['responses']} responses, "
         f"{c['skipped_empty']} empty ones skipped)",
@@ -99,10 +109,11 @@ def _signals(result: AttributionResult) -> list[str]:
 
 def _pair(n: int, p: MatchedPair) -> list[str]:
     cosine = "n/a" if p.cosine is None else f"{p.cosine:.3f}"
+    excess = "" if p.excess is None else f" ({fmt_number(p.excess)} above the closest reference)"
     out = [
         f"### {n}. suspect `{p.suspect_id}` ~ served `{p.served_id}` ({p.relation})",
         "",
-        f"Jaccard {fmt_number(p.jaccard)}, cosine {cosine}, evidence {p.evidence:.3f}",
+        f"Jaccard {fmt_number(p.jaccard)}{excess}, cosine {cosine}, evidence {p.evidence:.3f}",
         "",
     ]
     if p.prompt:
@@ -112,4 +123,14 @@ def _pair(n: int, p: MatchedPair) -> list[str]:
         "|---|---|",
         f"| {_cell(p.suspect_text)} | {_cell(p.served_text)} |",
         "",
-    ]
+    ] + _reference_answers(p)
+
+
+def _reference_answers(p: MatchedPair) -> list[str]:
+    if not p.reference_answers:
+        return []
+    out = ["What the reference models answered to the same prompt:", "",
+           "| reference | Jaccard to the provider | answer |", "|---|---|---|"]
+    out += [f"| {a.name} | {fmt_number(a.jaccard)} | {_cell(a.text)} |"
+            for a in p.reference_answers]
+    return out + [""]

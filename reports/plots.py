@@ -23,12 +23,19 @@ _WIDTH_IN = 7.5
 _XML_HEADER = re.compile(r"^.*?(?=<svg)", re.S)
 
 
-def _pyplot():
+def require_matplotlib() -> None:
+    """Fail with the install hint now, not after minutes of fingerprinting."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError:
         raise ReportError(f"HTML and PDF reports plot with matplotlib, which is not installed: "
                           f"{INSTALL_HINT}") from None
+
+
+def _pyplot():
+    require_matplotlib()
+    import matplotlib
+
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -228,9 +228,11 @@ def test_html_report_plots_every_reference_and_shows_the_config(styled_index, fi
     page = html_report(result, {"index_versions": {"faiss-cpu": "x"}})
     share = result.signal("provider_share")
     assert len(share.reference_values) == 6
-    for name, value in share.reference_values.items():
-        assert f"<title>{name}: " in page
-    assert page.count("<title>suspect: ") == 3  # one plot per calibrated signal
+    block = page[page.index("id='signal-provider_share'"):]
+    block = block[:block.index("</svg>")]
+    for name in share.reference_values:
+        assert f">{name}</text>" in block  # labelled on the plot, not only on hover
+    assert page.count(">suspect</text>") == 3  # one plot per calibrated signal
     assert "<mark>" in page and "Derived fraction" in page and '"faiss-cpu": "x"' in page
     assert "<code>provider_share</code>: a linear SVM" in page  # how it is computed, once
     assert "Student-t prediction interval on the logit of the share" in page

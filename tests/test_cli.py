@@ -247,9 +247,9 @@ def test_report_to_a_symlink_or_a_device(runner, built_index, served_file, tmp_p
 def test_a_report_extension_that_names_no_format_is_refused_first(runner, built_index,
                                                                   served_file, tmp_path):
     result = run(runner, "attribute", served_file, "--index", built_index, "--report",
-                 tmp_path / "r.pdf")
-    assert result.exit_code == 1 and "is HTML (.html, .htm) or Markdown" in result.output
-    assert not (tmp_path / "r.pdf").exists()
+                 tmp_path / "r.html", "--report", tmp_path / "r.docx")
+    assert result.exit_code == 1 and "is HTML (.html, .htm), PDF (.pdf)" in result.output
+    assert not (tmp_path / "r.docx").exists() and not (tmp_path / "r.html").exists()
 
 
 def test_a_suspect_with_no_usable_response_is_refused(runner, built_index, tmp_path):

@@ -109,3 +109,19 @@ def test_attribute_file_records_provenance(built_index, tmp_path, fingerprinter)
     manifest = (built_index / "manifest.json").read_bytes()
     assert prov["indexes"][0]["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
     assert prov["libraries"]["numpy"] and prov["generated_at"].endswith("+00:00")
+
+
+@pytest.mark.parametrize("module, suffix", [("matplotlib", ".html"), ("weasyprint", ".pdf")])
+def test_a_missing_report_library_says_how_to_install_it(monkeypatch, built_index, fingerprinter,
+                                                         tmp_path, module, suffix):
+    import sys
+
+    from reports import ReportError, write_report
+
+    with open_index(built_index) as index:
+        result = attribute(index, [ResponseRecord("a", served_text(1))],
+                           fingerprinter=fingerprinter)
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    with pytest.raises(ReportError, match=r"pip install 'output-fingerprint\[report\]'"):
+        write_report(result, tmp_path / f"r{suffix}")
+    assert not (tmp_path / f"r{suffix}").exists()
