@@ -22,6 +22,8 @@ HTML_SUFFIXES = (".html", ".htm")
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 PDF_SUFFIXES = (".pdf",)
 CSV_SUFFIXES = (".csv",)
+# Rows of the per-answer table a PDF prints (strongest evidence first; the CSV has them all).
+PRINTED_TABLE_ROWS = 100
 REPORT_SUFFIXES = HTML_SUFFIXES + MARKDOWN_SUFFIXES + PDF_SUFFIXES + CSV_SUFFIXES
 
 
@@ -45,8 +47,10 @@ def render_report(result: AttributionResult, suffix: str) -> bytes:
     suffix = suffix.lower()
     if suffix in HTML_SUFFIXES + PDF_SUFFIXES:
         versions = read_manifest(Path(result.index)).versions
-        page = html_report(result, {"index_versions": versions})
-        return html_to_pdf(page) if suffix in PDF_SUFFIXES else page.encode("utf-8")
+        if suffix in PDF_SUFFIXES:
+            return html_to_pdf(html_report(result, {"index_versions": versions},
+                                           table_rows=PRINTED_TABLE_ROWS))
+        return html_report(result, {"index_versions": versions}).encode("utf-8")
     if suffix in CSV_SUFFIXES:
         return evidence_csv(result).encode("utf-8")
     return markdown_report(result).encode("utf-8")

@@ -118,14 +118,15 @@ def _references(p: MatchedPair, served: str) -> str:
             f"<table class='refs'>{cells}</table></details>")
 
 
-def evidence_table_html(result: AttributionResult) -> str:
-    """Every suspect answer, sortable by any column (a click on its header)."""
+def evidence_table_html(result: AttributionResult, limit: int | None = None) -> str:
+    """Every suspect answer (or the ``limit`` with the strongest evidence), sortable by any
+    column (a click on its header)."""
     e = html.escape
     head = ("<tr><th>suspect id</th><th>prompt</th><th>served id</th><th>Jaccard</th>"
             "<th>cosine</th><th>closest reference (Jaccard)</th><th>excess Jaccard</th>"
             "<th>near-duplicate</th><th>provider-like</th></tr>")
     body = []
-    for row in evidence_rows(result):
+    for row in evidence_rows(result)[:limit]:
         prompt = row["prompt"] or ""
         if len(prompt) > TABLE_PROMPT_CHARS:
             prompt = prompt[:TABLE_PROMPT_CHARS] + " …"

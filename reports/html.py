@@ -12,6 +12,7 @@ plots (SVG), the sorting script and the CSV download are all inside the file.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 from typing import Any
@@ -42,15 +43,19 @@ table.sortable th{cursor:pointer}table.sortable th[aria-sort]::after{content:" \
 </style>"""
 
 
-def html_report(result: AttributionResult, extra: dict[str, Any] | None = None) -> str:
+def html_report(result: AttributionResult, extra: dict[str, Any] | None = None,
+                table_rows: int | None = None) -> str:
     """The whole page. ``extra``: more configuration to print (e.g. the index's library
-    versions)."""
+    versions); ``table_rows``: print only that many rows of the per-answer table, strongest
+    evidence first, and say where the whole table is (for paper: WeasyPrint takes about 30 s
+    to lay out 800 rows, 100 pages nobody reads, while the CSV holds them all)."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Attribution report: {html.escape(result.suspect)}</title>", _STYLE,
         "</head><body><h1>Attribution report</h1>",
         _verdict(result), _scope(result), _figures(result), _teachers(result), _signals(result),
-        _methodology(result), _notes(result), _evidence(result), _provenance(result, extra),
+        _methodology(result), _notes(result), _evidence(result, table_rows),
+        _provenance(result, extra),
         SORT_SCRIPT, "</body></html>",
     ]
     return "".join(parts)
@@ -147,18 +152,24 @@ def _notes(result: AttributionResult) -> str:
             + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
 
 
-def _evidence(result: AttributionResult) -> str:
-    csv_data = base64.b64encode(evidence_csv(result).encode("utf-8")).decode("ascii")
+def _evidence(result: AttributionResult, table_rows: int | None) -> str:
+    data = evidence_csv(result).encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    shown = len(result.prompts) if table_rows is None else min(table_rows, len(result.prompts))
+    scope = ("" if shown == len(result.prompts) else
+             f"This copy lists the {shown} answers with the strongest evidence of "
+             f"{len(result.prompts)}; ")
     return (
         "<section id='evidence'><h2>Strongest evidence</h2><p>Each suspect answer beside the "
         "provider's answer to the same prompt, ordered by how far its word 3-gram Jaccard "
         "exceeds the closest reference model's on that prompt (a match that independent models "
         "also produce is not evidence); phrases shared with the provider are highlighted.</p>"
         f"{strongest_pairs_html(result)}</section>"
-        "<section id='per-prompt'><h2>Every answer</h2><p class='no-print'>Click a column "
-        "header to sort. <a download='evidence.csv' "
-        f"href='data:text/csv;charset=utf-8;base64,{csv_data}'>Download this table as CSV</a>"
-        "</p>" + evidence_table_html(result) + "</section>")
+        f"<section id='per-prompt'><h2>Every answer</h2><p>{scope}the whole table is the CSV "
+        f"report (<code>--report FILE.csv</code>), sha256 <code>{digest}</code>. "
+        "<span class='no-print'>Click a column header to sort. <a download='evidence.csv' "
+        f"href='data:text/csv;charset=utf-8;base64,{base64.b64encode(data).decode('ascii')}'>"
+        "Download it</a>.</span></p>" + evidence_table_html(result, table_rows) + "</section>")
 
 
 def _provenance(result: AttributionResult, extra: dict[str, Any] | None) -> str:

@@ -149,3 +149,28 @@ def test_the_csv_holds_every_answer_with_each_reference(reports):
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+def test_a_printed_copy_may_shorten_the_table_and_says_where_the_whole_is(reports):
+    import hashlib
+
+    data, outputs = reports
+    page = outputs["html"].read_text(encoding="utf-8")
+    digest = hashlib.sha256(outputs["csv"].read_bytes()).hexdigest()
+    assert f"sha256 <code>{digest}</code>" in page  # the CSV a reader holds can be checked
+    from reports import html_report
+
+    result = _result_of(outputs)
+    short = html_report(result, table_rows=5)
+    table = short[short.index("id='evidence-table'"):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 1 + 5
+    assert "lists the 5 answers with the strongest evidence of 40" in short
+    assert f"sha256 <code>{digest}</code>" in short
+
+
+def _result_of(outputs):
+    from attribution import attribute_file
+
+    index = outputs["html"].parent / "idx"
+    return attribute_file(index, outputs["html"].parent / "suspect.jsonl")
