@@ -13,7 +13,8 @@ import os
 import stat
 from typing import Any
 
-from fingerprint.io import BLANK, decode_json_line, open_input, source_name
+from fingerprint.errors import InputError
+from fingerprint.io import BLANK, decode_json_line, input_format, open_input, source_name
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
@@ -38,8 +39,15 @@ def probe_details(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     Endpoints, models and request parameters as sets (a resumed run may add more), the first and
     last answer's timestamp, and how many prompts were answered and how many failed."""
-    if str(path) == "-" or file_sha256(path) is None:
+    if str(path) == "-" or input_format(path) != "json" or file_sha256(path) is None:
         return None
+    try:
+        return _probe_lines(path)
+    except InputError:  # not JSON Lines (a JSON array, say): not a probe run's output
+        return None
+
+
+def _probe_lines(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     name = source_name(path)
     endpoints: set[str] = set()
     models: set[str] = set()

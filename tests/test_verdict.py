@@ -97,6 +97,11 @@ def test_provenance_of_a_probe_file(tmp_path):
     assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     plain = write_jsonl(tmp_path / "plain.jsonl", [{"response": "x"}])
     assert probe_details(plain) is None and file_sha256("-") is None
+    array = tmp_path / "model_outputs.json"
+    array.write_text(json.dumps(lines), encoding="utf-8")
+    table = tmp_path / "probe.csv"
+    table.write_text("id,response\n1,x\n", encoding="utf-8")
+    assert probe_details(array) is None and probe_details(table) is None
 
 
 def test_attribute_file_records_provenance(built_index, tmp_path, fingerprinter):
