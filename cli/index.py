@@ -50,8 +50,8 @@ def batch_options(from_index: bool) -> Any:
 @batch_options(from_index=False)
 def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
                 config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
-    """Create an index from served responses (JSON Lines, JSON, CSV, TSV or Parquet; gzip;
-    '-' for stdin)."""
+    """Create an index from served responses (JSON Lines, JSON, CSV, TSV, Parquet or a
+    Hugging Face dataset; gzip; '-' for stdin)."""
     from fingerprint import FingerprintConfig, Fingerprinter
     from index import build_index
 

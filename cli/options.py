@@ -73,8 +73,10 @@ def index_option(f: Callable) -> Callable:
 
 
 def reference_files_option(help: str) -> Callable[[Callable], Callable]:
-    return click.option("--reference", "reference_files", multiple=True,
-                        type=click.Path(dir_okay=False, path_type=Path), help=help)
+    """``--reference``, kept as the text given: an input may be a saved dataset's directory or
+    an ``hf://`` id, which a ``click.Path`` would refuse or turn into ``hf:/``."""
+    return click.option("--reference", "reference_files", multiple=True, metavar="INPUT",
+                        help=help)
 
 
 def tokenizer_option(f: Callable) -> Callable:

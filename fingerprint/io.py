@@ -1,16 +1,18 @@
 """The one reader of every input: served responses, suspect outputs, reference outputs, prompts.
 
-Formats, chosen by the file name's extension (after a ``.gz``): ``.csv`` and ``.tsv`` (a header
-row, then one record per row; fingerprint.tables), ``.parquet`` (through pyarrow, the
-``parquet`` extra), anything else JSON: JSON Lines, or one JSON array (AlpacaEval's
+A Hugging Face dataset first: ``hf://owner/name[:config][@split]`` on the Hub, or a directory
+that ``save_to_disk`` wrote (fingerprint.hf_datasets, the ``hf`` extra; the naming rule is
+there). Otherwise the format is chosen by the file name's extension (after a ``.gz``): ``.csv``
+and ``.tsv`` (a header row, then one record per row; fingerprint.tables), ``.parquet`` (through
+pyarrow, the ``parquet`` extra), anything else JSON: JSON Lines, or one JSON array (AlpacaEval's
 ``model_outputs.json``; fingerprint.json_input). gzip is recognised by its magic bytes; ``-`` is
-standard input (JSON). Every file is read in one pass, a line, row or batch at a time (the JSON
+standard input (JSON). Every input is read in one pass, a line, row or batch at a time (the JSON
 array is the one format read whole), so standard input and named pipes work for every reader.
 The shapes a record may take are fingerprint.records'.
 
 Bad input stops the read with an ``InputError`` that names the file, the line (the row of a
-Parquet file, the item of a JSON array) and the field, so that a batch is either stored whole
-or not at all. The one documented skip: a response that is empty or whitespace only carries no
+Parquet file, the split and row of a dataset, the item of a JSON array) and the field, so that
+a batch is either stored whole or not at all. The one documented skip: a response that is empty or whitespace only carries no
 fingerprint, so it is counted in ``ReadStats.empty`` and left out. Everything returned can be
 encoded as UTF-8, a file name that is not UTF-8 included (it is shown with ``\\x`` escapes).
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
 from fingerprint.errors import InputError
+from fingerprint.hf_datasets import dataset_items, dataset_rows, is_dataset
 from fingerprint.json_input import BLANK, MAX_LINE_BYTES, decode_json_line, json_items
 from fingerprint.records import FieldMap, RecordParser, ResponseRecord, detect_shape, type_name
 from fingerprint.streams import open_raw, read_ahead, rewound
@@ -61,7 +64,7 @@ class Prompt:
 @dataclass(frozen=True)
 class _Items:
     numbered: Iterator[tuple[int, Any]]  # (line, row or item number, decoded record)
-    unit: str  # what the numbers count: "line", "item" or "row"
+    unit: str  # what the numbers count: "line", "item", "row" or "split NAME row"
     table: bool  # CSV or TSV: an empty cell is a value left out
 
 
@@ -73,7 +76,10 @@ def source_name(path: str | os.PathLike[str]) -> str:
 
 
 def input_format(path: str | os.PathLike[str]) -> str:
-    """``csv``, ``tsv``, ``parquet`` or ``json``, from the extension (``.gz`` looked through)."""
+    """``hf`` for a Hugging Face dataset (a Hub id or a saved dataset's directory), else
+    ``csv``, ``tsv``, ``parquet`` or ``json``, from the extension (``.gz`` looked through)."""
+    if is_dataset(path):
+        return "hf"
     name = os.fsdecode(path).lower()
     name = name[:-3] if name.endswith(".gz") else name
     for kind in (*TABLE_FORMATS, "parquet"):
@@ -133,8 +139,11 @@ def read_prompts(path: str | os.PathLike[str], fields: FieldMap = FieldMap()) ->
 
 def count_lines(path: str | os.PathLike[str]) -> int | None:
     """About how many records a file holds, for progress totals: the lines of a plain regular
-    file (less a table's header), the rows of a Parquet file; None for gzip, standard input,
-    and anything not a regular file (a named pipe must be read once, by the reader)."""
+    file (less a table's header), the rows of a Parquet file or of a saved dataset's split;
+    None for gzip, standard input, a Hub id, and anything else not a regular file (a named pipe
+    must be read once, by the reader)."""
+    if is_dataset(path):
+        return dataset_rows(path)
     try:
         if str(path) == "-" or not stat.S_ISREG(os.stat(path).st_mode):
             return None
@@ -157,7 +166,9 @@ def _records_of(path: str | os.PathLike[str], name: str) -> Iterator[_Items]:
     file, however early the caller stops."""
     kind = input_format(path)
     with ExitStack() as stack:
-        if kind == "parquet":
+        if kind == "hf":
+            items = _Items(*dataset_items(path, name), False)
+        elif kind == "parquet":
             items = _Items(parquet_items(path, name), "row", False)
         else:
             stream = stack.enter_context(open_input(path, name))

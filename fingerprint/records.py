@@ -122,7 +122,8 @@ class RecordParser:
         self.id_field = fields.id or "id"
         self.prompt_required = fields.prompt is not None
         self.id_required = fields.id is not None
-        self.id_prefix = os.path.basename(source)
+        # a directory (a saved dataset) is often named with a trailing slash
+        self.id_prefix = os.path.basename(source.rstrip("/")) or source
 
     def error(self, number: int, message: str, field_name: str | None = None) -> InputError:
         return InputError(self.source, number, message, field=field_name, unit=self.unit)

@@ -102,7 +102,7 @@ def parquet_items(path: str | os.PathLike[str], name: str) -> Iterator[tuple[int
                 return
             for values in batch.to_pylist():
                 row += 1
-                yield row, {k: _plain(v) for k, v in values.items()}
+                yield row, {k: plain_value(v) for k, v in values.items()}
 
 
 def parquet_rows(path: str | os.PathLike[str]) -> int | None:
@@ -124,14 +124,14 @@ def _pyarrow(name: str) -> tuple[Any, type[Exception]]:
     return pq, pyarrow.ArrowException
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A Parquet value as the JSON-like value the records expect."""
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
