@@ -93,3 +93,20 @@ def styled_answer(style: int, i: int) -> str:
 def styled_rows(style: int, n: int, start: int = 0) -> list[dict]:
     return [{"id": f"m{style}-{i}", "prompt": f"How do I get good at {TOPICS[i % len(TOPICS)]}"
              f" ({i})?", "response": styled_answer(style, i)} for i in range(start, start + n)]
+
+
+def read(path, fields=None):
+    """Every record of an input and the read's stats (the tests of the one reader)."""
+    from fingerprint import FieldMap, ReadStats, read_records
+
+    stats = ReadStats()
+    return list(read_records(path, fields or FieldMap(), stats)), stats
+
+
+def error_of(path, reader=read):
+    """The InputError that reading ``path`` raises (the test fails if none is raised)."""
+    from fingerprint import InputError
+
+    with pytest.raises(InputError) as info:
+        reader(path)
+    return info.value

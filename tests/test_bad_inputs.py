@@ -16,23 +16,13 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import served_rows, write_jsonl
-from fingerprint import FieldMap, InputError, ReadStats, read_prompts, read_records
+from fingerprint import read_prompts
 from fingerprint.io import count_lines
+from conftest import error_of, read
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = {"request": {"messages": [{"role": "user", "content": "q"}]},
         "response": {"id": "c1", "choices": [{"message": {"content": "an answer"}}]}}
-
-
-def read(path, fields=FieldMap()):
-    stats = ReadStats()
-    return list(read_records(path, fields, stats)), stats
-
-
-def error_of(path, reader=read) -> InputError:
-    with pytest.raises(InputError) as info:
-        reader(path)
-    return info.value
 
 
 def one_line_error(result) -> str:

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import served_rows
-from fingerprint import FieldMap, InputError, ReadStats, read_prompts, read_records
+from fingerprint import FieldMap, InputError, read_prompts, read_records
 from fingerprint.io import count_lines, input_format
+from conftest import error_of, read
 
 MISSING_ID = "hf://fingerprint-tests/no-such-dataset"
 
@@ -34,17 +35,6 @@ def save(hf, path, rows=None, **splits):
         hf.DatasetDict({k: hf.Dataset.from_list(v) for k, v in splits.items()}).save_to_disk(
             str(path))
     return path
-
-
-def read(path, fields=FieldMap()):
-    stats = ReadStats()
-    return list(read_records(path, fields, stats)), stats
-
-
-def error_of(path, reader=read) -> InputError:
-    with pytest.raises(InputError) as info:
-        reader(path)
-    return info.value
 
 
 def rows_of(n, start=0):

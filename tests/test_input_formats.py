@@ -11,22 +11,12 @@ from click.testing import CliRunner
 
 from cli import main
 from conftest import served_rows, write_jsonl
-from fingerprint import FieldMap, InputError, ReadStats, read_prompts, read_records
+from fingerprint import FieldMap, read_prompts
 from fingerprint.io import count_lines
+from conftest import error_of, read
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
-
-
-def read(path, fields=FieldMap()):
-    stats = ReadStats()
-    return list(read_records(path, fields, stats)), stats
-
-
-def error_of(path, reader=read) -> InputError:
-    with pytest.raises(InputError) as info:
-        reader(path)
-    return info.value
 
 
 # --- CSV and TSV -----------------------------------------------------------------------------
