@@ -107,12 +107,17 @@ def open_input(path: str | os.PathLike[str], name: str | None = None) -> IO[byte
 
 
 def read_records(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
-                 stats: ReadStats | None = None) -> Iterator[ResponseRecord]:
-    """Yield the records of one input file, validating each one as it is read."""
+                 stats: ReadStats | None = None, *,
+                 require_response: bool = True) -> Iterator[ResponseRecord]:
+    """Yield the records of one input file, validating each one as it is read.
+
+    ``require_response=False`` reads request logs (the extraction monitor's input): the answer
+    may be absent (its ``response`` is then ""), and what is skipped and counted as empty is a
+    request without a prompt instead."""
     stats = stats if stats is not None else ReadStats()
     name = source_name(path)
     with _records_of(path, name) as items:
-        yield from _parse_records(items, name, fields, stats)
+        yield from _parse_records(items, name, fields, stats, require_response)
 
 
 def read_prompts(path: str | os.PathLike[str], fields: FieldMap = FieldMap()) -> list[Prompt]:
@@ -180,14 +185,15 @@ def _records_of(path: str | os.PathLike[str], name: str) -> Iterator[_Items]:
         yield items
 
 
-def _parse_records(items: _Items, name: str, fields: FieldMap,
-                   stats: ReadStats) -> Iterator[ResponseRecord]:
+def _parse_records(items: _Items, name: str, fields: FieldMap, stats: ReadStats,
+                   require_response: bool = True) -> Iterator[ResponseRecord]:
     parser: RecordParser | None = None
     for number, obj in items.numbered:
         obj = _object(obj, name, number, items.unit)
         if parser is None:
             parser = RecordParser(detect_shape(obj, fields), fields, name, items.unit,
-                                  first=number, blank_is_missing=items.table)
+                                  first=number, blank_is_missing=items.table,
+                                  response_required=require_response)
             stats.shape = parser.shape
         record = parser.parse(obj, number)
         if record is None:

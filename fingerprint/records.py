@@ -59,13 +59,16 @@ class FieldMap:
     """Field names of the ``served`` shape; dotted names reach into nested objects (``a.b``) and
     lists (``a.0.b``).
 
-    Giving any field explicitly selects the ``served`` shape instead of detecting it, and makes
-    that field required.
+    Giving ``text``, ``prompt`` or ``id`` explicitly selects the ``served`` shape instead of
+    detecting it, and makes that field required. ``account`` and ``timestamp`` (who sent a
+    request, and when: what the extraction monitor reads) apply to every shape and select none.
     """
 
     text: str | None = None
     prompt: str | None = None
     id: str | None = None
+    account: str | None = None
+    timestamp: str | None = None
 
     @property
     def explicit(self) -> bool:
@@ -79,8 +82,10 @@ def detect_shape(first: dict[str, Any], fields: FieldMap) -> str:
     if "custom_id" in first and (isinstance(response, dict) or
                                  (response is None and "error" in first)):
         return "openai-batch"
-    if isinstance(first.get("request"), dict) and isinstance(response, dict):
-        return "openai-chat"
+    request = first.get("request")
+    if isinstance(request, dict) and (isinstance(response, dict) or
+                                      (response is None and "messages" in request)):
+        return "openai-chat"  # a request logged without its answer is still a chat log line
     if "output" in first and "instruction" in first and "response" not in first:
         return "alpacaeval"
     return "served"
@@ -111,8 +116,11 @@ class RecordParser:
     value is left out: there an empty optional field counts as absent."""
 
     def __init__(self, shape: str, fields: FieldMap, source: str, unit: str, *,
-                 first: int = 1, blank_is_missing: bool = False):
+                 first: int = 1, blank_is_missing: bool = False, response_required: bool = True):
         self.shape = shape
+        self.response_required = response_required
+        self.account_field = fields.account
+        self.timestamp_field = fields.timestamp
         self.source = source
         self.unit = unit
         self.first = None if fields.explicit else first
@@ -150,7 +158,8 @@ class RecordParser:
             }
         else:
             values = {
-                "response": self._text(obj, self.text_field, number),
+                "response": (self._text(obj, self.text_field, number) if self.response_required
+                             else self._optional_text(obj, self.text_field, number) or ""),
                 "prompt": (self._text(obj, self.prompt_field, number) if self.prompt_required
                            else self._optional_text(obj, self.prompt_field, number)),
                 "id": (self._required_scalar(obj, self.id_field, number) if self.id_required
@@ -159,11 +168,25 @@ class RecordParser:
                 "timestamp": self._optional_scalar(obj, "timestamp", number),
                 "account": self._optional_scalar(obj, "account", number),
             }
+        self._who_and_when(obj, number, values)
+        if not self.response_required:  # a request: what matters is its prompt
+            return None if not (values.get("prompt") or "").strip() else \
+                ResponseRecord(source=self.source, line=number, **self._with_id(values, number))
         if not values["response"].strip():
             return None
+        return ResponseRecord(source=self.source, line=number, **self._with_id(values, number))
+
+    def _with_id(self, values: dict[str, Any], number: int) -> dict[str, Any]:
         if values.get("id") is None:
             values["id"] = f"{self.id_prefix}:{number}"
-        return ResponseRecord(source=self.source, line=number, **values)
+        return values
+
+    def _who_and_when(self, obj: dict[str, Any], number: int, values: dict[str, Any]) -> None:
+        """``account`` and ``timestamp`` from the fields named in the FieldMap, where named."""
+        if self.account_field is not None:
+            values["account"] = self._optional_scalar(obj, self.account_field, number)
+        if self.timestamp_field is not None:
+            values["timestamp"] = self._optional_scalar(obj, self.timestamp_field, number)
 
     def parse_prompt(self, obj: dict[str, Any], number: int) -> tuple[str, str]:
         """(id, text) of a prompts-only record: ``prompt`` (or AlpacaEval's ``instruction``) and
@@ -204,8 +227,10 @@ class RecordParser:
 
     def _openai_chat(self, obj: dict[str, Any], number: int) -> dict[str, Any]:
         request = self._object(obj, "request", number)
-        response = self._object(obj, "response", number)
-        values = self._completion(response, "response", number)
+        if self.response_required or obj.get("response") is not None:
+            values = self._completion(self._object(obj, "response", number), "response", number)
+        else:  # a request log line written before (or without) its answer
+            values = {"response": "", "model": None, "timestamp": None}
         messages = request.get("messages")
         if not isinstance(messages, list):
             raise self.missing(number, "request.messages", "must be a list")

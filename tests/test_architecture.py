@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"fingerprint": 0, "index": 1, "attribution": 2, "probing": 3, "replay": 3,
+LAYERS = {"fingerprint": 0, "index": 1, "attribution": 2, "probing": 3, "replay": 3, "monitor": 3,
           "reports": 3, "cli": 4}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
