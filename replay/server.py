@@ -118,7 +118,10 @@ class ReplayServer:
         self._httpd.server_close()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        """Stop serving and close every socket. socketserver's ``shutdown`` waits for a
+        ``serve_forever`` loop to end, so it is only called when ``start`` began one."""
+        if self._thread is not None:
+            self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

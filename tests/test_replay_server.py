@@ -273,3 +273,10 @@ def test_the_command_defaults_are_the_library_defaults():
     defaults = {p.name: p.default for p in main.commands["serve-replay"].params}
     assert (defaults["request_timeout"], defaults["max_body_bytes"],
             defaults["max_connections"]) == (REQUEST_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS)
+
+
+def test_a_server_never_started_stops_at_once():
+    server = ReplayServer({"q": "a"}, "m")
+    done = threading.Event()
+    threading.Thread(target=lambda: (server.stop(), done.set()), daemon=True).start()
+    assert done.wait(5), "stop() waited for a serve loop that never began"
