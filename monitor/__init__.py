@@ -1,0 +1,17 @@
+"""The extraction monitor (issue 15): scores API accounts for systematic extraction and limits
+them as they go. limiter: the GCRA and the risk-adaptive policy; state: per-account state that
+survives a restart (snapshot + journal); errors: the typed errors."""
+
+from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
+                            StateCorruptedError, StateEntryError, StateError, StateLockedError,
+                            StateVersionError, StateWriteError)
+from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
+                             LimitPolicy)
+from monitor.state import Recovery, StateStore
+
+__all__ = [
+    "ALLOW", "BLOCK", "BaselineError", "DECISIONS", "Gcra", "GcraResult", "LimitDecision",
+    "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery",
+    "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError", "StateStore",
+    "StateVersionError", "StateWriteError", "THROTTLE",
+]
