@@ -52,7 +52,7 @@ from monitor.errors import (StateCorruptedError, StateEntryError, StateError, St
                             StateVersionError, StateWriteError)
 from monitor.statefile import (FILE_HEADER, FORMAT, FORMAT_VERSION, FRAME_HEAD, JOURNAL,
                                JOURNAL_MAGIC, MANIFEST, MAX_ACCOUNT_BYTES, MAX_BLOB_BYTES,
-                               SNAPSHOT, SNAPSHOT_MAGIC, TMP_PREFIX, decode_entries,
+                               SNAPSHOT, SNAPSHOT_MAGIC, TMP_PREFIX, TMP_PREFIXES, decode_entries,
                                encode_entry, file_header, frame, frame_at, open_state_file,
                                read_all, write_all, write_snapshot_file)
 
@@ -127,12 +127,12 @@ class StateStore:
     def _open_files(self) -> None:
         try:
             names = set(os.listdir(self.directory))
-            for name in names:  # a snapshot a crash interrupted (we hold the lock: not ours)
-                if name.startswith(TMP_PREFIX):
+            for name in names:  # left by a crash: we hold the lock, so no one is writing it
+                if name.startswith(TMP_PREFIXES):
                     (self.directory / name).unlink()
         except OSError as exc:
             raise StateError(f"{self.directory}: cannot list or tidy: {exc.strerror}") from exc
-        names = {n for n in names if not n.startswith(TMP_PREFIX)}
+        names = {n for n in names if not n.startswith(TMP_PREFIXES)}
         if MANIFEST not in names:
             if names - {SNAPSHOT, JOURNAL}:
                 raise StateError(f"{self.directory} is not a monitor state directory (no "

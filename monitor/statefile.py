@@ -41,7 +41,8 @@ LENGTH = struct.Struct("<Q")
 CRC = struct.Struct("<I")
 FRAME_HEAD = LENGTH.size + CRC.size
 ENTRY = struct.Struct("<HI")  # account bytes, blob bytes
-TMP_PREFIX = f".{SNAPSHOT}.tmp-"
+TMP_PREFIX = f".{SNAPSHOT}.tmp-"  # the snapshot's temporary name, before os.replace
+TMP_PREFIXES = tuple(f".{name}.tmp-" for name in (MANIFEST, SNAPSHOT, JOURNAL))  # + atomic.py's
 
 
 def frame_head(length: int) -> bytes:

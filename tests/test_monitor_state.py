@@ -227,6 +227,7 @@ def test_a_directory_of_other_files_is_not_taken_over(tmp_path):
 def test_an_interrupted_creation_is_made_again(tmp_path):
     (tmp_path / "snapshot.bin").write_bytes(b"half written")  # no manifest: nothing was kept yet
     (tmp_path / ".snapshot.bin.tmp-123").write_bytes(b"left by a crash")
+    (tmp_path / ".manifest.json.tmp-124").write_bytes(b"{")
     with StateStore(tmp_path, CONFIG) as store:
         assert len(store) == 0
     assert sorted(os.listdir(tmp_path)) == ["journal.bin", "manifest.json", "snapshot.bin"]
