@@ -151,6 +151,7 @@ class StateStore:
                                + frame(b""), mode=0o600)
             atomic_write_bytes(self.directory / JOURNAL, FILE_HEADER.pack(JOURNAL_MAGIC, 0),
                                mode=0o600)
+            fsync_path(self.directory.parent)  # the directory's own entry, if mkdir made it
             manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                         "toolkit_version": __version__,
                         "config_fingerprint": self.config_fingerprint}
