@@ -1,6 +1,20 @@
-"""The extraction monitor (issue 15, in progress): reads API request logs, scores accounts,
-limits campaigns. So far: reading request logs (monitor.requests)."""
+"""The extraction monitor (issue 15, in progress): scores API accounts for systematic extraction
+and limits them as they go. requests: reading request logs; limiter: the GCRA and the
+risk-adaptive policy; state: per-account state that survives a restart (snapshot + journal);
+errors: the typed errors."""
 
+from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
+                            StateCorruptedError, StateEntryError, StateError, StateLockedError,
+                            StateVersionError, StateWriteError)
+from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
+                             LimitPolicy)
 from monitor.requests import Request, RequestStats, parse_timestamp, read_requests
+from monitor.state import Recovery, StateStore
 
-__all__ = ["Request", "RequestStats", "parse_timestamp", "read_requests"]
+__all__ = [
+    "ALLOW", "BLOCK", "BaselineError", "DECISIONS", "Gcra", "GcraResult", "LimitDecision",
+    "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery", "Request",
+    "RequestStats", "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError",
+    "StateStore", "StateVersionError", "StateWriteError", "THROTTLE", "parse_timestamp",
+    "read_requests",
+]
