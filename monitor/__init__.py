@@ -1,17 +1,22 @@
 """The extraction monitor (issue 15, in progress): scores API accounts for systematic extraction
 and limits them as they go. requests: reading request logs; limiter: the GCRA and the
-risk-adaptive policy; state: per-account state that survives a restart (snapshot + journal);
+risk-adaptive policy; config, features, baseline, detector, scoring: the per-account test
+against a benign baseline; state: per-account state that survives a restart (snapshot + journal);
 errors: the typed errors."""
 
+from monitor.baseline import Baseline, fit_baseline
+from monitor.config import MonitorConfig
 from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
                             StateCorruptedError, StateEntryError, StateError, StateLockedError,
                             StateVersionError, StateWriteError)
 from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
                              LimitPolicy)
 from monitor.requests import Request, RequestStats, parse_timestamp, read_requests
+from monitor.scoring import AccountScorer, Assessment
 from monitor.state import Recovery, StateStore
 
 __all__ = [
+    "AccountScorer", "Assessment", "Baseline", "MonitorConfig", "fit_baseline",
     "ALLOW", "BLOCK", "BaselineError", "DECISIONS", "Gcra", "GcraResult", "LimitDecision",
     "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery", "Request",
     "RequestStats", "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError",

@@ -1,0 +1,221 @@
+"""The benign baseline: what benign accounts look like, fitted once from benign traffic.
+
+Fitting splits the benign log's accounts in two by a seeded hash of their ids. Half A gives the
+benign mean of the random Fourier features (what an account's prompts are compared with) and the
+median distance that sets the kernels' bandwidths. Half B gives the null distributions: null
+accounts are made by concatenating B's accounts (each kept whole and in time order, so its
+conversations, follow-ups and repetitions are as they were) in a random order, without
+replacement, and each statistic of monitor.detector is measured on them at every checkpoint.
+A and B are disjoint so that the null accounts are scored against a mean they took no part in,
+as a new account is.
+
+A checkpoint is tested only if half B holds at least ``MIN_NULL_COVERAGE`` times its size in
+requests: with fewer, the simulated null accounts would share most of their requests and their
+spread would understate a fresh benign account's. Checkpoints without enough benign traffic are
+listed in the baseline as untested, with that reason.
+
+On disk a baseline is a directory: ``manifest.json`` (format and toolkit versions, the full
+MonitorConfig, the median, counts, which checkpoints are tested, the sha256 of every array) and
+``mean.npy``, ``null_shift.npy``, ``null_reuse.npy``. Written atomically; loading verifies every
+checksum and refuses another format, and a caller's config that differs names each difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from fingerprint import __version__
+from fingerprint.atomic import atomic_write_bytes, fsync_path
+from monitor.config import MonitorConfig
+from monitor.detector import AccountState, is_reuse, remember
+from monitor.errors import BaselineError
+from monitor.features import PromptFeatures
+from monitor.requests import Request
+
+BASELINE_FORMAT = 1
+MIN_NULL_COVERAGE = 10
+ARRAYS = ("mean", "null_shift", "null_reuse")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The benign mean and, per tested checkpoint, the sorted null values of each statistic."""
+
+    config: MonitorConfig
+    median: float
+    mean: np.ndarray  # (dim,) float64
+    null_shift: np.ndarray  # (null_accounts, checkpoints) float64, each column sorted
+    null_reuse: np.ndarray
+    tested: tuple[bool, ...]  # per checkpoint: enough benign traffic to calibrate it
+    counts: dict[str, int]
+
+    def features(self) -> PromptFeatures:
+        return PromptFeatures(self.config, self.median)
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        root = Path(directory)
+        root.mkdir(parents=True, exist_ok=True)
+        digests = {}
+        for name in ARRAYS:
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
+            data = buffer.getvalue()
+            atomic_write_bytes(root / f"{name}.npy", data)
+            digests[name] = hashlib.sha256(data).hexdigest()
+        manifest = {"format": BASELINE_FORMAT, "toolkit_version": __version__,
+                    "config": self.config.to_dict(), "median": self.median,
+                    "tested": list(self.tested), "counts": dict(self.counts),
+                    "sha256": digests}
+        atomic_write_bytes(root / "manifest.json",
+                           (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+        fsync_path(root)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str],
+             config: MonitorConfig | None = None) -> "Baseline":
+        """A saved baseline, every array checked against its sha256; ``config``, if given, must
+        be the baseline's."""
+        root = Path(directory)
+        manifest = _read_manifest(root)
+        try:
+            saved = MonitorConfig.from_dict(manifest["config"])
+        except (TypeError, ValueError) as exc:
+            raise BaselineError(f"{root / 'manifest.json'}: config is not valid ({exc})") from None
+        if config is not None and config != saved:
+            raise BaselineError(f"{root}: baseline fitted with another config: "
+                                + "; ".join(saved.differences(config)))
+        arrays = {name: _read_array(root, name, manifest["sha256"].get(name)) for name in ARRAYS}
+        return cls(saved, float(manifest["median"]), arrays["mean"], arrays["null_shift"],
+                   arrays["null_reuse"], tuple(bool(t) for t in manifest["tested"]),
+                   dict(manifest["counts"]))
+
+
+def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorConfig(),
+                 features: PromptFeatures | None = None) -> Baseline:
+    """Fit a baseline from benign traffic (the whole log is held in memory: a few hundred bytes
+    a request)."""
+    accounts = _by_account(requests)
+    half_a, half_b = _split(accounts, config.seed)
+    if not half_a or not half_b:
+        raise BaselineError(f"a baseline needs benign traffic from at least two accounts; got "
+                            f"{len(accounts)}")
+    features = features or PromptFeatures(config)
+    embedded_a = features.embed([r.prompt for a in half_a for r in accounts[a]])
+    median = features.fit_scale(embedded_a)
+    mean = features.rff(embedded_a).astype(np.float64).mean(axis=0)
+    units = [_unit(features, config, accounts[a]) for a in half_b]
+    total_b = sum(len(hits) for _, hits in units)
+    tested = tuple(size * MIN_NULL_COVERAGE <= total_b for size in config.checkpoint_sizes)
+    null_shift, null_reuse = _null_statistics(units, mean, config, tested)
+    counts = {"accounts": len(accounts), "requests": sum(len(v) for v in accounts.values()),
+              "mean_accounts": len(half_a), "mean_requests": int(len(embedded_a)),
+              "null_accounts_from": len(half_b), "null_requests_from": int(total_b)}
+    return Baseline(config, median, mean, null_shift, null_reuse, tested, counts)
+
+
+def _by_account(requests: Iterable[Request]) -> dict[str, list[Request]]:
+    out: dict[str, list[Request]] = defaultdict(list)
+    for r in requests:
+        out[r.account].append(r)
+    for reqs in out.values():
+        reqs.sort(key=lambda r: (r.timestamp, r.line))
+    return dict(out)
+
+
+def _split(accounts: dict[str, list[Request]], seed: int) -> tuple[list[str], list[str]]:
+    def half(account: str) -> int:
+        return hashlib.sha256(f"{seed}:{account}".encode()).digest()[0] & 1
+    names = sorted(accounts)
+    return [a for a in names if half(a) == 0], [a for a in names if half(a) == 1]
+
+
+def _unit(features: PromptFeatures, config: MonitorConfig,
+          requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
+    """One benign account as the detector would see it: its RFF rows and reuse flags."""
+    prompts = [r.prompt for r in requests]
+    rff, signatures = features.transform(prompts)
+    state = AccountState.new(config, rff.shape[1])
+    hits = np.zeros(len(prompts), dtype=np.float64)
+    for i, signature in enumerate(signatures):
+        hits[i] = is_reuse(state.recent, state.recent_count, signature, config.reuse_jaccard)
+        remember(state, signature)
+    return rff.astype(np.float64), hits
+
+
+def _null_statistics(units: list[tuple[np.ndarray, np.ndarray]], mean: np.ndarray,
+                     config: MonitorConfig, tested: tuple[bool, ...]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Each statistic on ``null_accounts`` simulated benign accounts, at every checkpoint
+    (NaN where a checkpoint is untested), each column sorted.
+
+    A null account is half B's accounts, whole and in a random order (without replacement),
+    cut at each checkpoint's size. Only sums are needed, so each unit's prefix sums are made
+    once and a null account costs a cumulative sum over the units it uses."""
+    shift = np.full((config.null_accounts, config.checkpoints), np.nan)
+    reuse = np.full_like(shift, np.nan)
+    columns = [k for k, ok in enumerate(tested) if ok]
+    if not columns:
+        return shift, reuse
+    sizes = np.array([config.checkpoint_sizes[k] for k in columns])
+    prefix = [(np.cumsum(rff, axis=0), np.cumsum(hits)) for rff, hits in units]
+    totals = np.array([p[0][-1] for p in prefix])
+    hit_totals = np.array([p[1][-1] for p in prefix])
+    lengths = np.array([len(hits) for _, hits in units])
+    rng = np.random.default_rng(config.seed + 2)
+    for b in range(config.null_accounts):
+        order = rng.permutation(len(units))
+        ends = np.cumsum(lengths[order])
+        last = np.searchsorted(ends, sizes)  # the unit each checkpoint ends in
+        used = order[:last.max() + 1]
+        before_rff = np.vstack([np.zeros_like(mean), np.cumsum(totals[used], axis=0)])
+        before_hits = np.concatenate([[0.0], np.cumsum(hit_totals[used])])
+        starts = np.concatenate([[0], ends])[last]
+        for column, size, j, start in zip(columns, sizes, last, starts):
+            rows, hits = prefix[order[j]]
+            rff_sum = before_rff[j] + rows[size - start - 1]
+            shift[b, column] = np.sum((rff_sum / size - mean) ** 2)
+            reuse[b, column] = (before_hits[j] + hits[size - start - 1]) / size
+    shift[:, columns] = np.sort(shift[:, columns], axis=0)
+    reuse[:, columns] = np.sort(reuse[:, columns], axis=0)
+    return shift, reuse
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    path = root / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"{root}: no baseline here (no manifest.json)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BaselineError(f"{path}: not a readable baseline manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BASELINE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BaselineError(f"{path}: baseline format {found!r}; this toolkit reads format "
+                            f"{BASELINE_FORMAT}")
+    for key in ("config", "median", "tested", "counts", "sha256"):
+        if key not in manifest:
+            raise BaselineError(f"{path}: field {key!r} is missing")
+    return manifest
+
+
+def _read_array(root: Path, name: str, digest: str | None) -> np.ndarray:
+    path = root / f"{name}.npy"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise BaselineError(f"{path}: checksum does not match the manifest (damaged or edited)")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as exc:
+        raise BaselineError(f"{path}: not a valid array ({exc})") from None

@@ -1,0 +1,121 @@
+"""The per-account test: is this account's traffic like benign traffic?
+
+Under the null hypothesis an account is one more benign account: its prompts are drawn like the
+baseline's benign accounts' (which are real users and API customers of the provider, with their
+conversations, follow-ups and repetitions). Two statistics summarise an account after n requests:
+
+- ``shift``: MMD^2 between its prompts and benign prompts (monitor.features): how far the
+  account's prompts sit from what benign traffic asks about and how it asks it;
+- ``reuse``: the share of its requests whose prompt is a near-copy (estimated word 3-gram
+  Jaccard >= ``reuse_jaccard``) of one of its ``reuse_history`` previous prompts: templates.
+
+They are tested at fixed checkpoints, n = 30, 60, 120, ... (``MonitorConfig.checkpoint_sizes``),
+each against its null distribution at that n, measured on benign accounts simulated from the
+baseline (monitor.baseline). A checkpoint's p-value is the Bonferroni combination of the two
+empirical p-values; the account is flagged at the first checkpoint whose p-value is at most
+alpha / checkpoints. Spending alpha evenly over the checkpoints is what keeps the share of benign
+accounts ever flagged at most alpha however often each is looked at: the guarantee is a union
+bound over the checkpoints, and it is exactly as good as the baseline's likeness to the benign
+accounts being scored (a benign population unlike the baseline, such as a new kind of API
+customer, is not covered). After the last checkpoint an account is not tested again.
+
+``risk`` in [0, 1] is log(1/p) / log(1/level) at the strongest checkpoint so far, capped at 1:
+1 means flagged, 0.5 means evidence half-way (on the log scale) to the flagging level.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.config import MonitorConfig
+from monitor.errors import StateEntryError
+
+STATE_FORMAT = 1
+_HEADER = struct.Struct("<HIIIiddddd")  # format, n, hits, recent_count, flagged_at, risk, p,
+#                                          first_seen, last_seen, next checkpoint (as double)
+
+
+@dataclass
+class AccountState:
+    """What the monitor keeps per account: a few KB whatever the account's volume."""
+
+    rff_sum: np.ndarray
+    recent: np.ndarray  # (reuse_history, reuse_perm) uint32 ring of recent signatures
+    n: int = 0
+    reuse_hits: int = 0
+    recent_count: int = 0
+    next_checkpoint: int = 0
+    flagged_at: int = -1  # requests seen when it was flagged; -1: not flagged
+    risk: float = 0.0
+    p_value: float = 1.0
+    first_seen: float = math.inf
+    last_seen: float = -math.inf
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def new(cls, config: MonitorConfig, dim: int) -> "AccountState":
+        return cls(np.zeros(dim, dtype=np.float64),
+                   np.zeros((config.reuse_history, config.reuse_perm), dtype=np.uint32))
+
+    @property
+    def flagged(self) -> bool:
+        return self.flagged_at >= 0
+
+    def to_bytes(self) -> bytes:
+        """A compact, versioned encoding (no pickle): header, then the arrays' bytes."""
+        header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
+                              self.flagged_at, self.risk, self.p_value, self.first_seen,
+                              self.last_seen, float(self.next_checkpoint))
+        reasons = json.dumps(self.reasons, separators=(",", ":")).encode("utf-8")
+        return header + self.rff_sum.astype("<f8").tobytes() + \
+            self.recent.astype("<u4").tobytes() + reasons
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: MonitorConfig, dim: int) -> "AccountState":
+        expected = _HEADER.size + 8 * dim + 4 * config.reuse_history * config.reuse_perm
+        if len(data) < expected or data[:2] != struct.pack("<H", STATE_FORMAT):
+            raise StateEntryError(f"an account's stored state has {len(data)} bytes or another "
+                                  f"format; expected at least {expected} bytes of format "
+                                  f"{STATE_FORMAT}")
+        try:
+            reasons = json.loads(data[expected:].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise StateEntryError("an account's stored reasons are not JSON") from None
+        (_, n, hits, count, flagged_at, risk, p, first, last, nxt) = _HEADER.unpack_from(data)
+        offset = _HEADER.size
+        rff = np.frombuffer(data, "<f8", dim, offset).copy()
+        recent = np.frombuffer(data, "<u4", config.reuse_history * config.reuse_perm,
+                               offset + 8 * dim).reshape(config.reuse_history,
+                                                         config.reuse_perm).copy()
+        return cls(rff, recent, n, hits, count, int(nxt), flagged_at, risk, p, first, last,
+                   reasons)
+
+
+def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:
+    """Whether ``signature`` nearly copies one of the ``count`` (at most the ring's size)
+    signatures in ``recent``."""
+    if count == 0:
+        return False
+    ring = recent[:min(count, len(recent))]
+    return bool(np.max(np.mean(ring == signature, axis=1)) >= threshold)
+
+
+def remember(state: AccountState, signature: np.ndarray) -> None:
+    state.recent[state.recent_count % len(state.recent)] = signature
+    state.recent_count += 1
+
+
+def empirical_p(null: np.ndarray, value: float) -> float:
+    """(1 + #{null >= value}) / (len(null) + 1), ``null`` sorted ascending."""
+    above = len(null) - int(np.searchsorted(null, value, side="left"))
+    return (1 + above) / (len(null) + 1)
+
+
+def risk_of(p_value: float, level: float) -> float:
+    return min(1.0, math.log(1 / p_value) / math.log(1 / level))

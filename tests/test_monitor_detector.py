@@ -1,0 +1,137 @@
+"""The monitor's per-account test, on real prompts: ShareGPT users as benign traffic, T0's
+templated prompts as a harvesting campaign (../shared/data/monitor)."""
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.baseline import Baseline, fit_baseline
+from monitor.config import MonitorConfig
+from monitor.detector import AccountState
+from monitor.errors import BaselineError, MonitorConfigError, StateEntryError
+from monitor.requests import Request
+from monitor.scoring import AccountScorer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monitor"
+CONFIG = MonitorConfig(checkpoints=4, null_accounts=2700)  # 30, 60, 120, 240 requests
+
+
+def conversations():
+    if not (DATA / "benign" / "sharegpt.jsonl").is_file():
+        pytest.skip(f"real monitor data not found at {DATA}")
+    by_id = defaultdict(list)
+    with open(DATA / "benign" / "sharegpt.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            by_id[row["conversation"]].append(row["prompt"])
+    convs = list(by_id.values())
+    random.Random(0).shuffle(convs)
+    return convs
+
+
+def as_accounts(convs, prefix, per_account=3):
+    requests, clock = [], 1_795_000_000.0
+    for a in range(0, len(convs), per_account):
+        for conv in convs[a:a + per_account]:
+            for prompt in conv:
+                clock += 30.0
+                requests.append(Request(f"{prefix}{a}", prompt, clock, f"r{len(requests)}"))
+    return requests
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    convs = conversations()
+    baseline = fit_baseline(as_accounts(convs[:2000], "b"), CONFIG)
+    return baseline, convs[2000:]
+
+
+@pytest.mark.slow
+def test_a_baseline_tests_only_checkpoints_it_can_calibrate(fitted):
+    baseline, _ = fitted
+    assert baseline.tested == (True, True, True, True)
+    assert baseline.counts["null_requests_from"] >= 240 * 10
+    assert baseline.null_shift.shape == (2700, 4)
+    assert np.all(np.diff(baseline.null_shift, axis=0) >= 0)  # sorted for p-values
+    small = fit_baseline(as_accounts(conversations()[:60], "s"), CONFIG)
+    assert small.tested[-1] is False  # too little benign traffic to calibrate 240 requests
+    assert np.isnan(small.null_shift[:, -1]).all()
+
+
+@pytest.mark.slow
+def test_a_templated_campaign_is_flagged_and_benign_users_are_not(fitted):
+    baseline, fresh = fitted
+    scorer = AccountScorer(baseline)
+    rows = [json.loads(line) for line in open(DATA / "campaigns" / "t0_templated.jsonl",
+                                               encoding="utf-8")]
+    campaign = [r["prompt"] for r in rows[:240]]
+    flagged = run(scorer, campaign)
+    assert flagged.flagged and flagged.flagged_at <= 120 and flagged.risk == 1.0
+    reasons = {r["signal"]: r for r in flagged.reasons}
+    assert reasons["reuse"]["value"] > reasons["reuse"]["benign_median"]
+    benign = [run(scorer, [p for conv in fresh[i:i + 60] for p in conv][:240])
+              for i in range(0, 3000, 60)]
+    assert not any(s.flagged for s in benign)
+    assert all(0 <= s.risk < 1 for s in benign)
+
+
+def run(scorer, prompts):
+    state = scorer.new_state()
+    rff, signatures = scorer.features.transform(prompts)
+    for i, (row, signature) in enumerate(zip(rff, signatures)):
+        scorer.observe(state, row, signature, 1_795_000_000.0 + i)
+    return state
+
+
+@pytest.mark.slow
+def test_a_baseline_round_trips_and_refuses_damage(fitted, tmp_path):
+    baseline, _ = fitted
+    baseline.save(tmp_path / "bl")
+    loaded = Baseline.load(tmp_path / "bl", CONFIG)
+    assert loaded.median == baseline.median and loaded.tested == baseline.tested
+    np.testing.assert_array_equal(loaded.null_reuse, baseline.null_reuse)
+    with pytest.raises(BaselineError, match="checkpoints: expected 4, got 9"):
+        Baseline.load(tmp_path / "bl", MonitorConfig())
+    data = bytearray((tmp_path / "bl" / "mean.npy").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "bl" / "mean.npy").write_bytes(bytes(data))
+    with pytest.raises(BaselineError, match="mean.npy: checksum does not match"):
+        Baseline.load(tmp_path / "bl")
+    manifest = json.loads((tmp_path / "bl" / "manifest.json").read_text())
+    (tmp_path / "bl" / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(BaselineError, match="baseline format 99; this toolkit reads format 1"):
+        Baseline.load(tmp_path / "bl")
+    with pytest.raises(BaselineError, match="no baseline here"):
+        Baseline.load(tmp_path / "nothing")
+
+
+def test_account_state_round_trips_through_bytes():
+    state = AccountState.new(CONFIG, 12)
+    state.n, state.reuse_hits, state.risk, state.flagged_at = 61, 7, 0.4, -1
+    state.rff_sum[:] = np.arange(12) / 7
+    state.recent[3, 5] = 99
+    state.reasons = [{"signal": "reuse", "value": 0.11}]
+    back = AccountState.from_bytes(state.to_bytes(), CONFIG, 12)
+    assert (back.n, back.reuse_hits, back.risk, back.reasons) == (61, 7, 0.4, state.reasons)
+    np.testing.assert_array_equal(back.rff_sum, state.rff_sum)
+    assert back.recent[3, 5] == 99 and len(state.to_bytes()) < 20_000
+    with pytest.raises(StateEntryError, match="bytes"):
+        AccountState.from_bytes(state.to_bytes()[:40], CONFIG, 12)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"alpha": 0.7}, "alpha must be in"),
+    ({"null_accounts": 1000}, "need at least 6001"),
+    ({"reuse_perm": 12}, "multiple of 8"),
+    ({"bandwidths": ()}, "bandwidths"),
+    ({"embedding_backend": "gpu"}, "embedding_backend"),
+    ({"checkpoints": True}, "checkpoints must be an integer"),
+])
+def test_config_is_validated(change, message):
+    with pytest.raises(MonitorConfigError, match=message):
+        MonitorConfig(**change)
+    assert MonitorConfig.from_dict(MonitorConfig().to_dict()) == MonitorConfig()
