@@ -68,12 +68,15 @@ wrapper: the evaluation's wrapped apps are customers a baseline has not seen. Ca
 are all evaluation material: a one-class monitor fits on benign traffic only, so none is held out
 for fitting and none appears in the benign logs.
 
-Reuse (the one compromise the data forces): the evaluation part holds about 3,500 conversations,
-far fewer than the cover traffic of mixed accounts needs (a 5% account is 2,850 benign requests).
-Conversations are dealt from the part in a seeded order, a new order once it is used up:
-individuals are dealt first (disjoint from each other at the default sizes), then apps, then
-campaign covers. No account holds a conversation twice while the part allows, but apps and
-campaign covers share conversations with other accounts; truth.json gives ``passes``.
+Reuse (the one compromise the data forces): the evaluation part holds 3,425 conversations
+(15,020 turns), far fewer than the cover traffic of mixed accounts needs (a 5% account is 2,850
+benign requests; the full scale's covers are about 150,000). Conversations are dealt from the part
+in a seeded order, a new order once it is used up: individuals are dealt first (disjoint from
+each other at the default sizes), then apps, then campaign covers. No account holds a
+conversation twice while the part allows, but apps and campaign covers share conversations with
+each other and with individuals (truth.json's ``passes``: 11 at the full scale). A cross-account
+signal that links accounts by shared benign text will find such links here that real traffic
+would not have.
 """
 
 from __future__ import annotations
@@ -196,7 +199,10 @@ class TrafficConfig:
         raise ConfigError(f"scale: {scale!r} is not one of small, full")
 
     def __post_init__(self) -> None:
-        problems = [f"{name}: {why}" for name, bad, why in self._checks() if bad]
+        try:
+            problems = [f"{name}: {why}" for name, bad, why in self._checks() if bad]
+        except TypeError as exc:
+            raise ConfigError(f"TrafficConfig: a field has the wrong type ({exc})") from None
         if problems:
             raise ConfigError("TrafficConfig: " + "; ".join(problems))
 
@@ -209,8 +215,8 @@ class TrafficConfig:
             ("days", not self.days > 0, "must be > 0"),
             ("split", len(self.split) != 3 or min(self.split) <= 0
              or abs(sum(self.split) - 1) > 1e-9, "three fractions > 0 summing to 1"),
-            ("levels", not self.levels or any(not 0 < x <= 1 for x in self.levels),
-             "each in (0, 1]"),
+            ("levels", not self.levels or any(not 0 < x <= 1 for x in self.levels)
+             or len(set(self.levels)) != len(self.levels), "distinct, each in (0, 1]"),
             ("level_requests", len(self.level_requests) != len(self.levels)
              or any(round(x * n) < 1 for x, n in zip(self.levels, self.level_requests)),
              "one per level, each leaving >= 1 campaign request"),
@@ -238,10 +244,12 @@ class TrafficConfig:
 
 
 def parse_time(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (UTC when it names no offset), else None."""
     try:
-        return datetime.datetime.fromisoformat(text).timestamp()
-    except (ValueError, AttributeError):
+        moment = datetime.datetime.fromisoformat(text)
+    except (ValueError, TypeError):
         return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
 
 
 def format_ms(ms: int) -> str:

@@ -282,9 +282,11 @@ def test_another_seed_gives_other_traffic(tmp_path, sources):
     ({"hydra": ((1, "t0", 2),)}, "hydra"),
     ({"app_users": (500, 50)}, "ranges"),
     ({"seed": -1}, "counts"),
-    ({"start": "monday"}, "start")])
+    ({"start": "monday"}, "start"),
+    ({"levels": (0.5, 0.5), "level_requests": (10, 10)}, "levels"),
+    ({"days": "5"}, "wrong type")])
 def test_a_bad_config_is_refused_naming_the_field(change, field):
-    with pytest.raises(ConfigError, match=f"TrafficConfig: .*{field}: "):
+    with pytest.raises(ConfigError, match=f"TrafficConfig: .*{field}"):
         traffic.TrafficConfig(**change)
     with pytest.raises(ConfigError, match="scale: 'huge'"):
         traffic.TrafficConfig.preset("huge")
