@@ -60,11 +60,14 @@ def verdict_of(result: AttributionResult, alpha: float = ALPHA) -> Verdict:
     """The verdict of an attribution result (see the module docstring for each decision)."""
     p = result.p_value
     if p is None:
-        reason = next((n for n in result.notes), "no signal could be calibrated")
+        reasons = [n for n in result.notes if "p-value" in n or "reference" in n]
+        reason = next(iter(reasons or result.notes), "no signal could be calibrated")
         return Verdict("no_verdict", f"No verdict: there is no p-value ({reason}).", alpha)
     source = "" if result.calibrated else " (the watermark test alone)"
+    teacher = "the provider" if result.teachers is None else \
+        f"the provider {result.teachers.teacher.provider} (the likeliest teacher ranked)"
     if p < alpha:
-        return Verdict("derived", f"Derived from the provider: p = {_fmt(p)}{source}, below "
+        return Verdict("derived", f"Derived from {teacher}: p = {_fmt(p)}{source}, below "
                        f"{alpha:g}. The suspect's outputs are more like the provider's than "
                        f"independent models' are.", alpha, p)
     sequential = _sequential(result, alpha)

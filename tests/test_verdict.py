@@ -130,3 +130,19 @@ def test_a_missing_report_library_says_how_to_install_it(monkeypatch, built_inde
     with pytest.raises(ReportError, match=r"pip install 'output-fingerprint\[report\]'"):
         write_report(result, tmp_path / f"r{suffix}")
     assert not (tmp_path / f"r{suffix}").exists()
+
+
+def test_a_ranked_teacher_is_named_in_the_verdict():
+    import dataclasses
+    from types import SimpleNamespace
+
+    ranking = SimpleNamespace(teacher=SimpleNamespace(provider="chatgpt"))
+    result = dataclasses.replace(result_with(0.001, [1] * 50, RATES), teachers=ranking)
+    assert verdict_of(result).sentence.startswith(
+        "Derived from the provider chatgpt (the likeliest teacher ranked): p = 0.001")
+
+
+def test_no_verdict_gives_the_reason_about_the_p_value_not_another_note():
+    result = result_with(None, notes=["the suspect has only 3 responses (fewer than 30)",
+                                      "provider_share: needs at least 5 references; have 2"])
+    assert "have 2" in verdict_of(result).sentence
