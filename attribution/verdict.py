@@ -60,8 +60,7 @@ def verdict_of(result: AttributionResult, alpha: float = ALPHA) -> Verdict:
     """The verdict of an attribution result (see the module docstring for each decision)."""
     p = result.p_value
     if p is None:
-        reasons = [n for n in result.notes if "p-value" in n or "reference" in n]
-        reason = next(iter(reasons or result.notes), "no signal could be calibrated")
+        reason = _why_no_p_value(result.notes)
         return Verdict("no_verdict", f"No verdict: there is no p-value ({reason}).", alpha)
     source = "" if result.calibrated else " (the watermark test alone)"
     teacher = "the provider" if result.teachers is None else \
@@ -93,6 +92,16 @@ def verdict_of(result: AttributionResult, alpha: float = ALPHA) -> Verdict:
     return Verdict("undecided", f"Undecided: {shown}; at the provider-like rate seen "
                    f"({sequential['rate']:.3f}) about {more:,} more answers would decide "
                    f"({sequential['leaning']}).", alpha, p, more, sequential)
+
+
+def _why_no_p_value(notes: tuple[str, ...]) -> str:
+    """The note that says why there is no p-value (calibration's reasons name what is
+    missing), rather than whichever note came first."""
+    for words in ("no signal could be calibrated", "needs at least", "reference"):
+        found = [n for n in notes if words in n]
+        if found:
+            return found[0]
+    return notes[0] if notes else "no signal could be calibrated"
 
 
 def _sequential(result: AttributionResult, alpha: float) -> dict[str, Any] | None:

@@ -143,6 +143,7 @@ def test_a_ranked_teacher_is_named_in_the_verdict():
 
 
 def test_no_verdict_gives_the_reason_about_the_p_value_not_another_note():
-    result = result_with(None, notes=["the suspect has only 3 responses (fewer than 30)",
+    result = result_with(None, notes=["the suspect has only 3 responses (fewer than 30): its "
+                                      "p-value and derived fraction rest on little data",
                                       "provider_share: needs at least 5 references; have 2"])
     assert "have 2" in verdict_of(result).sentence
