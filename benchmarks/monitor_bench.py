@@ -74,7 +74,7 @@ def score(baseline, path: Path):
         rff, signatures = scorer.features.transform([r.prompt for r in reqs])
         state = scorer.new_state()
         for r, row, signature in zip(reqs, rff, signatures):
-            scorer.observe(state, row, signature, r.timestamp)
+            scorer.observe(state, row, signature, r.timestamp, r.prior_turns)
         states[account] = state
         total += len(reqs)
     return states, time.perf_counter() - started, total

@@ -52,6 +52,8 @@ class ResponseRecord:
     account: str | None = None
     source: str = ""
     line: int = 0
+    # chat logs only: answers already in the conversation the request carries (0: it opens one)
+    prior_turns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ class RecordParser:
         prompt = last_user_message(messages)
         values["prompt"] = None if prompt is None else \
             self._clean(prompt, "request.messages", number)
+        values["prior_turns"] = prior_turns(messages)
         id_field = "id" if "id" in obj else "response.id"
         values["id"] = self._optional_scalar(obj, id_field, number)
         if "timestamp" in obj:
@@ -337,6 +340,15 @@ def last_user_message(messages: Any) -> str | None:
         if isinstance(msg, dict) and msg.get("role") == "user":
             return content_text(msg.get("content"))
     return None
+
+
+def prior_turns(messages: list[Any]) -> int:
+    """How many assistant answers come before the last user message: 0 for a request that opens
+    a conversation, more for a follow-up that carries the conversation so far."""
+    last_user = max((i for i, m in enumerate(messages)
+                     if isinstance(m, dict) and m.get("role") == "user"), default=-1)
+    return sum(1 for m in messages[:max(last_user, 0)]
+               if isinstance(m, dict) and m.get("role") == "assistant")
 
 
 def content_text(content: Any) -> str | None:

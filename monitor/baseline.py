@@ -43,7 +43,7 @@ from monitor.requests import Request
 
 BASELINE_FORMAT = 1
 MIN_NULL_COVERAGE = 10
-ARRAYS = ("mean", "null_shift", "null_reuse")
+ARRAYS = ("mean", "null_shift", "null_reuse", "null_openings")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Baseline:
     mean: np.ndarray  # (dim,) float64
     null_shift: np.ndarray  # (null_accounts, checkpoints) float64, each column sorted
     null_reuse: np.ndarray
+    null_openings: np.ndarray  # all NaN when the benign log does not show conversations
     tested: tuple[bool, ...]  # per checkpoint: enough benign traffic to calibrate it
     counts: dict[str, int]
 
@@ -95,8 +96,8 @@ class Baseline:
                                 + "; ".join(saved.differences(config)))
         arrays = {name: _read_array(root, name, manifest["sha256"].get(name)) for name in ARRAYS}
         return cls(saved, float(manifest["median"]), arrays["mean"], arrays["null_shift"],
-                   arrays["null_reuse"], tuple(bool(t) for t in manifest["tested"]),
-                   dict(manifest["counts"]))
+                   arrays["null_reuse"], arrays["null_openings"],
+                   tuple(bool(t) for t in manifest["tested"]), dict(manifest["counts"]))
 
 
 def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorConfig(),
@@ -113,13 +114,16 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
     median = features.fit_scale(embedded_a)
     mean = features.rff(embedded_a).astype(np.float64).mean(axis=0)
     units = [_unit(features, config, accounts[a]) for a in half_b]
-    total_b = sum(len(hits) for _, hits in units)
+    total_b = sum(len(flags) for _, flags in units)
     tested = tuple(size * MIN_NULL_COVERAGE <= total_b for size in config.checkpoint_sizes)
-    null_shift, null_reuse = _null_statistics(units, mean, config, tested)
+    null_shift, null_shares = _null_statistics(units, mean, config, tested)
+    shows_turns = all(r.prior_turns is not None for reqs in accounts.values() for r in reqs)
+    null_openings = null_shares[1] if shows_turns else np.full_like(null_shift, np.nan)
     counts = {"accounts": len(accounts), "requests": sum(len(v) for v in accounts.values()),
               "mean_accounts": len(half_a), "mean_requests": int(len(embedded_a)),
               "null_accounts_from": len(half_b), "null_requests_from": int(total_b)}
-    return Baseline(config, median, mean, null_shift, null_reuse, tested, counts)
+    return Baseline(config, median, mean, null_shift, null_shares[0], null_openings, tested,
+                    counts)
 
 
 def _by_account(requests: Iterable[Request]) -> dict[str, list[Request]]:
@@ -140,36 +144,40 @@ def _split(accounts: dict[str, list[Request]], seed: int) -> tuple[list[str], li
 
 def _unit(features: PromptFeatures, config: MonitorConfig,
           requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
-    """One benign account as the detector would see it: its RFF rows and reuse flags."""
+    """One benign account as the detector would see it: its RFF rows, and per request whether
+    it reuses a recent prompt (column 0) and whether it opens a conversation (column 1)."""
     prompts = [r.prompt for r in requests]
     rff, signatures = features.transform(prompts)
     state = AccountState.new(config, rff.shape[1])
-    hits = np.zeros(len(prompts), dtype=np.float64)
+    flags = np.zeros((len(prompts), 2), dtype=np.float64)
     for i, signature in enumerate(signatures):
-        hits[i] = is_reuse(state.recent, state.recent_count, signature, config.reuse_jaccard)
+        flags[i, 0] = is_reuse(state.recent, state.recent_count, signature,
+                               config.reuse_jaccard)
         remember(state, signature)
-    return rff.astype(np.float64), hits
+    flags[:, 1] = [r.prior_turns == 0 for r in requests]
+    return rff.astype(np.float64), flags
 
 
 def _null_statistics(units: list[tuple[np.ndarray, np.ndarray]], mean: np.ndarray,
                      config: MonitorConfig, tested: tuple[bool, ...]
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Each statistic on ``null_accounts`` simulated benign accounts, at every checkpoint
-    (NaN where a checkpoint is untested), each column sorted.
+                     ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The shift, and each flag column's share, on ``null_accounts`` simulated benign accounts
+    at every checkpoint (NaN where a checkpoint is untested), each column sorted.
 
     A null account is half B's accounts, whole and in a random order (without replacement),
     cut at each checkpoint's size. Only sums are needed, so each unit's prefix sums are made
     once and a null account costs a cumulative sum over the units it uses."""
+    width = units[0][1].shape[1] if units else 0
     shift = np.full((config.null_accounts, config.checkpoints), np.nan)
-    reuse = np.full_like(shift, np.nan)
+    shares = [np.full_like(shift, np.nan) for _ in range(width)]
     columns = [k for k, ok in enumerate(tested) if ok]
     if not columns:
-        return shift, reuse
+        return shift, shares
     sizes = np.array([config.checkpoint_sizes[k] for k in columns])
-    prefix = [(np.cumsum(rff, axis=0), np.cumsum(hits)) for rff, hits in units]
+    prefix = [(np.cumsum(rff, axis=0), np.cumsum(flags, axis=0)) for rff, flags in units]
     totals = np.array([p[0][-1] for p in prefix])
-    hit_totals = np.array([p[1][-1] for p in prefix])
-    lengths = np.array([len(hits) for _, hits in units])
+    flag_totals = np.array([p[1][-1] for p in prefix])
+    lengths = np.array([len(flags) for _, flags in units])
     rng = np.random.default_rng(config.seed + 2)
     for b in range(config.null_accounts):
         order = rng.permutation(len(units))
@@ -177,16 +185,19 @@ def _null_statistics(units: list[tuple[np.ndarray, np.ndarray]], mean: np.ndarra
         last = np.searchsorted(ends, sizes)  # the unit each checkpoint ends in
         used = order[:last.max() + 1]
         before_rff = np.vstack([np.zeros_like(mean), np.cumsum(totals[used], axis=0)])
-        before_hits = np.concatenate([[0.0], np.cumsum(hit_totals[used])])
+        before_flags = np.vstack([np.zeros(width), np.cumsum(flag_totals[used], axis=0)])
         starts = np.concatenate([[0], ends])[last]
         for column, size, j, start in zip(columns, sizes, last, starts):
-            rows, hits = prefix[order[j]]
-            rff_sum = before_rff[j] + rows[size - start - 1]
-            shift[b, column] = np.sum((rff_sum / size - mean) ** 2)
-            reuse[b, column] = (before_hits[j] + hits[size - start - 1]) / size
+            rows, flags = prefix[order[j]]
+            shift[b, column] = np.sum(((before_rff[j] + rows[size - start - 1]) / size
+                                       - mean) ** 2)
+            counted = (before_flags[j] + flags[size - start - 1]) / size
+            for f in range(width):
+                shares[f][b, column] = counted[f]
     shift[:, columns] = np.sort(shift[:, columns], axis=0)
-    reuse[:, columns] = np.sort(reuse[:, columns], axis=0)
-    return shift, reuse
+    for share in shares:
+        share[:, columns] = np.sort(share[:, columns], axis=0)
+    return shift, shares
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:

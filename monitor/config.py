@@ -13,7 +13,7 @@ from typing import Any
 from fingerprint.config import EMBEDDING_BACKENDS
 from monitor.errors import MonitorConfigError
 
-SIGNAL_COUNT = 2  # statistics combined at a checkpoint (monitor.scoring.SIGNALS)
+SIGNAL_COUNT = 3  # statistics combined at a checkpoint (monitor.scoring.SIGNALS)
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,19 @@
 
 Under the null hypothesis an account is one more benign account: its prompts are drawn like the
 baseline's benign accounts' (which are real users and API customers of the provider, with their
-conversations, follow-ups and repetitions). Two statistics summarise an account after n requests:
+conversations, follow-ups and repetitions). Three statistics summarise an account after n requests:
 
 - ``shift``: MMD^2 between its prompts and benign prompts (monitor.features): how far the
   account's prompts sit from what benign traffic asks about and how it asks it;
 - ``reuse``: the share of its requests whose prompt is a near-copy (estimated word 3-gram
-  Jaccard >= ``reuse_jaccard``) of one of its ``reuse_history`` previous prompts: templates.
+  Jaccard >= ``reuse_jaccard``) of one of its ``reuse_history`` previous prompts: templates;
+- ``openings``: the share of its requests that open a conversation (no earlier answer in the
+  request's messages): people follow up on answers, a harvest asks one question per request.
+  Only where the log shows the conversation (chat logs), and only if the baseline's did.
 
 They are tested at fixed checkpoints, n = 30, 60, 120, ... (``MonitorConfig.checkpoint_sizes``),
 each against its null distribution at that n, measured on benign accounts simulated from the
-baseline (monitor.baseline). A checkpoint's p-value is the Bonferroni combination of the two
+baseline (monitor.baseline). A checkpoint's p-value is the Bonferroni combination of the
 empirical p-values; the account is flagged at the first checkpoint whose p-value is at most
 alpha / checkpoints. Spending alpha evenly over the checkpoints is what keeps the share of benign
 accounts ever flagged at most alpha however often each is looked at: the guarantee is a union
@@ -37,8 +40,8 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 
 STATE_FORMAT = 1
-_HEADER = struct.Struct("<HIIIiddddd")  # format, n, hits, recent_count, flagged_at, risk, p,
-#                                          first_seen, last_seen, next checkpoint (as double)
+_HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
+# turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
 
 
 @dataclass
@@ -50,6 +53,8 @@ class AccountState:
     n: int = 0
     reuse_hits: int = 0
     recent_count: int = 0
+    openings: int = 0  # requests that open a conversation (no earlier answer in the request)
+    turns_known: int = 0  # requests whose conversation depth the log shows (chat logs)
     next_checkpoint: int = 0
     flagged_at: int = -1  # requests seen when it was flagged; -1: not flagged
     risk: float = 0.0
@@ -70,7 +75,7 @@ class AccountState:
     def to_bytes(self) -> bytes:
         """A compact, versioned encoding (no pickle): header, then the arrays' bytes."""
         header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
-                              self.flagged_at, self.risk, self.p_value, self.first_seen,
+                              self.openings, self.turns_known, self.flagged_at, self.risk, self.p_value, self.first_seen,
                               self.last_seen, float(self.next_checkpoint))
         reasons = json.dumps(self.reasons, separators=(",", ":")).encode("utf-8")
         return header + self.rff_sum.astype("<f8").tobytes() + \
@@ -87,14 +92,15 @@ class AccountState:
             reasons = json.loads(data[expected:].decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise StateEntryError("an account's stored reasons are not JSON") from None
-        (_, n, hits, count, flagged_at, risk, p, first, last, nxt) = _HEADER.unpack_from(data)
+        (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
+         nxt) = _HEADER.unpack_from(data)
         offset = _HEADER.size
         rff = np.frombuffer(data, "<f8", dim, offset).copy()
         recent = np.frombuffer(data, "<u4", config.reuse_history * config.reuse_perm,
                                offset + 8 * dim).reshape(config.reuse_history,
                                                          config.reuse_perm).copy()
-        return cls(rff, recent, n, hits, count, int(nxt), flagged_at, risk, p, first, last,
-                   reasons)
+        return cls(rff, recent, n, hits, count, openings, known, int(nxt), flagged_at, risk, p,
+                   first, last, reasons)
 
 
 def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:

@@ -41,6 +41,7 @@ class Request:
     timestamp: float  # seconds since the epoch (UTC)
     id: str
     line: int = 0
+    prior_turns: int | None = None  # answers in the conversation it carries (chat logs only)
 
 
 @dataclass
@@ -106,6 +107,7 @@ def read_requests(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
             stats.skip(reason, record.line)
             continue
         stats.requests += 1
-        yield Request(record.account, record.prompt or "", moment, record.id, record.line)
+        yield Request(record.account, record.prompt or "", moment, record.id, record.line,
+                      record.prior_turns)
     for line in read.skipped_lines:
         stats.skip("no prompt", line)

@@ -18,10 +18,11 @@ from monitor.baseline import Baseline
 from monitor.detector import AccountState, empirical_p, is_reuse, remember, risk_of
 from monitor.features import PromptFeatures
 
-SIGNALS = ("shift", "reuse")  # as many as monitor.config.SIGNAL_COUNT
+SIGNALS = ("shift", "reuse", "openings")  # as many as monitor.config.SIGNAL_COUNT
 MEANINGS = {
     "shift": "MMD^2 between the account's prompts and benign prompts (RBF kernels)",
     "reuse": "share of requests that nearly copy one of the account's recent prompts",
+    "openings": "share of requests that open a conversation (no earlier answer in the request)",
 }
 
 
@@ -59,8 +60,11 @@ class AccountScorer:
         return AccountState.new(self.config, self.features.dim)
 
     def observe(self, state: AccountState, rff_row: np.ndarray, signature: np.ndarray,
-                timestamp: float) -> None:
+                timestamp: float, prior_turns: int | None = None) -> None:
         state.n += 1
+        if prior_turns is not None:
+            state.turns_known += 1
+            state.openings += prior_turns == 0
         state.rff_sum += rff_row
         state.reuse_hits += is_reuse(state.recent, state.recent_count, signature,
                                      self.config.reuse_jaccard)
@@ -80,13 +84,19 @@ class AccountScorer:
                           state.flagged_at if state.flagged else None, tuple(state.reasons))
 
     def _test(self, state: AccountState, k: int) -> None:
-        """The checkpoint test: Bonferroni over the signals' empirical p-values."""
+        """The checkpoint test: Bonferroni over the signals' empirical p-values. ``openings``
+        takes part only where the account's log and the baseline's both show conversations
+        (the count is then fixed before any evidence is seen: by the log format)."""
         n = self.sizes[k]
         values = {"shift": float(np.sum((state.rff_sum / state.n - self.baseline.mean) ** 2)),
                   "reuse": state.reuse_hits / state.n}
         nulls = {"shift": self.baseline.null_shift[:, k], "reuse": self.baseline.null_reuse[:, k]}
-        ps = {name: empirical_p(nulls[name], values[name]) for name in SIGNALS}
-        p = min(1.0, len(SIGNALS) * min(ps.values()))
+        openings = self.baseline.null_openings[:, k]
+        if state.turns_known == state.n and not np.isnan(openings).any():
+            values["openings"] = state.openings / state.n
+            nulls["openings"] = openings
+        ps = {name: empirical_p(nulls[name], values[name]) for name in values}
+        p = min(1.0, len(ps) * min(ps.values()))
         level = self.level
         if p <= state.p_value:
             state.p_value = p
@@ -94,6 +104,6 @@ class AccountScorer:
             state.reasons = [{"signal": name, "value": values[name],
                               "benign_median": float(np.median(nulls[name])),
                               "p_value": ps[name], "checkpoint": n,
-                              "meaning": MEANINGS[name]} for name in SIGNALS]
+                              "meaning": MEANINGS[name]} for name in values]
         if p <= level and not state.flagged:
             state.flagged_at = state.n

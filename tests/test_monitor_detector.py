@@ -1,6 +1,7 @@
 """The monitor's per-account test, on real prompts: ShareGPT users as benign traffic, T0's
 templated prompts as a harvesting campaign (../shared/data/monitor)."""
 
+import dataclasses
 import json
 import random
 from collections import defaultdict
@@ -17,7 +18,7 @@ from monitor.requests import Request
 from monitor.scoring import AccountScorer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monitor"
-CONFIG = MonitorConfig(checkpoints=4, null_accounts=2700)  # 30, 60, 120, 240 requests
+CONFIG = MonitorConfig(checkpoints=4, null_accounts=4001)  # 30, 60, 120, 240 requests
 
 
 def conversations():
@@ -55,7 +56,7 @@ def test_a_baseline_tests_only_checkpoints_it_can_calibrate(fitted):
     baseline, _ = fitted
     assert baseline.tested == (True, True, True, True)
     assert baseline.counts["null_requests_from"] >= 240 * 10
-    assert baseline.null_shift.shape == (2700, 4)
+    assert baseline.null_shift.shape == (4001, 4)
     assert np.all(np.diff(baseline.null_shift, axis=0) >= 0)  # sorted for p-values
     small = fit_baseline(as_accounts(conversations()[:60], "s"), CONFIG)
     assert small.tested[-1] is False  # too little benign traffic to calibrate 240 requests
@@ -125,7 +126,7 @@ def test_account_state_round_trips_through_bytes():
 
 @pytest.mark.parametrize("change, message", [
     ({"alpha": 0.7}, "alpha must be in"),
-    ({"null_accounts": 1000}, "need at least 6001"),
+    ({"null_accounts": 1000}, "need at least 9001"),
     ({"reuse_perm": 12}, "multiple of 8"),
     ({"bandwidths": ()}, "bandwidths"),
     ({"embedding_backend": "gpu"}, "embedding_backend"),
@@ -135,3 +136,40 @@ def test_config_is_validated(change, message):
     with pytest.raises(MonitorConfigError, match=message):
         MonitorConfig(**change)
     assert MonitorConfig.from_dict(MonitorConfig().to_dict()) == MonitorConfig()
+
+
+def with_turns(convs, prefix, per_account=3):
+    """As as_accounts, with each request's conversation depth (0 opens a conversation)."""
+    requests, clock = [], 1_795_000_000.0
+    for a in range(0, len(convs), per_account):
+        for conv in convs[a:a + per_account]:
+            for turn, prompt in enumerate(conv):
+                clock += 30.0
+                requests.append(Request(f"{prefix}{a}", prompt, clock, f"r{len(requests)}",
+                                        prior_turns=turn))
+    return requests
+
+
+@pytest.mark.slow
+def test_single_turn_harvesting_of_ordinary_prompts_is_caught_by_openings():
+    """Prompts drawn from benign users' own conversations, but each sent as a fresh one-question
+    request: nothing in the text is unusual, the conversation structure is."""
+    convs = conversations()
+    baseline = fit_baseline(with_turns(convs[:2000], "b"), CONFIG)
+    assert not np.isnan(baseline.null_openings[:, 0]).any()
+    scorer = AccountScorer(baseline)
+    fresh = with_turns(convs[2000:2400], "f", per_account=400)
+    harvest = [dataclasses.replace(r, prior_turns=0) for r in fresh[:240]]
+    caught, ordinary = run_requests(scorer, harvest), run_requests(scorer, fresh[:240])
+    assert caught.flagged and not ordinary.flagged
+    reasons = {r["signal"]: r for r in caught.reasons}
+    assert reasons["openings"]["value"] == 1.0 > reasons["openings"]["benign_median"]
+    assert reasons["openings"]["p_value"] < reasons["shift"]["p_value"]
+
+
+def run_requests(scorer, requests):
+    state = scorer.new_state()
+    rff, signatures = scorer.features.transform([r.prompt for r in requests])
+    for r, row, signature in zip(requests, rff, signatures):
+        scorer.observe(state, row, signature, r.timestamp, r.prior_turns)
+    return state
