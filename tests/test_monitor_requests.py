@@ -101,3 +101,15 @@ def test_a_malformed_line_is_still_an_error_naming_it(tmp_path):
                                                     "timestamp": 1}])
     with pytest.raises(InputError, match='line 1: field "account"'):
         list(read_requests(wrong))
+
+
+def test_a_request_knows_how_deep_in_its_conversation_it_is(tmp_path):
+    follow_up = chat_line("a", "and then?", 1795773600, answer=None)
+    follow_up["request"]["messages"][1:1] = [
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "one"},
+        {"role": "user", "content": "second"}, {"role": "assistant", "content": "two"}]
+    path = write_jsonl(tmp_path / "log.jsonl", [chat_line("a", "q", 1795773600), follow_up])
+    assert [r.prior_turns for r in read_requests(path)] == [0, 2]
+    served = write_jsonl(tmp_path / "served.jsonl",
+                         [{"prompt": "q", "account": "a", "timestamp": 1}])
+    assert [r.prior_turns for r in read_requests(served)] == [None]  # the log does not show it
