@@ -10,11 +10,13 @@ groups the share of groups with at least one member flagged. Also: requests scor
 Named monitor_bench.py, not monitor.py: a script of that name would shadow the package.
 
     .venv/bin/python benchmarks/monitor_bench.py [--traffic DIR] [--scale small|full] [--json]
+                                                 [--text-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -35,14 +37,21 @@ def main() -> None:
     parser.add_argument("--scale", choices=("small", "full"), default="full")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--text-only", action="store_true",
+                        help="hide the conversation depth from the monitor (as in a log that "
+                             "does not show it): the text signals alone")
     args = parser.parse_args()
     if not (args.traffic / "truth.json").is_file():
         build(TrafficConfig.preset(args.scale, args.seed), args.traffic)
     truth = json.loads((args.traffic / "truth.json").read_text())
     started = time.perf_counter()
-    baseline = fit_baseline(read_requests(args.traffic / "baseline.jsonl.gz"), MonitorConfig())
+    benign = read_requests(args.traffic / "baseline.jsonl.gz")
+    if args.text_only:
+        benign = (dataclasses.replace(r, prior_turns=None) for r in benign)
+    baseline = fit_baseline(benign, MonitorConfig())
     fit_seconds = time.perf_counter() - started
-    states, score_seconds, requests = score(baseline, args.traffic / "requests.jsonl.gz")
+    states, score_seconds, requests = score(baseline, args.traffic / "requests.jsonl.gz",
+                                            args.text_only)
     rows = summarise(states, truth["accounts"])
     result = {"fit_seconds": round(fit_seconds, 1), "baseline": baseline.counts,
               "tested_checkpoints": [s for s, ok in zip(baseline.config.checkpoint_sizes,
@@ -61,18 +70,20 @@ def main() -> None:
         print(f"{kind:<28}{row['accounts']:>9}{row['flagged_share']:>9.3f}{delay:>14}")
 
 
-def score(baseline, path: Path):
+def score(baseline, path: Path, text_only: bool = False):
     """Every account's final state, scoring its requests in time order."""
     by_account = defaultdict(list)
     for r in read_requests(path):
-        by_account[r.account].append(r)
+        by_account[r.account].append(dataclasses.replace(r, prior_turns=None) if text_only
+                                     else r)
     scorer = AccountScorer(baseline)
     started = time.perf_counter()
     states, total = {}, 0
     for account, reqs in by_account.items():
         reqs.sort(key=lambda r: (r.timestamp, r.line))
-        rff, signatures = scorer.features.transform([r.prompt for r in reqs])
         state = scorer.new_state()
+        rff, signatures = scorer.features.transform([scorer.strip(state, r.prompt)
+                                                     for r in reqs])
         for r, row, signature in zip(reqs, rff, signatures):
             scorer.observe(state, row, signature, r.timestamp, r.prior_turns)
         states[account] = state

@@ -40,6 +40,7 @@ from monitor.detector import AccountState, is_reuse, remember
 from monitor.errors import BaselineError
 from monitor.features import PromptFeatures
 from monitor.requests import Request
+from monitor.skeleton import stripped
 
 BASELINE_FORMAT = 1
 MIN_NULL_COVERAGE = 10
@@ -110,7 +111,8 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
         raise BaselineError(f"a baseline needs benign traffic from at least two accounts; got "
                             f"{len(accounts)}")
     features = features or PromptFeatures(config)
-    embedded_a = features.embed([r.prompt for a in half_a for r in accounts[a]])
+    embedded_a = features.embed([p for a in half_a for p in stripped(
+        [r.prompt for r in accounts[a]])])
     median = features.fit_scale(embedded_a)
     mean = features.rff(embedded_a).astype(np.float64).mean(axis=0)
     units = [_unit(features, config, accounts[a]) for a in half_b]
@@ -146,7 +148,7 @@ def _unit(features: PromptFeatures, config: MonitorConfig,
           requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
     """One benign account as the detector would see it: its RFF rows, and per request whether
     it reuses a recent prompt (column 0) and whether it opens a conversation (column 1)."""
-    prompts = [r.prompt for r in requests]
+    prompts = stripped([r.prompt for r in requests])
     rff, signatures = features.transform(prompts)
     state = AccountState.new(config, rff.shape[1])
     flags = np.zeros((len(prompts), 2), dtype=np.float64)

@@ -38,6 +38,7 @@ import numpy as np
 
 from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
+from monitor.skeleton import Skeleton
 
 STATE_FORMAT = 1
 _HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
@@ -62,6 +63,7 @@ class AccountState:
     first_seen: float = math.inf
     last_seen: float = -math.inf
     reasons: list[dict[str, Any]] = field(default_factory=list)
+    skeleton: Skeleton = field(default_factory=Skeleton)  # recent prompts' edges (templates)
 
     @classmethod
     def new(cls, config: MonitorConfig, dim: int) -> "AccountState":
@@ -77,7 +79,8 @@ class AccountState:
         header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
                               self.openings, self.turns_known, self.flagged_at, self.risk, self.p_value, self.first_seen,
                               self.last_seen, float(self.next_checkpoint))
-        reasons = json.dumps(self.reasons, separators=(",", ":")).encode("utf-8")
+        reasons = json.dumps({"reasons": self.reasons, "edges": self.skeleton.to_json()},
+                             separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return header + self.rff_sum.astype("<f8").tobytes() + \
             self.recent.astype("<u4").tobytes() + reasons
 
@@ -89,9 +92,11 @@ class AccountState:
                                   f"format; expected at least {expected} bytes of format "
                                   f"{STATE_FORMAT}")
         try:
-            reasons = json.loads(data[expected:].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise StateEntryError("an account's stored reasons are not JSON") from None
+            extra = json.loads(data[expected:].decode("utf-8"))
+            reasons, skeleton = extra["reasons"], Skeleton.from_json(extra["edges"])
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise StateEntryError("an account's stored reasons and edges are not valid JSON") \
+                from None
         (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
          nxt) = _HEADER.unpack_from(data)
         offset = _HEADER.size
@@ -100,7 +105,7 @@ class AccountState:
                                offset + 8 * dim).reshape(config.reuse_history,
                                                          config.reuse_perm).copy()
         return cls(rff, recent, n, hits, count, openings, known, int(nxt), flagged_at, risk, p,
-                   first, last, reasons)
+                   first, last, reasons, skeleton)
 
 
 def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:

@@ -59,6 +59,12 @@ class AccountScorer:
     def new_state(self) -> AccountState:
         return AccountState.new(self.config, self.features.dim)
 
+    def strip(self, state: AccountState, prompt: str) -> str:
+        """The prompt as the account is judged on it: without the template it shares with the
+        account's recent prompts (monitor.skeleton). Call it on every prompt, in order, before
+        computing the features that ``observe`` takes."""
+        return state.skeleton.strip(prompt)
+
     def observe(self, state: AccountState, rff_row: np.ndarray, signature: np.ndarray,
                 timestamp: float, prior_turns: int | None = None) -> None:
         state.n += 1

@@ -73,7 +73,7 @@ def test_a_templated_campaign_is_flagged_and_benign_users_are_not(fitted):
     flagged = run(scorer, campaign)
     assert flagged.flagged and flagged.flagged_at <= 120 and flagged.risk == 1.0
     reasons = {r["signal"]: r for r in flagged.reasons}
-    assert reasons["reuse"]["value"] > reasons["reuse"]["benign_median"]
+    assert reasons["shift"]["value"] > 5 * reasons["shift"]["benign_median"]
     benign = [run(scorer, [p for conv in fresh[i:i + 60] for p in conv][:240])
               for i in range(0, 3000, 60)]
     assert not any(s.flagged for s in benign)
@@ -82,7 +82,7 @@ def test_a_templated_campaign_is_flagged_and_benign_users_are_not(fitted):
 
 def run(scorer, prompts):
     state = scorer.new_state()
-    rff, signatures = scorer.features.transform(prompts)
+    rff, signatures = scorer.features.transform([scorer.strip(state, p) for p in prompts])
     for i, (row, signature) in enumerate(zip(rff, signatures)):
         scorer.observe(state, row, signature, 1_795_000_000.0 + i)
     return state
@@ -169,7 +169,41 @@ def test_single_turn_harvesting_of_ordinary_prompts_is_caught_by_openings():
 
 def run_requests(scorer, requests):
     state = scorer.new_state()
-    rff, signatures = scorer.features.transform([r.prompt for r in requests])
+    rff, signatures = scorer.features.transform([scorer.strip(state, r.prompt)
+                                                 for r in requests])
     for r, row, signature in zip(requests, rff, signatures):
         scorer.observe(state, row, signature, r.timestamp, r.prior_turns)
     return state
+
+
+@pytest.mark.slow
+def test_an_app_that_wraps_its_users_messages_is_judged_on_the_messages(fitted):
+    """A benign API customer wraps each end user's message in its own fixed text: judged on the
+    whole prompts it would look templated and unlike benign traffic; on what varies, it is
+    benign."""
+    baseline, fresh = fitted
+    scorer = AccountScorer(baseline)
+    users = [p for conv in fresh[3000:3100] for p in conv][:240]
+    wrapped = [f"You are the help desk of Example Corp. Be friendly and brief. The customer "
+               f"writes: {u} Answer in the customer's language." for u in users]
+    assert not run(scorer, wrapped).flagged
+    unstripped = scorer.new_state()
+    rff, signatures = scorer.features.transform(wrapped)
+    for i, (row, signature) in enumerate(zip(rff, signatures)):
+        scorer.observe(unstripped, row, signature, 1_795_000_000.0 + i)
+    assert unstripped.flagged  # what the stripping is for
+
+
+def test_a_skeleton_strips_a_shared_prefix_and_suffix_only():
+    from monitor.skeleton import Skeleton, stripped
+
+    prompts = ["Translate to French please: the cat sleeps . Thanks a lot",
+               "Translate to French please: where is the station ? Thanks a lot",
+               "something else entirely", "Translate to French please: Thanks a lot"]
+    assert stripped(prompts) == [prompts[0], "where is the station ?",
+                                 "something else entirely", prompts[3]]  # nothing left: kept
+    skeleton = Skeleton()
+    skeleton.strip("a b c")
+    assert skeleton.strip("a b c d") == "a b c d"  # three shared words are no template
+    back = Skeleton.from_json(json.loads(json.dumps(skeleton.to_json())))
+    assert back.strip("x y z") == "x y z" and len(back.edges) == 3
