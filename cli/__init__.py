@@ -16,6 +16,7 @@ import click
 from cli.attribute import attribute_command
 from cli.index import index_group, verify_command
 from cli.logs import LOG_ENV, QUIET_KEY, configure_logging, log_level
+from cli.monitor import monitor_group
 from cli.options import CONTEXT
 from cli.probe import probe_group
 from cli.reference import reference_group
@@ -59,7 +60,7 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 for command in (index_group, verify_command, reference_group, attribute_command, probe_group,
-                serve_replay, watermark_group):
+                serve_replay, watermark_group, monitor_group):
     main.add_command(command)
 
 __all__ = ["ErrorReportingGroup", "main"]

@@ -43,6 +43,28 @@ def field_options(f: Callable) -> Callable:
     return wrapper
 
 
+def request_field_options(f: Callable) -> Callable:
+    """--prompt-field/--id-field/--account-field/--timestamp-field for request logs (the
+    monitor's input: who asked what, and when; no answer needed), passed on as ``fields``."""
+    @click.option("--prompt-field", help="Field holding the prompt; naming it (or --id-field) "
+                  "reads every record in the 'served' shape [default: the shape is detected "
+                  "from the first record].")
+    @click.option("--id-field", help="Field holding the request id (see --prompt-field; "
+                  "without an id a request is named <file>:<line>).")
+    @click.option("--account-field", help="Field holding the account [default: 'account'; in "
+                  "OpenAI chat logs 'account', else 'request.user'].")
+    @click.option("--timestamp-field", help="Field holding the request's time, ISO 8601 or "
+                  "seconds since the epoch [default: 'timestamp'; in OpenAI chat logs "
+                  "'timestamp', else 'response.created'].")
+    @functools.wraps(f)
+    def wrapper(*args: Any, prompt_field: str | None, id_field: str | None,
+                account_field: str | None, timestamp_field: str | None, **kwargs: Any) -> Any:
+        fields = FieldMap(prompt=prompt_field, id=id_field, account=account_field,
+                          timestamp=timestamp_field)
+        return f(*args, fields=fields, **kwargs)
+    return wrapper
+
+
 def config_options(f: Callable, from_index: bool = False) -> Callable:
     """One option per settable FingerprintConfig field (its metadata names flag and help),
     passed on as ``config_overrides``: the fields given, the others keep the defaults (or, with
@@ -132,7 +154,8 @@ def progress_disabled() -> bool | None:
 
 
 @contextmanager
-def progress_bar(inputs: tuple[str, ...], label: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(inputs: tuple[str, ...], label: str,
+                 unit: str = "resp") -> Iterator[Callable[[int], None]]:
     """A bar over the inputs' lines (no total for gzip or stdin), as ``progress(n)``."""
     from tqdm import tqdm
 
@@ -141,7 +164,7 @@ def progress_bar(inputs: tuple[str, ...], label: str) -> Iterator[Callable[[int]
         disable = True  # tqdm would decide so too; deciding here spares the counting pass
     counts = [None if disable else count_lines(p) for p in inputs]  # no bar, no counting pass
     total = None if any(c is None for c in counts) else sum(c for c in counts if c)
-    with tqdm(total=total, desc=label, unit="resp", file=sys.stderr, disable=disable,
+    with tqdm(total=total, desc=label, unit=unit, file=sys.stderr, disable=disable,
               dynamic_ncols=True) as bar:
         yield bar.update
 

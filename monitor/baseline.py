@@ -35,11 +35,12 @@ import numpy as np
 
 from fingerprint import __version__
 from fingerprint.atomic import atomic_write_bytes, fsync_path
+from fingerprint.records import FieldMap
 from monitor.config import MonitorConfig
 from monitor.detector import AccountState, is_reuse, remember
 from monitor.errors import BaselineError
 from monitor.features import PromptFeatures
-from monitor.requests import Request
+from monitor.requests import Request, RequestStats, read_requests
 from monitor.skeleton import stripped
 
 BASELINE_FORMAT = 1
@@ -126,6 +127,23 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
               "null_accounts_from": len(half_b), "null_requests_from": int(total_b)}
     return Baseline(config, median, mean, null_shift, null_shares[0], null_openings, tested,
                     counts)
+
+
+def build_baseline(log: str | os.PathLike[str], out: str | os.PathLike[str],
+                   config: MonitorConfig = MonitorConfig(), fields: FieldMap = FieldMap(), *,
+                   force: bool = False) -> tuple[Baseline, RequestStats]:
+    """What ``fingerprint monitor baseline build`` does: fit a baseline on the benign log and
+    save it in ``out``; returns it with what was read and skipped. An existing baseline is
+    replaced only with ``force``, and that is checked before the (long) fit."""
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise BaselineError(f"{root}: exists and is not a directory")
+    if (root / "manifest.json").exists() and not force:
+        raise BaselineError(f"{root}: already holds a baseline; --force replaces it")
+    stats = RequestStats()
+    baseline = fit_baseline(read_requests(log, fields, stats), config)
+    baseline.save(root)
+    return baseline, stats
 
 
 def _by_account(requests: Iterable[Request]) -> dict[str, list[Request]]:

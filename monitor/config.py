@@ -7,6 +7,8 @@ every difference.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -79,6 +81,27 @@ class MonitorConfig:
         if "bandwidths" in values:
             values["bandwidths"] = tuple(values["bandwidths"])
         return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "MonitorConfig":
+        """A configuration from a JSON object of settings (the others keep their defaults);
+        every error names the file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except OSError as exc:
+            raise MonitorConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MonitorConfigError(f"{path}: not a JSON file ({exc})") from None
+        if not isinstance(data, dict):
+            raise MonitorConfigError(f"{path}: expected a JSON object of monitor settings, got "
+                                     f"{type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except MonitorConfigError as exc:
+            raise MonitorConfigError(f"{path}: {exc}") from None
+        except (TypeError, ValueError) as exc:  # a value of the wrong type for its comparison
+            raise MonitorConfigError(f"{path}: a setting has the wrong type ({exc})") from None
 
     def differences(self, other: "MonitorConfig") -> list[str]:
         return [f"{f.name}: expected {getattr(self, f.name)!r}, got {getattr(other, f.name)!r}"

@@ -57,3 +57,8 @@ class StateEntryError(StateError):
 
 class BaselineError(MonitorError):
     """The benign baseline cannot be built or read."""
+
+
+class ScanError(MonitorError):
+    """A scan cannot run as asked (a reorder window or batch size it cannot use) or cannot write
+    where it was told to (a missing directory, a directory where a file should go)."""

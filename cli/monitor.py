@@ -1,0 +1,141 @@
+"""``fingerprint monitor``: the extraction monitor (issue 15, in progress): fit the benign
+baseline, and scan a request log for accounts that harvest the model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.options import (CONTEXT, echo_json, json_option, progress_bar, progress_option,
+                         request_field_options)
+from fingerprint.records import FieldMap
+
+TOP_ACCOUNTS = 10
+
+
+@click.group("monitor", context_settings=CONTEXT)
+def monitor_group() -> None:
+    """Find accounts that systematically extract the model through its API (in progress)."""
+
+
+@monitor_group.group("baseline", context_settings=CONTEXT)
+def baseline_group() -> None:
+    """The benign baseline: what ordinary accounts' traffic looks like."""
+
+
+@baseline_group.command("build", context_settings=CONTEXT)
+@click.argument("benign_log")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Baseline directory to write.")
+@click.option("--force", is_flag=True, help="Replace a baseline already in --out.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON object of monitor settings (alpha, checkpoints, null_accounts, ...; "
+                   "see the README) [default: the defaults].")
+@request_field_options
+@json_option("Print one JSON object (out, counts, checkpoints, skipped, seconds, config).")
+def baseline_build(benign_log: str, out: Path, force: bool, config_file: Path | None,
+                   fields: FieldMap, as_json: bool) -> None:
+    """Fit the benign baseline on BENIGN_LOG (a request log of ordinary accounts' traffic, or
+    '-') and write it to --out."""
+    from monitor import MonitorConfig, build_baseline
+
+    config = MonitorConfig.from_file(config_file) if config_file else MonitorConfig()
+    started = time.perf_counter()
+    baseline, stats = build_baseline(benign_log, out, config, fields, force=force)
+    seconds = time.perf_counter() - started
+    checkpoints = [{"requests": size, "tested": ok} for size, ok in
+                   zip(baseline.config.checkpoint_sizes, baseline.tested)]
+    if as_json:
+        echo_json({"out": str(out), "counts": baseline.counts, "checkpoints": checkpoints,
+                   **{k: v for k, v in stats.to_dict().items() if k != "requests"},
+                   "seconds": round(seconds, 3), "config": baseline.config.to_dict()})
+        return
+    counts = baseline.counts
+    click.echo(f"baseline    {out}, fitted in {seconds:.1f} s")
+    click.echo(f"benign      {counts['requests']} requests from {counts['accounts']} accounts "
+               f"(mean from {counts['mean_accounts']}, null accounts simulated from "
+               f"{counts['null_accounts_from']} holding {counts['null_requests_from']} "
+               f"requests)")
+    tested = [c["requests"] for c in checkpoints if c["tested"]]
+    untested = [c["requests"] for c in checkpoints if not c["tested"]]
+    click.echo(f"tested at   {_sizes(tested) or 'no checkpoint'} requests"
+               + (f"; not at {_sizes(untested)} (too little benign traffic to calibrate)"
+                  if untested else ""))
+    _echo_skipped(stats.to_dict())
+
+
+@monitor_group.command("scan", context_settings=CONTEXT)
+@click.argument("log")
+@click.option("--baseline", "baseline_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Baseline directory ('fingerprint monitor baseline build').")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Risk file to write: one JSON line per account, highest risk first.")
+@click.option("--reorder-seconds", type=click.FloatRange(0), default=300.0, show_default=True,
+              help="How far out of time order the log's lines may be: a request is scored "
+                   "once a request this many seconds later has been read; one arriving later "
+                   "still is scored at once and counted as late.")
+@request_field_options
+@json_option("Print one JSON object (accounts, flagged, stats, baseline, and every account's "
+             "row).")
+@progress_option
+def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, fields: FieldMap,
+         as_json: bool) -> None:
+    """Score every account of the request LOG (or '-') against the benign baseline."""
+    from monitor import scan_log
+
+    with progress_bar((log,), "scanning", unit="line") as progress:
+        result = scan_log(log, baseline_dir, out, fields, reorder_seconds=reorder_seconds,
+                          progress=progress)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    stats = result.stats
+    click.echo(f"scanned     {stats['requests']} requests from {stats['accounts']} accounts "
+               f"into {out} ({stats['late']} late, {stats['early']} scored early)")
+    tested = result.baseline["tested_checkpoints"]
+    click.echo(f"flagged     {result.flagged} accounts (alpha {result.baseline['alpha']}; "
+               f"tested at {_sizes(tested) or 'no checkpoint'} requests)")
+    _echo_skipped(stats)
+    top = [row for row in result.rows[:TOP_ACCOUNTS] if row.risk > 0]
+    if not top:
+        click.echo("top accounts by risk: none (no account showed any evidence)")
+    else:
+        click.echo("top accounts by risk:")
+        click.echo(f"  {'account':<24} {'risk':>5} {'flagged':>7} {'p-value':>9} "
+                   f"{'requests':>8}  strongest signal")
+        for row in top:
+            click.echo(f"  {row.account:<24} {row.risk:>5.2f} {'yes' if row.flagged else 'no':>7} "
+                       f"{_p(row.p_value):>9} {row.requests:>8}  {_strongest(row.reasons)}")
+
+
+def _sizes(sizes: list[int]) -> str:
+    return ", ".join(str(s) for s in sizes)
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def _strongest(reasons: Any) -> str:
+    """The signal with the smallest p-value, its figure beside the benign median."""
+    if not reasons:
+        return ""
+    best = min(reasons, key=lambda r: r["p_value"])
+    return (f"{best['signal']} {best['value']:.3g} (benign median {best['benign_median']:.3g}, "
+            f"p {best['p_value']:.2g}, at {best['checkpoint']} requests)")
+
+
+def _echo_skipped(stats: dict[str, Any]) -> None:
+    skipped = stats.get("skipped") or {}
+    if not skipped:
+        click.echo("skipped     no lines")
+        return
+    lines = stats.get("skipped_lines") or {}
+    parts = [f"{reason}: {count} (lines {', '.join(str(n) for n in lines.get(reason, []))}"
+             f"{', ...' if count > len(lines.get(reason, [])) else ''})"
+             for reason, count in sorted(skipped.items())]
+    click.echo(f"skipped     {sum(skipped.values())} lines: " + "; ".join(parts))
