@@ -110,3 +110,16 @@ def error_of(path, reader=read):
     with pytest.raises(InputError) as info:
         reader(path)
     return info.value
+
+
+def traffic_module():
+    """benchmarks/monitor_traffic.py, the monitor's traffic simulator, imported from its file."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "monitor_traffic.py"
+    spec = importlib.util.spec_from_file_location("monitor_traffic", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["monitor_traffic"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module

@@ -9,7 +9,6 @@ checkpoints and the fewest null accounts the configuration allows for them, to s
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import random
@@ -22,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import write_jsonl
+from conftest import traffic_module, write_jsonl
 from monitor import (Baseline, BaselineError, MonitorConfig, MonitorConfigError, Request,
                      ScanError, build_baseline, fit_baseline, parse_timestamp, scan_file,
                      scan_log)
@@ -48,20 +47,13 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def load_traffic_module():
-    spec = importlib.util.spec_from_file_location("monitor_traffic",
-                                                  ROOT / "benchmarks" / "monitor_traffic.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["monitor_traffic"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory) -> Path:
     if not (DATA / "benign" / "sharegpt.jsonl").is_file() or not ALPACA.is_file():
         pytest.skip(f"monitor data not found at {DATA} (set MONITOR_DATA=..., ALPACAEVAL=...)")
-    module = load_traffic_module()
+    module = traffic_module()
     out = tmp_path_factory.mktemp("traffic")
     module.build(module.TrafficConfig.preset("small", 7), out)
     return out

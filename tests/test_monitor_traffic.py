@@ -8,7 +8,6 @@ conversation, and a seed gives the same bytes."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import itertools
 import json
 import os
@@ -23,6 +22,7 @@ import pytest
 
 from fingerprint import ConfigError, InputError
 from fingerprint.io import read_records
+from conftest import traffic_module
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MONITOR_DATA", ROOT.parent / "shared" / "data" / "monitor"))
@@ -33,16 +33,9 @@ LOG_KEYS = {"id", "timestamp", "account", "request"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def load_module():
-    spec = importlib.util.spec_from_file_location("monitor_traffic",
-                                                  ROOT / "benchmarks" / "monitor_traffic.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["monitor_traffic"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
-traffic = load_module()
+traffic = traffic_module()
 
 
 def jsonl(path: Path) -> list[dict]:
