@@ -2,7 +2,9 @@
 
 Under the null hypothesis an account is one more benign account: its prompts are drawn like the
 baseline's benign accounts' (which are real users and API customers of the provider, with their
-conversations, follow-ups and repetitions). Three statistics summarise an account after n requests:
+conversations, follow-ups and repetitions). Three statistics summarise an account after n
+requests, each computed on its prompts without the template they share with the account's recent
+ones (monitor.skeleton: an app's wrapper around its users' messages is not what is judged):
 
 - ``shift``: MMD^2 between its prompts and benign prompts (monitor.features): how far the
   account's prompts sit from what benign traffic asks about and how it asks it;
@@ -16,7 +18,7 @@ They are tested at fixed checkpoints, n = 30, 60, 120, ... (``MonitorConfig.chec
 each against its null distribution at that n, measured on benign accounts simulated from the
 baseline (monitor.baseline). A checkpoint's p-value is the Bonferroni combination of the
 empirical p-values; the account is flagged at the first checkpoint whose p-value is at most
-alpha / checkpoints. Spending alpha evenly over the checkpoints is what keeps the share of benign
+alpha / (the checkpoints the baseline can calibrate). Spending alpha evenly over them is what keeps the share of benign
 accounts ever flagged at most alpha however often each is looked at: the guarantee is a union
 bound over the checkpoints, and it is exactly as good as the baseline's likeness to the benign
 accounts being scored (a benign population unlike the baseline, such as a new kind of API
