@@ -16,13 +16,15 @@ window is scored exactly as the same log sorted by time (equal times are ordered
 so their order in the file does not matter either).
 
 Speed. Features (embedding, random Fourier features, MinHash) are computed for ``batch_size``
-released requests at a time; scoring then walks the batch in order, so batching changes no
-result.
+released requests at a time, on prompts stripped of their account's template one by one in
+release order; scoring then walks the batch in order, so batching changes no result (beyond the
+last bits of a float: the matrix product rounds by batch).
 
 Memory: O(accounts x state) + the reorder window.
-- Per account: the detector's ``AccountState`` (about 5.8 KB at the default configuration: the
-  running sum of ``rff_features x bandwidths`` float64 features and the ring of recent MinHash
-  signatures), and at most ``EXAMPLES_FIRST + EXAMPLES_REUSE`` request ids.
+- Per account: the detector's ``AccountState`` (about 9 KB at the default configuration: the
+  running sum of ``rff_features x bandwidths`` float64 features, the ring of recent MinHash
+  signatures and the recent prompts' first and last words, monitor.skeleton), and at most
+  ``EXAMPLES_FIRST + EXAMPLES_REUSE`` request ids.
 - The requests inside the window, prompts included: traffic rate x ``reorder_seconds``. At most
   ``max_buffered`` are held: past that (a burst of traffic with one timestamp, a window too wide
   for the traffic), the earliest is scored before its window has passed and counted as ``early``,
