@@ -142,10 +142,12 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
         raise ConfigMismatchError(str(index.path), index.config.differences(fingerprinter.config))
     evidence: list[ResponseEvidence] = []
     signatures, styles, embeddings = [], [], []
+    hashes = prompt_hashes((r.prompt for r in records), index.config.normalizer_version)
     for start in range(0, len(records), options.chunk_size):
         chunk = records[start:start + options.chunk_size]
         fps = fingerprinter.fingerprint([r.response for r in chunk])
-        evidence.extend(_chunk_evidence(index, chunk, fps, options))
+        evidence.extend(_chunk_evidence(index, chunk, hashes[start:start + len(chunk)], fps,
+                                        options))
         signatures.append(fps.signatures)
         styles.append(fps.style)
         embeddings.append(fps.embeddings)
@@ -153,7 +155,6 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
             progress(len(chunk))
     if references is None:
         references = stored_references([index])
-    hashes = prompt_hashes((r.prompt for r in records), index.config.normalizer_version)
     calibration = None
     if references and evidence:
         from scipy import sparse
@@ -174,14 +175,14 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
                       prompts, pairs)
 
 
-def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord], fps: Fingerprints,
+def _chunk_evidence(index: FingerprintIndex, chunk: Sequence[ResponseRecord],
+                    hashes: Sequence[str | None], fps: Fingerprints,
                     options: AttributionOptions) -> list[ResponseEvidence]:
     """Per response: nearest served responses, the paired comparison, and the evidence score.
     A response without shingles (fingerprint.MIN_SHINGLES) gets no lexical matches: its empty
     signature would equal every other empty one."""
     lexical_hits = index.search_minhash(fps.signatures, options.k)
     semantic_hits = index.search_embeddings(fps.embeddings, options.k)
-    hashes = prompt_hashes((r.prompt for r in chunk), index.config.normalizer_version)
     served_rows = index.rows_for_prompts(h for h in hashes if h is not None)
     wanted = {row for hits in (lexical_hits, semantic_hits) for row in hits.rows.ravel()
               if row >= 0}

@@ -9,7 +9,7 @@ signatures and style fingerprints (embeddings only where they were computed).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,16 +34,22 @@ class ReferenceData:
     embeddings: np.ndarray | None = None
     # rows -> their texts, for showing what a reference answered (None: texts not available)
     texts: Callable[[Sequence[int]], dict[int, str | None]] | None = None
+    _first_rows: dict[str, int] | None = field(default=None, init=False, repr=False,
+                                               compare=False)
 
     def __len__(self) -> int:
         return len(self.prompt_hashes)
 
     def first_row_by_prompt(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row, h in enumerate(self.prompt_hashes):
-            if h is not None and h not in out:
-                out[h] = row
-        return out
+        """Prompt hash -> its first row. Made once: calibration, the teacher check and every
+        strongest pair's reference answers all ask (do not change the returned dict)."""
+        if self._first_rows is None:
+            out: dict[str, int] = {}
+            for row, h in enumerate(self.prompt_hashes):
+                if h is not None and h not in out:
+                    out[h] = row
+            object.__setattr__(self, "_first_rows", out)  # frozen: a cache, not state
+        return self._first_rows
 
 
 def reference_from_group(name: str, group: SegmentGroup) -> ReferenceData:

@@ -20,11 +20,9 @@ from fingerprint.io import BLANK, decode_json_line, input_format, open_input, so
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
     """sha256 of a regular file's bytes as stored (compressed if it is); None for standard input,
     a pipe or a device, which cannot be read twice."""
-    if str(path) == "-":
+    if not _regular_file(path):
         return None
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
         digest = hashlib.sha256()
         with open(path, "rb") as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
@@ -34,12 +32,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str | None:
     return digest.hexdigest()
 
 
+def _regular_file(path: str | os.PathLike[str]) -> bool:
+    """Not standard input, a pipe or a device: a file that can be read twice."""
+    try:
+        return str(path) != "-" and stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def probe_details(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """How the suspect was probed, if ``path`` is a probe run's output; else None.
 
     Endpoints, models and request parameters as sets (a resumed run may add more), the first and
     last answer's timestamp, and how many prompts were answered and how many failed."""
-    if str(path) == "-" or input_format(path) != "json" or file_sha256(path) is None:
+    if not _regular_file(path) or input_format(path) != "json":
         return None
     try:
         return _probe_lines(path)
