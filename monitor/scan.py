@@ -172,22 +172,18 @@ class AccountTable:
         self.pending.clear()
 
     def _score(self, batch: list[Request]) -> None:
-        texts = []  # each prompt without its account's template, in release order
+        items = []
         for request in batch:
             state = self.states.get(request.account)
             if state is None:
                 state = self.states[request.account] = self.scorer.new_state()
                 self.examples[request.account] = ([], [])
-            texts.append(self.scorer.strip(state, request.prompt))
-        rff, signatures = self.scorer.features.transform(texts)
-        for request, row, signature in zip(batch, rff, signatures):
-            state = self.states[request.account]
-            hits = state.reuse_hits
-            self.scorer.observe(state, row, signature, request.timestamp, request.prior_turns)
+            items.append((state, request.prompt, request.timestamp, request.prior_turns))
+        for request, reused in zip(batch, self.scorer.score(items)):
             first, reuse = self.examples[request.account]
             if len(first) < EXAMPLES_FIRST:
                 first.append(request.id)
-            if state.reuse_hits > hits and len(reuse) < EXAMPLES_REUSE:
+            if reused and len(reuse) < EXAMPLES_REUSE:
                 reuse.append(request.id)
 
     def rows(self) -> list[ScanRow]:

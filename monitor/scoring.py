@@ -10,7 +10,7 @@ checkpoint, so an analyst or an appeal reviewer can see why.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -64,6 +64,28 @@ class AccountScorer:
         account's recent prompts (monitor.skeleton). Call it on every prompt, in order, before
         computing the features that ``observe`` takes."""
         return state.skeleton.strip(prompt)
+
+    def score(self, requests: Sequence[tuple[AccountState, str, float, int | None]]
+              ) -> list[bool]:
+        """Score requests, given in the order they are to be judged, each as (its account's
+        state, prompt, timestamp, prior turns or None); states are updated in place, and an
+        account may appear several times. Returns, per request, whether it nearly copied one
+        of its account's recent prompts (for the examples a reviewer is shown).
+
+        The one entry point for callers: templates are stripped one by one in order (each
+        depends on the account's earlier prompts), features computed for the whole batch at
+        once (the costly part), then each request observed in order, so a batch gives what
+        one-by-one scoring gives."""
+        texts = [self.strip(state, prompt) for state, prompt, _, _ in requests]
+        if not texts:
+            return []
+        rff, signatures = self.features.transform(texts)
+        reused = []
+        for (state, _, timestamp, prior_turns), row, signature in zip(requests, rff, signatures):
+            hits = state.reuse_hits
+            self.observe(state, row, signature, timestamp, prior_turns)
+            reused.append(state.reuse_hits > hits)
+        return reused
 
     def observe(self, state: AccountState, rff_row: np.ndarray, signature: np.ndarray,
                 timestamp: float, prior_turns: int | None = None) -> None:
