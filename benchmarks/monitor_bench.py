@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from monitor_traffic import TrafficConfig, build  # noqa: E402
 
 from monitor import AccountScorer, MonitorConfig, fit_baseline, read_requests  # noqa: E402
+from monitor.groups import find_groups  # noqa: E402
 
 
 def main() -> None:
@@ -52,13 +53,19 @@ def main() -> None:
     fit_seconds = time.perf_counter() - started
     states, score_seconds, requests = score(baseline, args.traffic / "requests.jsonl.gz",
                                             args.text_only)
-    rows = summarise(states, truth["accounts"])
+    groups = find_groups(AccountScorer(baseline), states)
+    by_group = {a for g in groups for a in g.flags}
+    rows = summarise(states, truth["accounts"], by_group)
     result = {"fit_seconds": round(fit_seconds, 1), "baseline": baseline.counts,
               "tested_checkpoints": [s for s, ok in zip(baseline.config.checkpoint_sizes,
                                                         baseline.tested) if ok],
               "requests": requests, "requests_per_second": round(requests / score_seconds),
               "state_bytes_per_account": int(np.median([len(s.to_bytes())
                                                        for s in states.values()])),
+              "groups": [{"members": len(g.members), "requests": g.requests,
+                          "flagged": g.flagged, "p_value": g.p_value,
+                          "kinds": sorted({truth["accounts"][a]["kind"] for a in g.members})}
+                         for g in groups],
               "kinds": rows}
     if args.json:
         print(json.dumps(result))
@@ -91,9 +98,10 @@ def score(baseline, path: Path, text_only: bool = False):
     return states, time.perf_counter() - started, total
 
 
-def summarise(states, accounts: dict) -> dict:
-    """Per kind (campaigns by mixing level, hydra by group size): accounts, share flagged,
-    median requests until flagged; hydra groups also as groups (any member flagged)."""
+def summarise(states, accounts: dict, by_group: set = frozenset()) -> dict:
+    """Per kind (campaigns by mixing level, hydra by group size): accounts, share flagged (on
+    its own or as a member of a flagged group, ``by_group``), median requests until flagged on
+    its own; hydra groups also as groups (any member flagged)."""
     sizes = defaultdict(int)
     for info in accounts.values():
         if info.get("group"):
@@ -106,21 +114,23 @@ def summarise(states, accounts: dict) -> dict:
             kind = f"campaign {info['level']:.0%}"
         elif kind == "hydra":
             kind = f"hydra G={sizes[info['group']]}"
-            hydra[f"{kind} (groups)"].append((info["group"], state.flagged))
-        groups[kind].append(state)
+            hydra[f"{kind} (groups)"].append((info["group"],
+                                              state.flagged or account in by_group))
+        groups[kind].append((account, state))
     out = {}
     for kind in sorted(groups):
         members = groups[kind]
-        delays = [s.flagged_at for s in members if s.flagged]
+        delays = [s.flagged_at for _, s in members if s.flagged]
         out[kind] = {"accounts": len(members),
-                     "flagged_share": float(np.mean([s.flagged for s in members])),
+                     "flagged_share": float(np.mean([s.flagged or a in by_group
+                                                     for a, s in members])),
                      "median_delay": float(np.median(delays)) if delays else None}
     for kind, flags in sorted(hydra.items()):
-        by_group = defaultdict(bool)
+        any_member = defaultdict(bool)
         for group, flagged in flags:
-            by_group[group] |= flagged
-        out[kind] = {"accounts": len(by_group), "flagged_share": float(np.mean(
-            list(by_group.values()))), "median_delay": None}
+            any_member[group] |= flagged
+        out[kind] = {"accounts": len(any_member), "flagged_share": float(np.mean(
+            list(any_member.values()))), "median_delay": None}
     return out
 
 

@@ -1,7 +1,8 @@
 """The extraction monitor (issue 15, in progress): scores API accounts for systematic extraction
 and limits them as they go. requests: reading request logs; limiter: the GCRA and the
 risk-adaptive policy; config, features, baseline, detector, scoring: the per-account test
-against a benign baseline; scan: the offline scan of a whole log; state: per-account state
+against a benign baseline; groups: coordinated accounts tested as one; activity: volume and
+rhythm (shown, not tested); scan: the offline scan of a whole log; state: per-account state
 that survives a restart (snapshot + journal); errors: the typed errors."""
 
 from monitor.baseline import Baseline, build_baseline, fit_baseline
@@ -9,6 +10,7 @@ from monitor.config import MonitorConfig
 from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
                             ScanError, StateCorruptedError, StateEntryError, StateError,
                             StateLockedError, StateVersionError, StateWriteError)
+from monitor.groups import Group, find_groups, link_accounts
 from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
                              LimitPolicy)
 from monitor.requests import Request, RequestStats, parse_timestamp, read_requests
@@ -17,7 +19,7 @@ from monitor.scoring import AccountScorer, Assessment
 from monitor.state import Recovery, StateStore
 
 __all__ = [
-    "AccountScorer", "Assessment", "Baseline", "MonitorConfig", "build_baseline", "fit_baseline",
+    "AccountScorer", "Assessment", "Group", "find_groups", "link_accounts", "Baseline", "MonitorConfig", "build_baseline", "fit_baseline",
     "ScanError", "ScanResult", "ScanRow", "scan_file", "scan_log",
     "ALLOW", "BLOCK", "BaselineError", "DECISIONS", "Gcra", "GcraResult", "LimitDecision",
     "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery", "Request",

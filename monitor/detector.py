@@ -38,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from monitor import activity
+from monitor.activity import Activity
 from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 _HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
 
@@ -66,6 +68,7 @@ class AccountState:
     last_seen: float = -math.inf
     reasons: list[dict[str, Any]] = field(default_factory=list)
     skeleton: Skeleton = field(default_factory=Skeleton)  # recent prompts' edges (templates)
+    activity: Activity = field(default_factory=Activity)  # volume and rhythm (shown, not tested)
 
     @classmethod
     def new(cls, config: MonitorConfig, dim: int) -> "AccountState":
@@ -81,14 +84,17 @@ class AccountState:
         header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
                               self.openings, self.turns_known, self.flagged_at, self.risk, self.p_value, self.first_seen,
                               self.last_seen, float(self.next_checkpoint))
-        reasons = json.dumps({"reasons": self.reasons, "edges": self.skeleton.to_json()},
+        reasons = json.dumps({"reasons": self.reasons, "edges": self.skeleton.to_json(),
+                              "templates": self.skeleton.templates,
+                              "filled": self.skeleton.filled},
                              separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         return header + self.rff_sum.astype("<f8").tobytes() + \
-            self.recent.astype("<u4").tobytes() + reasons
+            self.recent.astype("<u4").tobytes() + self.activity.to_bytes() + reasons
 
     @classmethod
     def from_bytes(cls, data: bytes, config: MonitorConfig, dim: int) -> "AccountState":
-        expected = _HEADER.size + 8 * dim + 4 * config.reuse_history * config.reuse_perm
+        arrays = _HEADER.size + 8 * dim + 4 * config.reuse_history * config.reuse_perm
+        expected = arrays + activity.SIZE
         if len(data) < expected or data[:2] != struct.pack("<H", STATE_FORMAT):
             raise StateEntryError(f"an account's stored state has {len(data)} bytes or another "
                                   f"format; expected at least {expected} bytes of format "
@@ -96,7 +102,10 @@ class AccountState:
         try:
             extra = json.loads(data[expected:].decode("utf-8"))
             reasons, skeleton = extra["reasons"], Skeleton.from_json(extra["edges"])
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            skeleton.templates = {str(k): int(v) for k, v in extra.get("templates", {}).items()}
+            skeleton.filled = int(extra.get("filled", 0))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
+                AttributeError):
             raise StateEntryError("an account's stored reasons and edges are not valid JSON") \
                 from None
         (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
@@ -107,7 +116,7 @@ class AccountState:
                                offset + 8 * dim).reshape(config.reuse_history,
                                                          config.reuse_perm).copy()
         return cls(rff, recent, n, hits, count, openings, known, int(nxt), flagged_at, risk, p,
-                   first, last, reasons, skeleton)
+                   first, last, reasons, skeleton, Activity.from_bytes(data[arrays:expected]))
 
 
 def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:

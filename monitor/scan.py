@@ -49,6 +49,7 @@ from fingerprint.records import FieldMap
 from monitor.baseline import Baseline
 from monitor.detector import AccountState
 from monitor.errors import ScanError
+from monitor.groups import Group, find_groups
 from monitor.requests import Request, RequestStats, read_requests
 from monitor.scoring import AccountScorer
 
@@ -67,20 +68,24 @@ class ScanRow:
     flagged: bool
     p_value: float | None  # the strongest tested checkpoint's; None: no checkpoint reached
     requests: int
-    flagged_at: int | None  # requests seen when it was flagged
-    cluster: str | None  # coordinated group (not computed yet: always None)
+    flagged_at: int | None  # requests seen when it was flagged on its own
+    cluster: str | None  # the coordinated group it belongs to (monitor.groups), if any
     reasons: tuple[dict[str, Any], ...]
     examples: dict[str, list[str]]  # "first" and "reuse": request ids
     first_seen: str | float  # ISO 8601 UTC (seconds since the epoch if out of range)
     last_seen: str | float
+    flagged_by: str | None = None  # "account" (its own test), "group" (its group's) or None
+    activity: dict[str, Any] = field(default_factory=dict)  # monitor.activity: not tested
 
     def to_dict(self) -> dict[str, Any]:
         return {"account": self.account, "risk": self.risk, "flagged": self.flagged,
-                "p_value": self.p_value, "requests": self.requests,
-                "flagged_at": self.flagged_at, "cluster": self.cluster,
+                "flagged_by": self.flagged_by, "p_value": self.p_value,
+                "requests": self.requests, "flagged_at": self.flagged_at,
+                "cluster": self.cluster,
                 "reasons": list(self.reasons),
                 "examples": {k: list(v) for k, v in self.examples.items()},
-                "first_seen": self.first_seen, "last_seen": self.last_seen}
+                "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "activity": dict(self.activity)}
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class ScanResult:
     rows: list[ScanRow]
     stats: dict[str, Any]
     baseline: dict[str, Any] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)  # coordinated accounts, largest first
 
     @property
     def flagged(self) -> int:
@@ -98,7 +104,9 @@ class ScanResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"accounts": len(self.rows), "flagged": self.flagged, "stats": dict(self.stats),
-                "baseline": dict(self.baseline), "rows": [row.to_dict() for row in self.rows]}
+                "baseline": dict(self.baseline),
+                "groups": [group.to_dict() for group in self.groups],
+                "rows": [row.to_dict() for row in self.rows]}
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> None:
         """One JSON line per account, written atomically: the file is the old one or the whole
@@ -186,17 +194,39 @@ class AccountTable:
             if reused and len(reuse) < EXAMPLES_REUSE:
                 reuse.append(request.id)
 
-    def rows(self) -> list[ScanRow]:
+    def rows(self, groups: list[Group] = ()) -> list[ScanRow]:
+        """Every account's row; a member flagged with its group (monitor.groups says which)
+        takes the larger of its own risk and the group's, the group's test added to its
+        reasons."""
+        group_of = {account: group for group in groups for account in group.members}
+        by_group = {account for group in groups for account in group.flags}
         rows = []
         for account, state in self.states.items():
             seen = self.scorer.assessment(account, state)
             first, reuse = self.examples[account]
-            rows.append(ScanRow(account, seen.risk, seen.flagged, seen.p_value, seen.requests,
-                                seen.flagged_at, None, seen.reasons,
+            group = group_of.get(account)
+            risk, reasons, flagged_by = seen.risk, seen.reasons, None
+            if seen.flagged:
+                flagged_by = "account"
+            if account in by_group:
+                risk = max(risk, group.risk)
+                reasons = seen.reasons + (group_reason(group),)
+                flagged_by = flagged_by or "group"
+            rows.append(ScanRow(account, risk, flagged_by is not None, seen.p_value,
+                                seen.requests, seen.flagged_at,
+                                None if group is None else group.id, reasons,
                                 {"first": list(first), "reuse": list(reuse)},
-                                iso_time(state.first_seen), iso_time(state.last_seen)))
+                                iso_time(state.first_seen), iso_time(state.last_seen),
+                                flagged_by, seen.activity))
         rows.sort(key=lambda r: (-r.risk, 1.0 if r.p_value is None else r.p_value, r.account))
         return rows
+
+
+def group_reason(group: Group) -> dict[str, Any]:
+    return {"signal": "group", "group": group.id, "members": len(group.members),
+            "requests": group.requests, "p_value": group.p_value,
+            "meaning": "its coordinated group (accounts filling the same templates), tested as "
+                       "one account, is unlike benign traffic"}
 
 
 def iso_time(seconds: float) -> str | float:
@@ -231,13 +261,14 @@ def scan_file(path: str | os.PathLike[str], baseline: Baseline, fields: FieldMap
         table.add(buffer.push(request))
     table.add(buffer.drain())
     table.flush()
-    rows = table.rows()
+    groups = find_groups(table.scorer, table.states)
+    rows = table.rows(groups)
     summary = {**stats.to_dict(), "late": buffer.late, "early": buffer.early,
                "accounts": len(rows), "reorder_seconds": float(reorder_seconds)}
     config = baseline.config
     tested = [size for size, ok in zip(config.checkpoint_sizes, baseline.tested) if ok]
     return ScanResult(rows, summary, {"alpha": config.alpha, "tested_checkpoints": tested,
-                                      "counts": dict(baseline.counts)})
+                                      "counts": dict(baseline.counts)}, groups)
 
 
 def scan_log(path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str],

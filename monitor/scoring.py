@@ -37,11 +37,12 @@ class Assessment:
     p_value: float | None  # the strongest tested checkpoint's (None: none tested yet)
     flagged_at: int | None  # requests seen when it was flagged
     reasons: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    activity: dict[str, Any] = field(default_factory=dict)  # monitor.activity: shown, not tested
 
     def to_dict(self) -> dict[str, Any]:
         return {"account": self.account, "requests": self.requests, "risk": self.risk,
                 "flagged": self.flagged, "p_value": self.p_value, "flagged_at": self.flagged_at,
-                "reasons": list(self.reasons)}
+                "reasons": list(self.reasons), "activity": dict(self.activity)}
 
 
 class AccountScorer:
@@ -97,6 +98,7 @@ class AccountScorer:
         state.reuse_hits += is_reuse(state.recent, state.recent_count, signature,
                                      self.config.reuse_jaccard)
         remember(state, signature)
+        state.activity.observe(timestamp)
         state.first_seen = min(state.first_seen, timestamp)
         state.last_seen = max(state.last_seen, timestamp)
         k = state.next_checkpoint
@@ -109,29 +111,57 @@ class AccountScorer:
         tested = state.p_value < 1.0 or bool(state.reasons)
         return Assessment(account, state.n, state.risk, state.flagged,
                           state.p_value if tested else None,
-                          state.flagged_at if state.flagged else None, tuple(state.reasons))
+                          state.flagged_at if state.flagged else None, tuple(state.reasons),
+                          state.activity.summary(state.n, state.first_seen, state.last_seen))
 
     def _test(self, state: AccountState, k: int) -> None:
         """The checkpoint test: Bonferroni over the signals' empirical p-values. ``openings``
         takes part only where the account's log and the baseline's both show conversations
         (the count is then fixed before any evidence is seen: by the log format)."""
-        n = self.sizes[k]
-        values = {"shift": float(np.sum((state.rff_sum / state.n - self.baseline.mean) ** 2)),
-                  "reuse": state.reuse_hits / state.n}
-        nulls = {"shift": self.baseline.null_shift[:, k], "reuse": self.baseline.null_reuse[:, k]}
-        openings = self.baseline.null_openings[:, k]
-        if state.turns_known == state.n and not np.isnan(openings).any():
-            values["openings"] = state.openings / state.n
-            nulls["openings"] = openings
-        ps = {name: empirical_p(nulls[name], values[name]) for name in values}
-        p = min(1.0, len(ps) * min(ps.values()))
-        level = self.level
+        p, reasons = self.checkpoint_test(Totals.of(state), k, SIGNALS)
         if p <= state.p_value:
             state.p_value = p
-            state.risk = max(state.risk, risk_of(p, level))
-            state.reasons = [{"signal": name, "value": values[name],
-                              "benign_median": float(np.median(nulls[name])),
-                              "p_value": ps[name], "checkpoint": n,
-                              "meaning": MEANINGS[name]} for name in values]
-        if p <= level and not state.flagged:
+            state.risk = max(state.risk, risk_of(p, self.level))
+            state.reasons = reasons
+        if p <= self.level and not state.flagged:
             state.flagged_at = state.n
+
+    def checkpoint_test(self, totals: "Totals", k: int, signals: Sequence[str]
+                        ) -> tuple[float, list[dict[str, Any]]]:
+        """The Bonferroni p-value over ``signals`` of ``totals`` against checkpoint k's nulls,
+        and each signal's figure beside the benign median."""
+        n = self.sizes[k]
+        values = {"shift": float(np.sum((totals.rff_sum / totals.n - self.baseline.mean) ** 2)),
+                  "reuse": totals.reuse_hits / totals.n}
+        nulls = {"shift": self.baseline.null_shift[:, k], "reuse": self.baseline.null_reuse[:, k]}
+        openings = self.baseline.null_openings[:, k]
+        if totals.turns_known == totals.n and not np.isnan(openings).any():
+            values["openings"] = totals.openings / totals.n
+            nulls["openings"] = openings
+        names = [name for name in values if name in signals]
+        ps = {name: empirical_p(nulls[name], values[name]) for name in names}
+        p = min(1.0, len(ps) * min(ps.values()))
+        return p, [{"signal": name, "value": values[name],
+                    "benign_median": float(np.median(nulls[name])), "p_value": ps[name],
+                    "checkpoint": n, "meaning": MEANINGS[name]} for name in names]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The sums a checkpoint test reads: one account's, or a group's pooled."""
+
+    n: int
+    rff_sum: np.ndarray
+    reuse_hits: int
+    openings: int
+    turns_known: int
+
+    @classmethod
+    def of(cls, state: AccountState) -> "Totals":
+        return cls(state.n, state.rff_sum, state.reuse_hits, state.openings, state.turns_known)
+
+    @classmethod
+    def pooled(cls, states: Sequence[AccountState]) -> "Totals":
+        return cls(sum(s.n for s in states), np.sum([s.rff_sum for s in states], axis=0),
+                   sum(s.reuse_hits for s in states), sum(s.openings for s in states),
+                   sum(s.turns_known for s in states))

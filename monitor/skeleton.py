@@ -13,23 +13,44 @@ T0 campaigns kept 0.06-0.13 and self-instruct and AlpacaEval campaigns 0.018-0.0
 
 Only each recent prompt's first and last ``EDGE_WORDS`` words are kept (a wrapper sits at the
 edges), ``RECENT`` of them per account: a few KB whatever the prompts' length.
+
+The templates an account fills are also counted, by id: the coordination check (monitor.groups)
+links accounts that fill the same templates. A prompt whose first or last words are a kept
+template's counts as one more filling of it even when no recent prompt shares them (a campaign
+cycling through many templates rarely sends two fillings of one within ``RECENT`` prompts), and
+``filled`` counts the prompts that filled any template. A stripped prefix of at least ``ID_MIN_WORDS``
+words counts as one template (its id: a hash of its first ``ID_WORDS`` words) and a stripped
+suffix as another (its last ``ID_WORDS`` words). Only a few words at the outer edge make the id
+because what two prompts share runs past the template whenever their fillings begin alike (T0's
+question templates ask several questions about one passage, so two fillings share the passage
+too): the whole shared prefix would give one template many ids. At most
+``TEMPLATES_KEPT`` ids are kept per account, the most used ones (the space-saving sketch of
+Metwally et al. 2005: a new id takes the place of the least counted one and inherits its count
+plus one, so a count is an upper bound and a template used often is never lost).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 MIN_SKELETON_WORDS = 4
 EDGE_WORDS = 48
 RECENT = 8
+TEMPLATES_KEPT = 8
+ID_WORDS = 4  # words at a template's outer edge that identify it
+ID_MIN_WORDS = 3  # a shorter stripped prefix or suffix is not counted as a template
 _WORD = re.compile(r"\S+")
 
 
 class Skeleton:
     """The recent prompts' edges of one account, and the stripping they allow."""
 
-    def __init__(self, edges: list[tuple[list[str], list[str]]] | None = None):
+    def __init__(self, edges: list[tuple[list[str], list[str]]] | None = None,
+                 templates: dict[str, int] | None = None):
         self.edges = edges if edges is not None else []
+        self.templates = templates if templates is not None else {}  # id -> prompts that filled it
+        self.filled = 0  # prompts that filled a template (stripped, or with a kept template's edge)
 
     def strip(self, prompt: str) -> str:
         """The prompt without the longest prefix and suffix (in words) it shares with one recent
@@ -45,8 +66,36 @@ class Skeleton:
         del self.edges[:-RECENT]
         front, back = best
         if front + back >= MIN_SKELETON_WORDS and len(words) > front + back:
+            self.filled += 1
+            if front >= ID_MIN_WORDS:
+                self._count(template_id("prefix", words[:front][:ID_WORDS]))
+            if back >= ID_MIN_WORDS:
+                self._count(template_id("suffix", words[len(words) - back:][-ID_WORDS:]))
             return " ".join(words[front:len(words) - back])
+        self.filled += self._known(words)
         return prompt
+
+    def _known(self, words: list[str]) -> bool:
+        """Whether the prompt begins or ends like a template the account filled before (one
+        further back than the recent prompts), counting the filling if so."""
+        if not self.templates:
+            return False
+        found = False
+        for k in range(ID_MIN_WORDS, ID_WORDS + 1):
+            if len(words) <= k:
+                break
+            for tid in (template_id("prefix", words[:k]), template_id("suffix", words[-k:])):
+                if tid in self.templates:
+                    self.templates[tid] += 1
+                    found = True
+        return found
+
+    def _count(self, tid: str) -> None:
+        if tid in self.templates or len(self.templates) < TEMPLATES_KEPT:
+            self.templates[tid] = self.templates.get(tid, 0) + 1
+            return
+        least = min(self.templates, key=lambda k: (self.templates[k], k))
+        self.templates[tid] = self.templates.pop(least) + 1
 
     def to_json(self) -> list[list[list[str]]]:
         return [[head, tail] for head, tail in self.edges]
@@ -54,6 +103,13 @@ class Skeleton:
     @classmethod
     def from_json(cls, data: list) -> "Skeleton":
         return cls([(list(head), list(tail)) for head, tail in data])
+
+
+def template_id(edge: str, words: list[str]) -> str:
+    """A template's id: 16 hex digits of the SHA-256 of its edge ("prefix" or "suffix") and
+    words."""
+    text = edge + "\x1e" + "\x1f".join(words)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _common(a: list[str], b: list[str]) -> int:

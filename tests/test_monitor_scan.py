@@ -219,7 +219,10 @@ def test_baseline_build_and_scan_through_the_cli(traffic, log_lines, tmp_path):
     assert result["stats"]["requests"] == LOG_LINES and result["stats"]["late"] == 0
     assert [r["risk"] for r in rows] == sorted((r["risk"] for r in rows), reverse=True)
     assert set(rows[0]) == {"account", "risk", "flagged", "p_value", "requests", "flagged_at",
-                            "cluster", "reasons", "examples", "first_seen", "last_seen"}
+                            "cluster", "reasons", "examples", "first_seen", "last_seen",
+                            "flagged_by", "activity"}
+    assert set(rows[0]["activity"]) == {"requests_per_hour", "peak_per_minute", "burstiness",
+                                        "hours_active"}
     truth = json.loads((traffic / "truth.json").read_text())["accounts"]
     kinds = {r["account"]: truth[r["account"]]["kind"] for r in rows if r["flagged"]}
     assert result["flagged"] == len(kinds) > 0

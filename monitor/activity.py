@@ -1,0 +1,81 @@
+"""An account's volume and rhythm: requests per hour, the busiest minute, burstiness and the
+spread over the hours of the day, in a fixed 128 bytes per account.
+
+These figures are shown with every account, and they do not enter its test. Volume and rate
+alone are no evidence of extraction: a busy API customer relaying its users' conversations is
+benign and as fast as a campaign, and a careful campaign paces itself like such a customer. What
+the figures are for is reading a flag: a campaign that fires bursts of several requests a second
+around the clock looks different from one person's afternoon, and a reviewer should see both.
+
+- ``requests_per_hour``: requests over the span from the first to the last (null under a
+  minute);
+- ``peak_per_minute``: the most requests in one calendar minute (UTC);
+- ``burstiness``: the coefficient of variation of the gaps between consecutive requests (1 for
+  requests at random times, well above 1 for bursts separated by pauses, below 1 for a steady
+  pace); null with fewer than three requests;
+- ``hours_active``: the UTC hours of the day that hold at least 2% of the requests (a person
+  sleeps: 24 means around the clock).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_HEAD = struct.Struct("<qIIddd")  # minute, its count, peak, previous time, gap sum, gap sq sum
+SIZE = _HEAD.size + 24 * 4
+HOUR_SHARE = 0.02
+
+
+@dataclass
+class Activity:
+    """Running counts of one account's request times (in the order they are scored)."""
+
+    minute: int = -1
+    minute_count: int = 0
+    peak: int = 0
+    previous: float = math.nan
+    gap_sum: float = 0.0
+    gap_squares: float = 0.0
+    hours: np.ndarray = field(default_factory=lambda: np.zeros(24, dtype=np.uint32))
+
+    def observe(self, timestamp: float) -> None:
+        if not math.isfinite(timestamp):
+            return
+        minute = int(timestamp // 60)
+        self.minute_count = self.minute_count + 1 if minute == self.minute else 1
+        self.minute = minute
+        self.peak = max(self.peak, self.minute_count)
+        if not math.isnan(self.previous):
+            gap = max(0.0, timestamp - self.previous)  # a late request counts as no gap
+            self.gap_sum += gap
+            self.gap_squares += gap * gap
+        self.previous = timestamp
+        self.hours[int(timestamp // 3600) % 24] += 1
+
+    def summary(self, requests: int, first_seen: float, last_seen: float) -> dict[str, Any]:
+        span = last_seen - first_seen
+        gaps = requests - 1
+        burstiness = None
+        if gaps >= 2 and self.gap_sum > 0:
+            mean = self.gap_sum / gaps
+            variance = max(0.0, self.gap_squares / gaps - mean * mean)
+            burstiness = round(math.sqrt(variance) / mean, 3)
+        total = int(self.hours.sum())
+        return {"requests_per_hour": round(requests / (span / 3600), 2) if span >= 60 else None,
+                "peak_per_minute": self.peak, "burstiness": burstiness,
+                "hours_active": int(np.sum(self.hours >= HOUR_SHARE * total)) if total else 0}
+
+    def to_bytes(self) -> bytes:
+        return _HEAD.pack(self.minute, self.minute_count, self.peak, self.previous,
+                          self.gap_sum, self.gap_squares) + self.hours.astype("<u4").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Activity":
+        minute, count, peak, previous, gap_sum, squares = _HEAD.unpack_from(data)
+        hours = np.frombuffer(data, "<u4", 24, _HEAD.size).astype(np.uint32)
+        return cls(minute, count, peak, previous, gap_sum, squares, hours)
