@@ -78,18 +78,22 @@ def baseline_build(benign_log: str, out: Path, force: bool, config_file: Path | 
               help="How far out of time order the log's lines may be: a request is scored "
                    "once a request this many seconds later has been read; one arriving later "
                    "still is scored at once and counted as late.")
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write an HTML page for analysts and appeal reviewers (.html): each "
+                   "flagged account's timeline, signals, templates and example prompts. Reads "
+                   "the log a second time, so not with '-'.")
 @request_field_options
 @json_option("Print one JSON object (accounts, flagged, stats, baseline, and every account's "
              "row).")
 @progress_option
-def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, fields: FieldMap,
-         as_json: bool) -> None:
+def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, report: Path | None,
+         fields: FieldMap, as_json: bool) -> None:
     """Score every account of the request LOG (or '-') against the benign baseline."""
     from monitor import scan_log
 
     with progress_bar((log,), "scanning", unit="line") as progress:
         result = scan_log(log, baseline_dir, out, fields, reorder_seconds=reorder_seconds,
-                          progress=progress)
+                          progress=progress, report=report)
     if as_json:
         echo_json(result.to_dict())
         return
@@ -100,6 +104,8 @@ def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, fields
     click.echo(f"flagged     {result.flagged} accounts (alpha {result.baseline['alpha']}; "
                f"tested at {_sizes(tested) or 'no checkpoint'} requests)")
     _echo_skipped(stats)
+    if report is not None:
+        click.echo(f"report      {report}")
     top = [row for row in result.rows[:TOP_ACCOUNTS] if row.risk > 0]
     if not top:
         click.echo("top accounts by risk: none (no account showed any evidence)")

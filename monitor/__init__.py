@@ -1,16 +1,19 @@
 """The extraction monitor (issue 15, in progress): scores API accounts for systematic extraction
 and limits them as they go. requests: reading request logs; limiter: the GCRA and the
 risk-adaptive policy; config, features, baseline, detector, scoring: the per-account test
-against a benign baseline; scan: the offline scan of a whole log; state: per-account state
-that survives a restart (snapshot + journal); errors: the typed errors."""
+against a benign baseline; scan: the offline scan of a whole log; report: its HTML page (a
+second pass over the log); state: per-account state that survives a restart (snapshot +
+journal); errors: the typed errors."""
 
 from monitor.baseline import Baseline, build_baseline, fit_baseline
 from monitor.config import MonitorConfig
 from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
-                            ScanError, StateCorruptedError, StateEntryError, StateError,
-                            StateLockedError, StateVersionError, StateWriteError)
+                            MonitorReportError, ScanError, StateCorruptedError,
+                            StateEntryError, StateError, StateLockedError, StateVersionError,
+                            StateWriteError)
 from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
                              LimitPolicy)
+from monitor.report import ReportSummary, check_report_path, write_report
 from monitor.requests import Request, RequestStats, parse_timestamp, read_requests
 from monitor.scan import ScanResult, ScanRow, scan_file, scan_log
 from monitor.scoring import AccountScorer, Assessment
@@ -19,6 +22,7 @@ from monitor.state import Recovery, StateStore
 __all__ = [
     "AccountScorer", "Assessment", "Baseline", "MonitorConfig", "build_baseline", "fit_baseline",
     "ScanError", "ScanResult", "ScanRow", "scan_file", "scan_log",
+    "MonitorReportError", "ReportSummary", "check_report_path", "write_report",
     "ALLOW", "BLOCK", "BaselineError", "DECISIONS", "Gcra", "GcraResult", "LimitDecision",
     "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery", "Request",
     "RequestStats", "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError",

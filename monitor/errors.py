@@ -62,3 +62,8 @@ class BaselineError(MonitorError):
 class ScanError(MonitorError):
     """A scan cannot run as asked (a reorder window or batch size it cannot use) or cannot write
     where it was told to (a missing directory, a directory where a file should go)."""
+
+
+class MonitorReportError(MonitorError):
+    """The scan's HTML report cannot be written as asked: not an .html name, a directory that
+    does not exist, or a log read from standard input (which the report would read again)."""
