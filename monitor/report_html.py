@@ -257,9 +257,10 @@ def timeline(view: "AccountView", width: int = 640, height: int = 140) -> str:
                 slot = i
                 break
         x = left + (slot + 0.5) * bar
+        side = "start" if x < width * 0.8 else "end"  # the label stays inside the picture
         mark = (f"<line x1='{x:.1f}' x2='{x:.1f}' y1='8' y2='{8 + plot_h}' stroke='#c00' "
-                f"stroke-dasharray='4 2'/><text x='{x + 3:.1f}' y='18' fill='#c00' "
-                f"font-size='11'>flagged</text>")
+                f"stroke-dasharray='4 2'/><text x='{x + (3 if side == 'start' else -3):.1f}' "
+                f"y='18' fill='#c00' font-size='11' text-anchor='{side}'>flagged</text>")
     span = view.width * len(counts)
     label = (f"{sum(counts)} requests from {when(view.start)} to {when(view.start + span)}, "
              f"{len(counts)} bars of {_duration(view.width)} each")
