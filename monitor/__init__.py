@@ -2,15 +2,16 @@
 and limits them as they go. requests: reading request logs; limiter: the GCRA and the
 risk-adaptive policy; config, features, baseline, detector, scoring: the per-account test
 against a benign baseline; scan: the offline scan of a whole log; report: its HTML page (a
-second pass over the log); state: per-account state that survives a restart (snapshot +
-journal); errors: the typed errors."""
+second pass over the log); export: the flagged accounts' responses marked in the index; state:
+per-account state that survives a restart (snapshot + journal); errors: the typed errors."""
 
 from monitor.baseline import Baseline, build_baseline, fit_baseline
 from monitor.config import MonitorConfig
-from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
-                            MonitorReportError, ScanError, StateCorruptedError,
+from monitor.errors import (BaselineError, ExportError, LimiterError, MonitorConfigError,
+                            MonitorError, MonitorReportError, ScanError, StateCorruptedError,
                             StateEntryError, StateError, StateLockedError, StateVersionError,
                             StateWriteError)
+from monitor.export import DEFAULT_LABEL, ExportResult, export_flagged, read_risk_file
 from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
                              LimitPolicy)
 from monitor.report import ReportSummary, check_report_path, write_report
@@ -23,6 +24,7 @@ __all__ = [
     "AccountScorer", "Assessment", "Baseline", "MonitorConfig", "build_baseline", "fit_baseline",
     "ScanError", "ScanResult", "ScanRow", "scan_file", "scan_log",
     "MonitorReportError", "ReportSummary", "check_report_path", "write_report",
+    "DEFAULT_LABEL", "ExportError", "ExportResult", "export_flagged", "read_risk_file",
     "ALLOW", "BLOCK", "BaselineError", "DECISIONS", "Gcra", "GcraResult", "LimitDecision",
     "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery", "Request",
     "RequestStats", "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError",
