@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fingerprint.errors import InputError
 from fingerprint.io import BLANK, decode_json_line, open_input, source_name
-from index import AccountMark, MarkResult, mark_accounts
 from monitor.errors import ExportError
+
+if TYPE_CHECKING:  # the index (and FAISS) is imported when an export runs, not with the monitor
+    from index import AccountMark, MarkResult
 
 DEFAULT_LABEL = "monitor-flagged"
 
@@ -34,8 +36,8 @@ class ExportResult:
     risk_file: str
     index: str
     label: str
-    selected: list[AccountMark]  # in the risk file's order (highest risk first)
-    marks: MarkResult
+    selected: list["AccountMark"]  # in the risk file's order (highest risk first)
+    marks: "MarkResult"
 
     def to_dict(self) -> dict[str, Any]:
         m = self.marks
@@ -61,8 +63,10 @@ def _field(row: dict, name: str, kinds: tuple[type, ...], what: str, source: str
 
 
 def read_risk_file(path: str | os.PathLike[str],
-                   min_risk: float | None = None) -> list[AccountMark]:
+                   min_risk: float | None = None) -> list["AccountMark"]:
     """The accounts to mark, each with its risk, in file order; every line checked."""
+    from index import AccountMark
+
     source = source_name(path)
     selected, seen = [], {}
     with open_input(path, source) as stream:
@@ -98,6 +102,8 @@ def export_flagged(risk_file: str | os.PathLike[str], index: str | os.PathLike[s
                                  not isinstance(min_risk, (int, float)) or
                                  not 0 <= min_risk <= 1):
         raise ExportError(f"min_risk must be a number in [0, 1], got {min_risk!r}")
+    from index import mark_accounts
+
     selected = read_risk_file(risk_file, min_risk)
     marks = mark_accounts(index, label, selected)
     return ExportResult(source_name(risk_file), str(index), label, selected, marks)
