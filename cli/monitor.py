@@ -95,7 +95,7 @@ def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, report
         result = scan_log(log, baseline_dir, out, fields, reorder_seconds=reorder_seconds,
                           progress=progress, report=report)
     if as_json:
-        echo_json(result.to_dict())
+        echo_json({**result.to_dict(), **({"report": str(report)} if report else {})})
         return
     stats = result.stats
     click.echo(f"scanned     {stats['requests']} requests from {stats['accounts']} accounts "

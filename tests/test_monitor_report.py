@@ -233,6 +233,7 @@ def test_a_scan_without_flags_writes_a_page_that_says_so(tiny_baseline, tmp_path
     result = invoke("monitor", "scan", log, "--baseline", tiny_baseline, "--out",
                     tmp_path / "risk.jsonl", "--report", tmp_path / "r.html", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["report"] == str(tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "<b>0 flagged</b>" in page and "nothing to review" in page
 
