@@ -78,20 +78,24 @@ def baseline_build(benign_log: str, out: Path, force: bool, config_file: Path | 
               help="How far out of time order the log's lines may be: a request is scored "
                    "once a request this many seconds later has been read; one arriving later "
                    "still is scored at once and counted as late.")
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write an HTML page for analysts and appeal reviewers (.html): each "
+                   "flagged account's timeline, signals, templates and example prompts. Reads "
+                   "the log a second time, so not with '-'.")
 @request_field_options
 @json_option("Print one JSON object (accounts, flagged, stats, baseline, and every account's "
              "row).")
 @progress_option
-def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, fields: FieldMap,
-         as_json: bool) -> None:
+def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, report: Path | None,
+         fields: FieldMap, as_json: bool) -> None:
     """Score every account of the request LOG (or '-') against the benign baseline."""
     from monitor import scan_log
 
     with progress_bar((log,), "scanning", unit="line") as progress:
         result = scan_log(log, baseline_dir, out, fields, reorder_seconds=reorder_seconds,
-                          progress=progress)
+                          progress=progress, report=report)
     if as_json:
-        echo_json(result.to_dict())
+        echo_json({**result.to_dict(), **({"report": str(report)} if report else {})})
         return
     stats = result.stats
     click.echo(f"scanned     {stats['requests']} requests from {stats['accounts']} accounts "
@@ -100,6 +104,8 @@ def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, fields
     click.echo(f"flagged     {result.flagged} accounts (alpha {result.baseline['alpha']}; "
                f"tested at {_sizes(tested) or 'no checkpoint'} requests)")
     _echo_skipped(stats)
+    if report is not None:
+        click.echo(f"report      {report}")
     top = [row for row in result.rows[:TOP_ACCOUNTS] if row.risk > 0]
     if not top:
         click.echo("top accounts by risk: none (no account showed any evidence)")
@@ -139,3 +145,48 @@ def _echo_skipped(stats: dict[str, Any]) -> None:
              f"{', ...' if count > len(lines.get(reason, [])) else ''})"
              for reason, count in sorted(skipped.items())]
     click.echo(f"skipped     {sum(skipped.values())} lines: " + "; ".join(parts))
+
+
+SHOWN_ACCOUNTS = 20
+
+
+@monitor_group.command("export-flagged", context_settings=CONTEXT)
+@click.argument("risk_file")
+@click.option("--index", "index_path", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Fingerprint index whose served responses to mark (its metadata's account).")
+@click.option("--min-risk", type=click.FloatRange(0, 1), default=None,
+              help="Mark every account whose risk is at least this, flagged or not [default: "
+                   "the flagged accounts only].")
+@click.option("--label", default="monitor-flagged", show_default=True,
+              help="The mark's name in the index (letters, digits, '.', '_', '-').")
+@json_option("Print one JSON object (label, selected, in_index, not_in_index, rows_marked, "
+             "rows_added, committed, and every selected account's rows).")
+def export_flagged_command(risk_file: str, index_path: Path, min_risk: float | None, label: str,
+                           as_json: bool) -> None:
+    """Mark in the index the served responses of the accounts RISK_FILE (from 'monitor scan')
+    flags, so attribution and sharing can select them; a rerun marks nothing twice."""
+    from monitor import export_flagged
+
+    result = export_flagged(risk_file, index_path, min_risk=min_risk, label=label)
+    data = result.to_dict()
+    if as_json:
+        echo_json(data)
+        return
+    chosen = "flagged" if min_risk is None else f"at risk >= {min_risk:g}"
+    click.echo(f"selected    {data['selected']} accounts {chosen} in {risk_file}")
+    click.echo(f"marked      {data['rows_marked']} responses of {data['in_index']} accounts in "
+               f"{index_path} as '{label}' ({data['rows_added']} of them new"
+               f"{'' if data['committed'] else '; nothing to add, index unchanged'})")
+    missing = [a["account"] for a in data["accounts"] if not a["in_index"]]
+    if missing:
+        more = ", ..." if len(missing) > SHOWN_ACCOUNTS else ""
+        click.echo(f"not found   {len(missing)} accounts have no served response in the index: "
+                   + ", ".join(missing[:SHOWN_ACCOUNTS]) + more)
+    found = [a for a in data["accounts"] if a["in_index"]]
+    if found:
+        click.echo(f"  {'account':<24} {'risk':>5} {'responses':>9} {'new':>5}")
+        for a in found[:SHOWN_ACCOUNTS]:
+            click.echo(f"  {a['account']:<24} {a['risk']:>5.2f} {a['rows']:>9} {a['added']:>5}")
+        if len(found) > SHOWN_ACCOUNTS:
+            click.echo(f"  ... {len(found) - SHOWN_ACCOUNTS} more (--json lists every one)")

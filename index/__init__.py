@@ -3,12 +3,16 @@
 Writes are two steps (index.staging): ``stage_segment`` writes a complete segment under a hidden
 name through an ``Executor`` (the local process pool is one), ``commit`` makes staged segments
 part of the index in one manifest swap. ``append_records``/``add_files``/``build_index`` do both
-under the writer lock."""
+under the writer lock. Marks (index.marks) label served rows, e.g. those served to accounts the
+extraction monitor flagged: ``mark_accounts`` writes them the same way (stage + commit), and
+``FingerprintIndex.marked_rows`` reads them."""
 
 from index.errors import (ConfigMismatchError, DuplicateIdError, IndexCorruptedError,
                           IndexExistsError, IndexLockedError, IndexStoreError, IndexWriteError,
                           NotAnIndexError)
-from index.manifest import Manifest, read_manifest
+from index.manifest import Manifest, MarksEntry, read_manifest
+from index.mark_writer import MarkResult, mark_accounts
+from index.marks import AccountMark
 from index.metadata import StoredResponse
 from index.search import Hits
 from index.staging import (Executor, StagedSegment, StageResult, WriteOptions, commit,
@@ -19,11 +23,11 @@ from index.writer import (AppendResult, WriterLock, add_files, add_reference, ap
                           build_index, create_index)
 
 __all__ = [
-    "AppendResult", "ConfigMismatchError", "DuplicateIdError", "Executor", "FingerprintIndex",
-    "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError",
-    "IndexWriteError", "Manifest", "NotAnIndexError", "SegmentGroup", "StageResult",
-    "StagedSegment", "StoredResponse", "VerifyReport", "WriteOptions", "WriterLock", "add_files",
-    "add_reference", "append_records", "build_index", "commit", "create_index",
-    "fingerprinter_for", "local_executor", "open_index", "read_manifest", "stage_segment",
-    "verify_index",
+    "AccountMark", "AppendResult", "ConfigMismatchError", "DuplicateIdError", "Executor",
+    "FingerprintIndex", "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError",
+    "IndexStoreError", "IndexWriteError", "Manifest", "MarkResult", "MarksEntry",
+    "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment", "StoredResponse",
+    "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference", "append_records",
+    "build_index", "commit", "create_index", "fingerprinter_for", "local_executor",
+    "mark_accounts", "open_index", "read_manifest", "stage_segment", "verify_index",
 ]

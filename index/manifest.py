@@ -115,6 +115,28 @@ class SegmentEntry:
 
 
 @dataclass(frozen=True)
+class MarksEntry:
+    """The index's marks file (index.marks): labels on served rows, e.g. the responses served to
+    accounts the extraction monitor flagged. Replaced whole on each change, like the manifest."""
+
+    name: str
+    bytes: int
+    sha256: str
+    marks: int  # (label, row) pairs it holds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "bytes": self.bytes, "sha256": self.sha256,
+                "marks": self.marks}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MarksEntry":
+        if not isinstance(data["name"], str) or not SAFE_NAME.fullmatch(data["name"]):
+            raise IndexCorruptedError(f"marks file name {data['name']!r} is not a plain file "
+                                      f"name (a path outside the index?)")
+        return cls(data["name"], int(data["bytes"]), str(data["sha256"]), int(data["marks"]))
+
+
+@dataclass(frozen=True)
 class Manifest:
     config: FingerprintConfig
     created_at: str
@@ -124,6 +146,7 @@ class Manifest:
     references: dict[str, tuple[SegmentEntry, ...]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
+    marks: MarksEntry | None = None  # None: no marks (and no "marks" key: older indexes)
 
     @property
     def rows(self) -> int:
@@ -144,6 +167,9 @@ class Manifest:
         return replace(self, segments=self.segments + (segment,), embedding_dim=embedding_dim,
                        updated_at=now_iso(), versions=library_versions())
 
+    def with_marks(self, marks: MarksEntry) -> "Manifest":
+        return replace(self, marks=marks, updated_at=now_iso(), versions=library_versions())
+
     def to_dict(self) -> dict[str, Any]:
         body = {
             "format": FORMAT_NAME,
@@ -159,6 +185,8 @@ class Manifest:
             "references": {name: [s.to_dict() for s in segs]
                            for name, segs in sorted(self.references.items())},
         }
+        if self.marks is not None:
+            body["marks"] = self.marks.to_dict()
         return {**body, "checksum": _checksum(body)}
 
 
@@ -212,6 +240,7 @@ def read_manifest(root: Path) -> Manifest:
             references={name: tuple(SegmentEntry.from_dict(s) for s in segs)
                         for name, segs in data["references"].items()},
             versions=dict(data["versions"]), format_version=int(version),
+            marks=MarksEntry.from_dict(data["marks"]) if data.get("marks") else None,
         )
     except IndexCorruptedError as exc:
         raise IndexCorruptedError(f"{path}: {exc}; the manifest was edited") from None

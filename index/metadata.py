@@ -123,6 +123,17 @@ class MetadataReader:
             out.setdefault(h, []).append(int(row))
         return out
 
+    def rows_for_accounts(self, accounts: Iterable[str]) -> dict[str, list[int]]:
+        """The rows served to each of ``accounts`` (those with none left out), in row order."""
+        out: dict[str, list[int]] = {}
+        for chunk in _chunks(list(set(accounts))):
+            marks = ",".join("?" * len(chunk))
+            for account, row in self.conn.execute(
+                    f"SELECT account, row FROM responses WHERE account IN ({marks}) "
+                    f"ORDER BY row", chunk):
+                out.setdefault(account, []).append(int(row))
+        return out
+
     def responses(self, rows: Iterable[int]) -> dict[int, StoredResponse]:
         out: dict[int, StoredResponse] = {}
         for chunk in _chunks([int(r) for r in rows]):

@@ -17,6 +17,7 @@ from fingerprint.config import FingerprintConfig
 from fingerprint.fingerprinter import Fingerprinter
 from index.errors import ConfigMismatchError, IndexCorruptedError, IndexStoreError
 from index.manifest import Manifest, SegmentEntry, read_manifest
+from index.marks import MarksReader, check_label
 from index.metadata import StoredResponse
 from index.search import Hits, search_embeddings, search_minhash
 from index.segment import Segment
@@ -74,6 +75,15 @@ class SegmentGroup:
         for seg in self.segments:
             for h, rows in seg.metadata.prompt_hashes().items():
                 out.setdefault(h, []).extend(rows)
+        return out
+
+    def rows_for_accounts(self, accounts: Iterable[str]) -> dict[str, list[int]]:
+        """The rows served to each account (stored ``account`` metadata), in row order."""
+        wanted = list(accounts)
+        out: dict[str, list[int]] = {}
+        for seg in self.segments:
+            for account, rows in seg.metadata.rows_for_accounts(wanted).items():
+                out.setdefault(account, []).extend(rows)
         return out
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
@@ -143,6 +153,7 @@ class FingerprintIndex(SegmentGroup):
                          manifest.embedding_dim)
         self.path = path
         self.manifest = manifest
+        self._marks: MarksReader | None = None
         self.references = {name: SegmentGroup(path / REFERENCES_DIR / name, entries,
                                               manifest.config, manifest.embedding_dim)
                            for name, entries in sorted(manifest.references.items())}
@@ -160,6 +171,32 @@ class FingerprintIndex(SegmentGroup):
         super().close()
         for group in self.references.values():
             group.close()
+        if self._marks is not None:
+            self._marks.close()
+            self._marks = None
+
+    def marked_rows(self, label: str) -> list[int]:
+        """The served rows carrying mark ``label`` (index.marks), in row order; none in an
+        index without marks. Attribution and sharing select rows with it."""
+        reader = self._marks_reader()
+        return [] if reader is None else reader.rows(check_label(label))
+
+    def mark_labels(self) -> dict[str, int]:
+        """Every mark label with its number of marked rows."""
+        reader = self._marks_reader()
+        return {} if reader is None else reader.labels()
+
+    def marked_accounts(self, label: str) -> dict[str, int]:
+        """The accounts whose rows carry ``label``, each with its number of marked rows."""
+        reader = self._marks_reader()
+        return {} if reader is None else reader.rows_by_account(check_label(label))
+
+    def _marks_reader(self) -> MarksReader | None:
+        if self.manifest.marks is None:
+            return None
+        if self._marks is None:
+            self._marks = MarksReader(self.path, self.manifest.marks)
+        return self._marks
 
     def info(self) -> dict[str, Any]:
         m = self.manifest

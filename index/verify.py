@@ -17,6 +17,7 @@ from typing import Any
 
 from index.errors import IndexStoreError
 from index.manifest import read_manifest
+from index.marks import MarksReader
 from index.segment import Segment
 from index.store import REFERENCES_DIR, SEGMENTS_DIR
 
@@ -52,7 +53,34 @@ def verify_index(path: str | os.PathLike[str]) -> VerifyReport:
             report.files += len(entry.files)
             report.bytes += entry.bytes
             report.problems += _segment_problems(directory / entry.name, entry, manifest.config)
+    if manifest.marks is not None:
+        report.files += 1
+        report.bytes += manifest.marks.bytes
+        report.problems += _marks_problems(root, manifest)
     return report
+
+
+def _marks_problems(root: Path, manifest: Any) -> list[str]:
+    """The marks file (index.marks): size, sha256, a readable table holding the number of marks
+    the manifest lists, each on a served row."""
+    entry = manifest.marks
+    try:
+        reader = MarksReader(root, entry)
+    except IndexStoreError as exc:
+        return [str(exc)]
+    try:
+        count, top = reader.count(), reader.max_row()
+    except IndexStoreError as exc:
+        return [str(exc)]
+    finally:
+        reader.close()
+    problems = []
+    if count != entry.marks:
+        problems.append(f"{reader.path}: {count} marks, the manifest lists {entry.marks}")
+    if top is not None and top >= manifest.rows:
+        problems.append(f"{reader.path}: marks row {top}, but the index serves rows 0 to "
+                        f"{manifest.rows - 1}")
+    return problems
 
 
 def _segment_problems(directory: Path, entry: Any, config: Any) -> list[str]:

@@ -62,3 +62,13 @@ class BaselineError(MonitorError):
 class ScanError(MonitorError):
     """A scan cannot run as asked (a reorder window or batch size it cannot use) or cannot write
     where it was told to (a missing directory, a directory where a file should go)."""
+
+
+class MonitorReportError(MonitorError):
+    """The scan's HTML report cannot be written as asked: not an .html name, a directory that
+    does not exist, or a log read from standard input (which the report would read again)."""
+
+
+class ExportError(MonitorError):
+    """``export-flagged`` was asked for something it cannot do (a risk threshold outside
+    [0, 1]); a bad risk file is an InputError naming file, line and field instead."""

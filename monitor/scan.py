@@ -50,6 +50,7 @@ from monitor.baseline import Baseline
 from monitor.detector import AccountState
 from monitor.errors import ScanError
 from monitor.groups import Group, find_groups
+from monitor.report import check_report_path, write_report
 from monitor.requests import Request, RequestStats, read_requests
 from monitor.scoring import AccountScorer
 
@@ -274,10 +275,13 @@ def scan_file(path: str | os.PathLike[str], baseline: Baseline, fields: FieldMap
 def scan_log(path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str],
              out: str | os.PathLike[str], fields: FieldMap = FieldMap(), *,
              reorder_seconds: float = 300.0,
-             progress: Callable[[int], None] | None = None) -> ScanResult:
-    """What ``fingerprint monitor scan`` does: load the baseline, check that ``out`` can be
-    written (before the scan, not after it), scan, write one JSON line per account to ``out``
-    atomically."""
+             progress: Callable[[int], None] | None = None,
+             report: str | os.PathLike[str] | None = None) -> ScanResult:
+    """What ``fingerprint monitor scan`` does: load the baseline, check that ``out`` (and
+    ``report``) can be written (before the scan, not after it), scan, write one JSON line per
+    account to ``out`` atomically, then the HTML report (monitor.report: a second pass)."""
+    if report is not None:
+        check_report_path(report, path)
     target = Path(out)
     if target.is_dir():
         raise ScanError(f"{target}: is a directory; --out names the file to write")
@@ -290,4 +294,6 @@ def scan_log(path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str],
     result = scan_file(path, baseline, fields, reorder_seconds=reorder_seconds,
                        progress=progress)
     result.write_jsonl(target)
+    if report is not None:
+        write_report(path, result, report, fields)
     return result

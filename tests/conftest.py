@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
+import re
+import shutil
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,3 +129,36 @@ def traffic_module():
     sys.modules["monitor_traffic"] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+# A real headless browser (the report tests) ------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make "
+                                    "test installs it as root: apt-get install chromium)")
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def browse(directory: Path, page: str = "harness.html") -> dict:
+    """Serve ``directory`` on 127.0.0.1, load ``page`` in headless Chromium, and return what the
+    page's script wrote as JSON into its ``<pre id="result">`` (a harness page loads the page
+    under test in a same-origin iframe, so its script may inspect what the browser laid out)."""
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{page}"
+        done = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={directory / 'profile'}", "--virtual-time-budget=15000",
+             "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    found = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, re.S)
+    assert found and found.group(1) != "pending", done.stderr[-2000:]
+    return json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<")
+                      .replace("&gt;", ">").replace("&quot;", '"'))

@@ -8,25 +8,20 @@ methodology, every reference's label on the plots and the evidence table are lai
 """
 
 import csv
-import functools
-import http.server
 import io
 import json
 import re
 import shutil
-import subprocess
-import threading
 
 import pytest
 from click.testing import CliRunner
 
 from cli import main
-from conftest import styled_rows, write_jsonl
+from conftest import browse, needs_chromium, styled_rows, write_jsonl
 from fingerprint import Fingerprinter
 from index import add_reference, build_index
 
 pytestmark = pytest.mark.slow
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REFERENCES = [f"model{style}" for style in range(1, 7)]
 
 HARNESS = """<!doctype html><html><body>
@@ -83,27 +78,12 @@ def reports(tmp_path_factory):
     return json.loads(result.output), outputs
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs it "
-                                             "as root: apt-get install chromium)")
+@needs_chromium
 def test_the_report_reads_in_a_real_browser(reports, tmp_path):
     data, outputs = reports
     shutil.copy(outputs["html"], tmp_path / "report.html")
     (tmp_path / "harness.html").write_text(HARNESS, encoding="utf-8")
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/harness.html"
-        done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000",
-             "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    finally:
-        server.shutdown()
-    found = re.search(r'<pre id="result">(.*?)</pre>', done.stdout, re.S)
-    assert found and found.group(1) != "pending", done.stderr[-2000:]
-    seen = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<")
-                      .replace("&gt;", ">").replace("&quot;", '"'))
+    seen = browse(tmp_path)
     assert data["verdict"]["sentence"] in " ".join(seen["verdict"].split())
     assert "The null hypothesis" in seen["methodology"]
     assert "What the p-value does not say" in seen["methodology"]
@@ -144,11 +124,6 @@ def test_the_csv_holds_every_answer_with_each_reference(reports):
         expected = by_id[row["suspect_id"]]
         assert row["served_id"] == (expected["served_id"] or "")
         assert (float(row["jaccard"]) if row["jaccard"] else None) == expected["jaccard"]
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def test_a_printed_copy_may_shorten_the_table_and_says_where_the_whole_is(reports):
