@@ -16,8 +16,9 @@ monitor/features.py does; unit vectors of 256 numbers). An account's requests ar
 order (timestamp, then line).
 
 MMD-only, as the anchor does it:
-- benign baseline accounts are shuffled (seeded) and dealt, whole, to a reference part until it
-  holds ``REFERENCE_SHARE`` of the requests; the rest is the null part. ``REFERENCE_SAMPLE``
+- benign baseline accounts are shuffled (seeded) and dealt, whole, to a reference part while
+  it stays within ``REFERENCE_SHARE`` of the requests (an account that would overfill it goes to
+  the null part: one big app must not take the null part's windows); the rest is the null part. ``REFERENCE_SAMPLE``
   requests drawn from the reference part are the reference sample Y.
 - kernel: the mean of RBF kernels exp(-d^2 / (2 (b m)^2)) for b in ``BANDWIDTHS``, m the median
   distance between reference prompts (median heuristic). Statistic: the unbiased MMD^2 between
@@ -55,22 +56,22 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy.stats import shapiro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fingerprint.config import FingerprintConfig  # noqa: E402
-from fingerprint.embed import Embedder  # noqa: E402
-from monitor import Request, read_requests  # noqa: E402
+from fingerprint.config import FingerprintConfig
+from fingerprint.embed import Embedder
+from monitor import Request, read_requests
 
 ALPHA = 0.003  # the anchor's benign FPR: per window (MMD), per account (PRADA here)
 BANDWIDTHS = (0.5, 1.0, 2.0)  # RBF bandwidths, times the median distance
-REFERENCE_SHARE = 0.4  # share of baseline requests whose accounts form the reference part
+REFERENCE_SHARE = 0.25  # most of the baseline requests whose accounts form the reference part
 REFERENCE_SAMPLE = 2000  # reference prompts the kernel means are taken over
 MEDIAN_SAMPLE = 2000  # reference prompts whose pairwise distances give the median
 PRADA_MIN = 100  # distances before PRADA's first test (PRADA's setting)
@@ -85,6 +86,8 @@ class Outcome:
 
     flagged: bool
     flagged_at: int | None = None  # requests seen when first flagged
+    tests: int = 0  # tests run until flagged (or in all)
+    extreme: float | None = None  # MMD: largest statistic / threshold; PRADA: smallest W
 
 
 @dataclass
@@ -179,7 +182,7 @@ def split_benign(accounts: dict[str, list[Request]], seed: int):
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     total, taken, reference, null = sum(len(v) for v in accounts.values()), 0, [], []
     for name in order:
-        if taken < REFERENCE_SHARE * total:
+        if taken + len(accounts[name]) <= REFERENCE_SHARE * total:
             reference.extend(accounts[name])
             taken += len(accounts[name])
         else:
@@ -222,11 +225,16 @@ def mmd_only(benign: Iterable[Request], accounts: dict[str, list[Request]], wind
 
 def mmd_account(ref: MmdReference, x: np.ndarray, cross: np.ndarray, window: int,
                 thresholds: dict) -> Outcome:
+    tests, extreme = 0, None
     for seen, size in test_points(window, len(x)):
         limit = thresholds[size]["threshold"]
-        if limit is not None and ref.mmd2(x[seen - size:seen], cross[seen - size:seen]) > limit:
-            return Outcome(True, seen)
-    return Outcome(False)
+        if limit is None:
+            continue
+        ratio = ref.mmd2(x[seen - size:seen], cross[seen - size:seen]) / limit
+        tests, extreme = tests + 1, ratio if extreme is None else max(extreme, ratio)
+        if ratio > 1:
+            return Outcome(True, seen, tests, extreme)
+    return Outcome(False, None, tests, extreme)
 
 
 # PRADA-only -------------------------------------------------------------------------------------
@@ -245,17 +253,17 @@ def min_distances(x: np.ndarray, cap: int = PRADA_CAP, block: int = 256) -> np.n
     return out
 
 
-def shapiro_path(distances: np.ndarray, delta: float | None = None) -> tuple[float, int | None]:
-    """The smallest Shapiro-Wilk W over the tests after each query (once PRADA_MIN distances are
-    in), and the requests seen at the first W below ``delta`` (None if none, or no delta)."""
-    lowest = float("inf")
+def shapiro_path(distances: np.ndarray, delta: float | None = None) -> Outcome:
+    """The tests after each query once PRADA_MIN distances are in: the first W below ``delta``
+    (never, without a delta) flags; ``extreme`` is the smallest W seen."""
+    lowest, tests = None, 0
     for n in range(PRADA_MIN, len(distances) + 1):
         recent = distances[max(0, n - SHAPIRO_MAX):n]
         w = 1.0 if np.ptp(recent) == 0 else float(shapiro(recent).statistic)
-        lowest = min(lowest, w)
+        lowest, tests = w if lowest is None else min(lowest, w), tests + 1
         if delta is not None and w < delta:
-            return lowest, n + 1  # n distances: n + 1 requests seen
-    return lowest, None
+            return Outcome(True, n + 1, tests, lowest)  # n distances: n + 1 requests seen
+    return Outcome(False, None, tests, lowest)
 
 
 def prada_only(calibration: Iterable[Request], accounts: dict[str, list[Request]],
@@ -264,7 +272,7 @@ def prada_only(calibration: Iterable[Request], accounts: dict[str, list[Request]
     started = time.perf_counter()
     embed = embed or Embeddings()
     benign = by_account(calibration)
-    lowest = sorted(shapiro_path(min_distances(embed([r.prompt for r in reqs])))[0]
+    lowest = sorted(shapiro_path(min_distances(embed([r.prompt for r in reqs]))).extreme
                     for reqs in benign.values() if len(reqs) > PRADA_MIN)
     allowed = int(ALPHA * len(benign))  # calibration accounts a delta may flag
     delta = lowest[allowed] if len(lowest) > allowed else None
@@ -273,8 +281,7 @@ def prada_only(calibration: Iterable[Request], accounts: dict[str, list[Request]
         if delta is None or len(reqs) <= PRADA_MIN:
             outcomes[account] = Outcome(False)
             continue
-        _, seen = shapiro_path(min_distances(embed([r.prompt for r in reqs])), delta)
-        outcomes[account] = Outcome(seen is not None, seen)
+        outcomes[account] = shapiro_path(min_distances(embed([r.prompt for r in reqs])), delta)
     return BaselineRun("PRADA", outcomes, {
         "delta": delta, "calibration_accounts": len(benign), "tested_accounts": len(lowest),
         "allowed_flags": allowed, "lowest_w": [round(w, 4) for w in lowest[:5]]},
