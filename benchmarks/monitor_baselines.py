@@ -301,6 +301,25 @@ def run_all(traffic: Path, accounts: dict[str, list[Request]] | None = None,
     return runs
 
 
+def tested_by_kind(outcomes: dict[str, Outcome], accounts: dict) -> dict[str, dict]:
+    """Per kind of account (campaigns by level): accounts tested at least once, flagged among
+    them, and the median of the most extreme statistic (MMD: largest statistic / threshold; PRADA:
+    smallest W). A benign FPR over accounts a baseline never tests says little of the baseline."""
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for account, outcome in outcomes.items():
+        info = accounts[account]
+        kind = f"campaign {info['level']:.0%}" if info["kind"] == "campaign" else info["kind"]
+        groups[kind].append(outcome)
+    out = {}
+    for kind, members in sorted(groups.items()):
+        tested = [o for o in members if o.tests]
+        out[kind] = {"accounts": len(members), "tested": len(tested),
+                     "flagged": sum(o.flagged for o in members),
+                     "median_extreme": round(float(np.median([o.extreme for o in tested])), 4)
+                     if tested else None}
+    return out
+
+
 def main() -> None:
     from monitor_bench import summarise
 
@@ -310,6 +329,7 @@ def main() -> None:
     args = parser.parse_args()
     truth = json.loads((args.traffic / "truth.json").read_text())["accounts"]
     result = {run.name: {"seconds": round(run.seconds, 1), "thresholds": run.thresholds,
+                         "tested": tested_by_kind(run.outcomes, truth),
                          "kinds": summarise(run.outcomes, truth)}
               for run in run_all(args.traffic)}
     if args.json:
