@@ -10,7 +10,11 @@ groups the share of groups with at least one member flagged. Also: requests scor
 Named monitor_bench.py, not monitor.py: a script of that name would shadow the package.
 
     .venv/bin/python benchmarks/monitor_bench.py [--traffic DIR] [--scale small|full] [--json]
-                                                 [--text-only]
+                                                 [--text-only] [--baselines]
+
+``--baselines`` also runs the anchors' detectors on the same traffic (MMD-only with 1,500- and
+300-request windows, PRADA-only: benchmarks/monitor_baselines.py says how) and prints their rows
+beside the monitor's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import monitor_baselines  # noqa: E402
 from monitor_traffic import TrafficConfig, build  # noqa: E402
 
 from monitor import AccountScorer, MonitorConfig, fit_baseline, read_requests  # noqa: E402
@@ -41,6 +46,8 @@ def main() -> None:
     parser.add_argument("--text-only", action="store_true",
                         help="hide the conversation depth from the monitor (as in a log that "
                              "does not show it): the text signals alone")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also run MMD-only and PRADA-only (benchmarks/monitor_baselines.py)")
     args = parser.parse_args()
     if not (args.traffic / "truth.json").is_file():
         build(TrafficConfig.preset(args.scale, args.seed), args.traffic)
@@ -67,10 +74,21 @@ def main() -> None:
                           "kinds": sorted({truth["accounts"][a]["kind"] for a in g.members})}
                          for g in groups],
               "kinds": rows}
+    if args.baselines:
+        result["baselines"] = {run.name: {"seconds": round(run.seconds, 1),
+                                          "thresholds": run.thresholds,
+                                          "kinds": summarise(run.outcomes, truth["accounts"])}
+                               for run in monitor_baselines.run_all(args.traffic)}
     if args.json:
         print(json.dumps(result))
         return
-    print(json.dumps({k: v for k, v in result.items() if k != "kinds"}))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("kinds", "baselines")}))
+    if args.baselines:
+        for name, run in result["baselines"].items():
+            print(name, json.dumps({k: v for k, v in run.items() if k != "kinds"}))
+        monitor_baselines.print_table({"monitor": rows, **{name: run["kinds"] for name, run
+                                                          in result["baselines"].items()}})
+        return
     print(f"{'kind':<28}{'accounts':>9}{'flagged':>9}{'median delay':>14}")
     for kind, row in rows.items():
         delay = "" if row["median_delay"] is None else f"{row['median_delay']:.0f}"
