@@ -1,19 +1,23 @@
 """The extraction monitor (issue 15, in progress): scores API accounts for systematic extraction
 and limits them as they go. requests: reading request logs; limiter: the GCRA and the
 risk-adaptive policy; config, features, baseline, detector, scoring: the per-account test
-against a benign baseline; scan: the offline scan of a whole log; state: per-account state
-that survives a restart (snapshot + journal); errors: the typed errors."""
+against a benign baseline; scan: the offline scan of a whole log; online, account: the online
+monitor (one request, one decision); service, protocol, server: the same over HTTP; state:
+per-account state that survives a restart (snapshot + journal); errors: the typed errors."""
 
 from monitor.baseline import Baseline, build_baseline, fit_baseline
 from monitor.config import MonitorConfig
-from monitor.errors import (BaselineError, LimiterError, MonitorConfigError, MonitorError,
-                            ScanError, StateCorruptedError, StateEntryError, StateError,
-                            StateLockedError, StateVersionError, StateWriteError)
+from monitor.errors import (BaselineError, CheckError, LimiterError, MonitorConfigError,
+                            MonitorError, ScanError, ServeError, StateCorruptedError,
+                            StateEntryError, StateError, StateLockedError, StateVersionError,
+                            StateWriteError)
 from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
                              LimitPolicy)
+from monitor.online import Decision, Monitor, load_policy
 from monitor.requests import Request, RequestStats, parse_timestamp, read_requests
 from monitor.scan import ScanResult, ScanRow, scan_file, scan_log
 from monitor.scoring import AccountScorer, Assessment
+from monitor.server import MonitorServer, serve
 from monitor.state import Recovery, StateStore
 
 __all__ = [
@@ -24,4 +28,5 @@ __all__ = [
     "RequestStats", "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError",
     "StateStore", "StateVersionError", "StateWriteError", "THROTTLE", "parse_timestamp",
     "read_requests",
+    "CheckError", "Decision", "Monitor", "MonitorServer", "ServeError", "load_policy", "serve",
 ]

@@ -62,3 +62,14 @@ class BaselineError(MonitorError):
 class ScanError(MonitorError):
     """A scan cannot run as asked (a reorder window or batch size it cannot use) or cannot write
     where it was told to (a missing directory, a directory where a file should go)."""
+
+
+class CheckError(MonitorError):
+    """A request handed to the online monitor cannot be judged: an account that is not a
+    non-empty string, a prompt that is not text, a timestamp that is not a finite number of
+    seconds. The online server answers it with a 400 naming the field."""
+
+
+class ServeError(MonitorError):
+    """The online server cannot start as asked (the port is in use, the address cannot be
+    bound) or was given a limit that would refuse every request."""
