@@ -309,6 +309,12 @@ class Monitor:
             self.flush()
             return True
 
+    def warm_up(self) -> None:
+        """Load what the first request would (the embedding table, the projection) by computing
+        one prompt's features, touching no account: a server calls it before it says it is
+        ready, so its first answer is not seconds late."""
+        self.scorer.features.transform(["warm up"])
+
     def health(self) -> dict[str, Any]:
         """What ``GET /v1/health`` shows: counters since opening, accounts held, what opening
         the state found."""

@@ -30,6 +30,7 @@ from monitor.service import CheckService
 
 log = logging.getLogger(__name__)
 MIN_TIMER_SECONDS = 0.05
+POLL_SECONDS = 0.1  # how long stopping waits for the accept loop to notice, at most
 
 
 class MonitorServer:
@@ -79,15 +80,15 @@ class MonitorServer:
     def start(self) -> "MonitorServer":
         """Serve in a background thread (tests, embedding); ``stop`` ends it."""
         self._timer.start()
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="monitor-server")
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL_SECONDS,),
+                                        daemon=True, name="monitor-server")
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until ``shutdown`` is called from another one."""
         self._timer.start()
-        self._httpd.serve_forever()
+        self._httpd.serve_forever(POLL_SECONDS)
 
     def shutdown(self) -> None:
         """End ``serve_forever`` (call from another thread: it waits for the loop to end)."""
@@ -129,12 +130,14 @@ def serve(baseline: Baseline | str | os.PathLike[str], state_dir: str | os.PathL
           ready: Callable[[str], None] | None = None, monitor_options: dict[str, Any] | None
           = None, **server_options: Any) -> dict[str, Any]:
     """What ``fingerprint monitor serve`` does: open the monitor (``monitor_options``: Monitor's
-    keyword arguments), listen (``server_options``: MonitorServer's), call ``ready(url)``, serve
+    keyword arguments), listen (``server_options``: MonitorServer's), load the embedding (so
+    the first answer is not late), call ``ready(url)``, serve
     until SIGTERM or SIGINT, then stop cleanly: the state is flushed and snapshotted. Returns the
     monitor's counters at the end. Signals are only caught when called from the main thread."""
     monitor = Monitor(baseline, state_dir, policy, **(monitor_options or {}))
     try:
         server = MonitorServer(monitor, host=host, port=port, **server_options)
+        monitor.warm_up()
     except BaseException:
         monitor.close()
         raise
