@@ -165,7 +165,7 @@ def _echo_skipped(stats: dict[str, Any]) -> None:
 @click.option("--fsync/--no-fsync", default=False, show_default=True,
               help="Also fdatasync the state at every write (survives a power cut; costs a disk "
                    "sync per write).")
-@click.option("--cache-accounts", type=click.IntRange(1), default=10_000, show_default=True,
+@click.option("--cache-accounts", type=click.IntRange(1), default=1_000, show_default=True,
               help="Accounts whose state is held decoded in memory (least recently seen leave "
                    "first).")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,

@@ -165,7 +165,7 @@ class Monitor:
     def __init__(self, baseline: Baseline | str | os.PathLike[str],
                  state_dir: str | os.PathLike[str], policy: LimitPolicy = LimitPolicy(), *,
                  flush_every: int = 1, flush_seconds: float = 1.0,
-                 cache_accounts: int = 10_000, snapshot_bytes: int = 64 << 20,
+                 cache_accounts: int = 1_000, snapshot_bytes: int = 64 << 20,
                  max_future_seconds: float = 300.0, fsync: bool = False,
                  clock: Callable[[], float] = time.time):
         if not isinstance(policy, LimitPolicy):

@@ -7,7 +7,10 @@ throttle.
 
 The campaign and the policy are chosen from the detector's own figures (an AccountScorer run over
 each campaign account), not written down, so the tests keep their meaning when the detector's
-signals change; if no campaign passes through the middle any more, the fixture says so."""
+signals change; if no campaign passes through the middle any more, the fixture says so.
+
+The test modules load it with ``pytest_plugins`` and import ``START`` from it, so it is imported
+before pytest could rewrite its asserts (it has none): PYTEST_DONT_REWRITE."""
 
 from __future__ import annotations
 

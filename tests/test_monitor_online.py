@@ -18,7 +18,9 @@ from cli import main
 from monitor import (ALLOW, BLOCK, THROTTLE, CheckError, LimitPolicy, Monitor,
                      MonitorConfigError, StateCorruptedError, StateVersionError, load_policy)
 from monitor.account import state_fingerprint
-from monitor_online_helpers import START, baseline, baseline_dir, rising, traffic  # noqa: F401
+from monitor_online_helpers import START
+
+pytest_plugins = ("monitor_online_helpers",)  # its fixtures: traffic, baseline(_dir), rising
 
 PACED = LimitPolicy(rate_per_second=1.0, burst=1)  # one request a second, no burst
 

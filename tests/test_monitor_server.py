@@ -14,12 +14,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from monitor import ALLOW, Monitor, MonitorServer
-from monitor_online_helpers import START, baseline, baseline_dir, rising, traffic  # noqa: F401
+from monitor_online_helpers import START
+
+pytest_plugins = ("monitor_online_helpers",)  # its fixtures: traffic, baseline(_dir), rising
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = ("acct-0", "acct-1", "acct-2")
@@ -231,3 +234,18 @@ def test_a_server_killed_mid_traffic_keeps_every_acknowledged_request(baseline_d
         assert reopened.store.recovery.snapshot_entries == len(ACCOUNTS)
         again = {a: observe(reopened, {**probe, "account": a}) for a in ACCOUNTS}
     assert all(again[a]["requests"] == after[a]["requests"] + 1 for a in ACCOUNTS)
+
+
+def test_a_kept_alive_connection_is_answered_without_a_delayed_ack_stall(shared_server):
+    """Headers and body are two writes; without TCP_NODELAY the second waits for the client's
+    delayed ACK (40 ms on Linux) on every request of a kept-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", shared_server.port, timeout=30)
+    try:
+        started = time.perf_counter()
+        for _ in range(10):
+            conn.request("GET", "/v1/health")
+            assert conn.getresponse().read()
+        elapsed = time.perf_counter() - started
+    finally:
+        conn.close()
+    assert elapsed < 0.3, f"10 requests took {elapsed:.3f} s"
