@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,23 @@ def test_a_retry_of_a_refused_prompt_is_counted_not_scored_again(baseline, tmp_p
         # scored: first, again (refused, not yet a retry), other; retries: retry and later
         assert monitor.stats["scored"] == 3 and monitor.stats["retries"] == 2
         assert other.requests == 5
+
+
+def test_threads_share_one_monitor_without_losing_a_request(baseline, tmp_path):
+    import threading
+
+    with Monitor(baseline, tmp_path / "state") as monitor:
+        def client(k: int) -> None:
+            for i in range(15):
+                monitor.observe(f"t{k % 2}", f"thread {k} question {i}", START + i)
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert monitor.stats["requests"] == 60
+        assert monitor.observe("t0", "last", START + 99).requests == 31
+        assert monitor.observe("t1", "last", START + 99).requests == 31
 
 
 # time -------------------------------------------------------------------------------------------
@@ -226,6 +245,47 @@ def test_serve_on_a_port_in_use_is_one_error_line(baseline_dir, tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
     with Monitor(baseline_dir, tmp_path / "state"):  # the state directory was released
         pass
+
+
+FULL_DISK = """
+import json, resource, signal, sys
+from monitor import Monitor
+from monitor.service import CheckService
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+baseline, state, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+out = {}
+monitor = Monitor(baseline, state)
+service = CheckService(monitor)
+def check(i):
+    body = json.dumps({"account": "a", "prompt": f"question {i}", "timestamp": start + i})
+    reply = service.handle("POST", "/v1/check", body.encode())
+    return [reply.status, json.loads(reply.body)]
+out["before"] = check(0)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (monitor.store.journal_bytes + 100, hard))
+out["full"] = check(1)
+out["health"] = service.handle("GET", "/v1/health", b"").status
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+out["after"] = check(2)
+monitor.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_full_disk_is_a_503_and_a_later_write_catches_up(baseline_dir, baseline, tmp_path):
+    state = tmp_path / "state"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, str(baseline_dir), str(state),
+                           str(START)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["before"][0] == 200 and out["health"] == 200
+    status, error = out["full"]
+    assert status == 503 and error["error"]["code"] == "state_unavailable"
+    assert "journal.bin" in error["error"]["message"] and "intact" in error["error"]["message"]
+    # the refused write stays pending and goes out with the next one (applied, not answered)
+    assert out["after"][0] == 200 and out["after"][1]["requests"] == 3
+    with Monitor(baseline, state) as monitor:
+        assert monitor.observe("a", "question 3", START + 3).requests == 4
 
 
 # the policy file --------------------------------------------------------------------------------
