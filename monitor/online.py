@@ -232,7 +232,8 @@ class Monitor:
             self.stats[limit.decision] += 1
             self._dirty.add(account)
             self._count_unflushed()
-            return Decision(limit.decision, seen.risk, limit.retry_after, seen.reasons,
+            return Decision(limit.decision, seen.risk, limit.retry_after,
+                            tuple(dict(r) for r in seen.reasons),  # copies: the state's own
                             entry.requests, seen.flagged)
 
     def _times(self, entry: AccountEntry, timestamp: float | None) -> tuple[float, float]:
