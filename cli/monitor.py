@@ -190,3 +190,55 @@ def export_flagged_command(risk_file: str, index_path: Path, min_risk: float | N
             click.echo(f"  {a['account']:<24} {a['risk']:>5.2f} {a['rows']:>9} {a['added']:>5}")
         if len(found) > SHOWN_ACCOUNTS:
             click.echo(f"  ... {len(found) - SHOWN_ACCOUNTS} more (--json lists every one)")
+
+
+# -- fingerprint monitor serve (the online monitor) -----------------------------------------------
+
+@monitor_group.command("serve", context_settings=CONTEXT)
+@click.option("--baseline", "baseline_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Baseline directory ('fingerprint monitor baseline build').")
+@click.option("--state", "state_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="State directory: every account's detector state and limiter, kept across "
+                   "restarts (made if missing; one made with another baseline is refused).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8100, show_default=True,
+              help="Port (0: any free port; the URL is printed).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON object of limit policy fields (rate_per_second, burst, throttle_risk, "
+                   "block_risk, floor, block_seconds) [default: the defaults].")
+@click.option("--flush-every", type=click.IntRange(1), default=1, show_default=True,
+              help="Write the state every N requests, before answering the Nth (1: nothing "
+                   "answered is lost if the process is killed).")
+@click.option("--flush-seconds", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, help="... and at most this long after an unwritten request.")
+@click.option("--fsync/--no-fsync", default=False, show_default=True,
+              help="Also fdatasync the state at every write (survives a power cut; costs a disk "
+                   "sync per write).")
+@click.option("--cache-accounts", type=click.IntRange(1), default=1_000, show_default=True,
+              help="Accounts whose state is held decoded in memory (least recently seen leave "
+                   "first).")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
+              help="Largest request body accepted (larger: 413).")
+def serve_command(baseline_dir: Path, state_dir: Path, host: str, port: int,
+                  policy_file: Path | None, flush_every: int, flush_seconds: float, fsync: bool,
+                  cache_accounts: int, max_body_bytes: int) -> None:
+    """Serve the online monitor: POST /v1/check answers allow / throttle / block with the
+    account's risk; GET /v1/health. Runs until interrupted (Ctrl-C, SIGTERM), then writes the
+    state."""
+    from monitor import LimitPolicy, load_policy, serve
+
+    policy = load_policy(policy_file) if policy_file else LimitPolicy()
+
+    def ready(url: str) -> None:
+        click.echo(f"monitor serving at {url} (POST {url}/check, GET {url}/health; Ctrl-C or "
+                   f"SIGTERM stops)")
+
+    stats = serve(baseline_dir, state_dir, policy, host=host, port=port, ready=ready,
+                  monitor_options={"flush_every": flush_every, "flush_seconds": flush_seconds,
+                                   "fsync": fsync, "cache_accounts": cache_accounts},
+                  max_body_bytes=max_body_bytes)
+    click.echo(f"stopped after {stats['requests']} requests ({stats['allow']} allowed, "
+               f"{stats['throttle']} throttled, {stats['block']} blocked); state written to "
+               f"{state_dir}")

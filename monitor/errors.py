@@ -72,3 +72,14 @@ class MonitorReportError(MonitorError):
 class ExportError(MonitorError):
     """``export-flagged`` was asked for something it cannot do (a risk threshold outside
     [0, 1]); a bad risk file is an InputError naming file, line and field instead."""
+
+
+class CheckError(MonitorError):
+    """A request handed to the online monitor cannot be judged: an account that is not a
+    non-empty string, a prompt that is not text, a timestamp that is not a finite number of
+    seconds. The online server answers it with a 400 naming the field."""
+
+
+class ServeError(MonitorError):
+    """The online server cannot start as asked (the port is in use, the address cannot be
+    bound) or was given a limit that would refuse every request."""
