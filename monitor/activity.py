@@ -1,5 +1,6 @@
-"""An account's volume and rhythm: requests per hour, the busiest minute, burstiness and the
-spread over the hours of the day, in a fixed 128 bytes per account.
+"""An account's volume and rhythm: requests per hour, the busiest minute, burstiness, the
+spread over the hours of the day, and the share of requests asking for reasoning
+(monitor.elicitation), in a fixed 144 bytes per account.
 
 These figures are shown with every account, and they do not enter its test. Volume and rate
 alone are no evidence of extraction: a busy API customer relaying its users' conversations is
@@ -14,7 +15,9 @@ around the clock looks different from one person's afternoon, and a reviewer sho
   requests at random times, well above 1 for bursts separated by pauses, below 1 for a steady
   pace); null with fewer than three requests;
 - ``hours_active``: the UTC hours of the day that hold at least 2% of the requests (a person
-  sleeps: 24 means around the clock).
+  sleeps: 24 means around the clock);
+- ``elicitation``: the share of requests that ask for reasoning steps, a chain of thought or a
+  fixed output format (monitor.elicitation).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-_HEAD = struct.Struct("<qIIddd")  # minute, its count, peak, previous time, gap sum, gap sq sum
+_HEAD = struct.Struct("<qIIdddII")  # minute, its count, peak, previous time, gap sum, gap sq sum,
+# requests with an elicitation marker, padding
 SIZE = _HEAD.size + 24 * 4
 HOUR_SHARE = 0.02
 
@@ -41,6 +45,7 @@ class Activity:
     previous: float = math.nan
     gap_sum: float = 0.0
     gap_squares: float = 0.0
+    elicited: int = 0  # requests with an elicitation marker (counted by the scorer)
     hours: np.ndarray = field(default_factory=lambda: np.zeros(24, dtype=np.uint32))
 
     def observe(self, timestamp: float) -> None:
@@ -68,14 +73,16 @@ class Activity:
         total = int(self.hours.sum())
         return {"requests_per_hour": round(requests / (span / 3600), 2) if span >= 60 else None,
                 "peak_per_minute": self.peak, "burstiness": burstiness,
-                "hours_active": int(np.sum(self.hours >= HOUR_SHARE * total)) if total else 0}
+                "hours_active": int(np.sum(self.hours >= HOUR_SHARE * total)) if total else 0,
+                "elicitation": round(self.elicited / requests, 3) if requests else None}
 
     def to_bytes(self) -> bytes:
         return _HEAD.pack(self.minute, self.minute_count, self.peak, self.previous,
-                          self.gap_sum, self.gap_squares) + self.hours.astype("<u4").tobytes()
+                          self.gap_sum, self.gap_squares, self.elicited, 0) + \
+            self.hours.astype("<u4").tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Activity":
-        minute, count, peak, previous, gap_sum, squares = _HEAD.unpack_from(data)
+        minute, count, peak, previous, gap_sum, squares, elicited, _ = _HEAD.unpack_from(data)
         hours = np.frombuffer(data, "<u4", 24, _HEAD.size).astype(np.uint32)
-        return cls(minute, count, peak, previous, gap_sum, squares, hours)
+        return cls(minute, count, peak, previous, gap_sum, squares, elicited, hours)

@@ -44,7 +44,7 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 _HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
 

@@ -197,7 +197,9 @@ def _activity(row: "ScanRow") -> str:
             f"{number(a.get('requests_per_hour'))} requests per hour, at most "
             f"{number(a.get('peak_per_minute'))} in one minute, burstiness "
             f"{number(a.get('burstiness'))} (1: random times; above: bursts), active in "
-            f"{number(a.get('hours_active'))} hours of the day (UTC).</p>")
+            f"{number(a.get('hours_active'))} hours of the day (UTC); "
+            f"{number(a.get('elicitation'))} of its requests ask for reasoning steps or a fixed "
+            f"format.</p>")
 
 
 def _group_line(row: "ScanRow", anchors: dict[str, str], result: "ScanResult") -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from monitor.baseline import Baseline
 from monitor.detector import AccountState, empirical_p, is_reuse, remember, risk_of
+from monitor.elicitation import elicits
 from monitor.features import PromptFeatures
 
 SIGNALS = ("shift", "reuse", "openings")  # as many as monitor.config.SIGNAL_COUNT
@@ -77,7 +78,10 @@ class AccountScorer:
         depends on the account's earlier prompts), features computed for the whole batch at
         once (the costly part), then each request observed in order, so a batch gives what
         one-by-one scoring gives."""
-        texts = [self.strip(state, prompt) for state, prompt, _, _ in requests]
+        texts = []
+        for state, prompt, _, _ in requests:
+            state.activity.elicited += elicits(prompt)
+            texts.append(self.strip(state, prompt))
         if not texts:
             return []
         rff, signatures = self.features.transform(texts)

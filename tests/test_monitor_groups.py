@@ -203,3 +203,15 @@ def test_a_template_too_many_accounts_fill_links_none_of_them(monkeypatch):
     assert link_accounts(states) == [(["a", "b", "c"], ["also", "common"])]
     monkeypatch.setattr(groups, "MAX_TEMPLATE_ACCOUNTS", 2)
     assert link_accounts(states) == []
+
+
+def test_elicitation_markers_are_counted_and_shown(tmp_path, baseline_dir):  # noqa: F811
+    from monitor.elicitation import elicits
+    assert elicits("Let's think step by step.") and elicits("Answer in JSON, nothing else")
+    assert elicits("Explain your reasoning before you answer") and not elicits("Write a haiku")
+    prompts = [f"Question {i}: {turn} Let's think step by step." if i % 4 == 0 else turn
+               for i, turn in enumerate(_sharegpt_turns(40))]
+    rows = [_request(i, "acct-asks", p, 9.0 * i) for i, p in enumerate(prompts)]
+    result = scan_file(write_jsonl(tmp_path / "log.jsonl", rows), Baseline.load(baseline_dir))
+    share = result.rows[0].activity["elicitation"]
+    assert share == round(sum(map(elicits, prompts)) / 40, 3) and share >= 0.25

@@ -1,0 +1,31 @@
+"""Elicitation markers: requests that ask for the reasoning, not only the answer.
+
+Distillation wants more than answers: step-by-step explanations and full chains of thought
+teach a student to reason (Orca, Mukherjee et al. 2023, sent GPT-4 system messages such as
+"think step-by-step and justify your steps"; "Let's think step by step" is Kojima et al. 2022's
+zero-shot chain-of-thought trigger), and a fixed output format makes the answers easy to parse
+into training data. A request is marked when its prompt asks for any of these, by the phrasings
+of that literature and of common prompt guides (the list below), not by the wording of any query
+set this project evaluates on.
+
+Real users ask for steps too, and some apps wrap every message in such an instruction (the
+simulated tutoring app does), so the share is shown with every account and never tested: it is a
+reading aid for a flag, like the account's volume (monitor.activity).
+"""
+
+from __future__ import annotations
+
+import re
+
+_MARKERS = re.compile(
+    r"step[- ]by[- ]step|think (?:it )?through|chain[- ]of[- ]thought|show (?:your|all) (?:work|steps)"
+    r"|explain your (?:reasoning|answer|thinking)|justify your (?:answer|steps|reasoning)"
+    r"|reason(?:ing)? (?:step|carefully)|walk me through|before (?:answering|you answer)"
+    r"|(?:answer|respond|reply|output) (?:only )?(?:in|as|with) (?:json|yaml|xml|a table|csv)"
+    r"|in (?:the )?following format|output format|valid json|json object",
+    re.IGNORECASE)
+
+
+def elicits(prompt: str) -> bool:
+    """Whether the prompt asks for reasoning steps, a chain of thought or a fixed output format."""
+    return _MARKERS.search(prompt) is not None
