@@ -210,7 +210,10 @@ def test_post_hoc_mark_swaps_synonyms_only_and_is_detected(key, alpacaeval):
             if a != b and a.lower() not in ("a", "an"):  # articles follow the swapped word
                 wa, wb = (w.strip(".,;:!?()\"'") for w in (a, b))
                 assert lexicon.synonyms(wa) is not None and wb in lexicon.synonyms(wa)
-    assert wm.detect_lexical(key, [m.text for m in marked]).p_value < 1e-8
+    # the key is fresh on every run: over 101 keys the p-value ranged 2.6e-25 to 5.7e-8 (the
+    # largest failed an earlier bound of 1e-8 in one run in a few hundred), so the bound holds
+    # for every key measured with a margin
+    assert wm.detect_lexical(key, [m.text for m in marked]).p_value < 1e-6
     assert wm.detect_lexical(key, texts).p_value > 1e-3
     assert [wm.mark_text(key, m.text).text for m in marked[:100]] == [m.text for m in marked[:100]]
 
