@@ -108,6 +108,7 @@ def link_accounts(states: Mapping[str, AccountState]) -> list[tuple[list[str], l
 
     def root(a: str) -> str:
         while parent.get(a, a) != a:
+            parent[a] = parent.get(parent[a], parent[a])  # path halving: finds stay short
             a = parent[a]
         return a
 
