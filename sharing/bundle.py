@@ -22,6 +22,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,7 +140,8 @@ def _members(path: Path) -> dict[str, bytes]:
             if any(i.file_size > MAX_MEMBER_BYTES for i in infos):
                 raise BundleError(f"{path}: a member is larger than {MAX_MEMBER_BYTES} bytes")
             return {i.filename: zf.read(i) for i in infos}
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError,
+            zlib.error) as exc:
         raise BundleError(f"{path}: not a bundle, or a damaged or truncated one "
                           f"({exc})") from None
 

@@ -45,6 +45,13 @@ def crypto() -> Any:
     return ed25519
 
 
+def serialization() -> Any:
+    crypto()  # the install hint first
+    from cryptography.hazmat.primitives import serialization as module
+
+    return module
+
+
 def key_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -60,10 +67,11 @@ class PublicKey:
                 "public_key": base64.b64encode(self.raw).decode("ascii"), "key_id": self.key_id}
 
     def verify(self, signature: bytes, data: bytes) -> bool:
+        public = crypto().Ed25519PublicKey.from_public_bytes(self.raw)
         from cryptography.exceptions import InvalidSignature
 
         try:
-            crypto().Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
+            public.verify(signature, data)
         except InvalidSignature:
             return False
         return True
@@ -76,10 +84,9 @@ class SigningKey:
 
     @property
     def public(self) -> PublicKey:
-        from cryptography.hazmat.primitives import serialization
-
-        raw = self.private.public_key().public_bytes(serialization.Encoding.Raw,
-                                                     serialization.PublicFormat.Raw)
+        formats = serialization()
+        raw = self.private.public_key().public_bytes(formats.Encoding.Raw,
+                                                     formats.PublicFormat.Raw)
         return PublicKey(self.org, key_id(raw), raw)
 
     def sign(self, data: bytes) -> bytes:
@@ -108,17 +115,15 @@ def _refuse_existing(*paths: Path) -> None:
 def generate_signing_key(org: str, out: str | os.PathLike[str]) -> PublicKey:
     """Write a new Ed25519 private key (PEM, mode 0600) to ``out`` and its public half, with the
     org name, to ``public_path(out)``; refuses if either exists."""
-    from cryptography.hazmat.primitives import serialization
-
+    formats = serialization()
     if not org.strip():
         raise KeyFileError("--org must name the organisation that signs")
     out = Path(out)
     pub_path = public_path(out)
     _refuse_existing(out, pub_path)
     key = SigningKey(org.strip(), crypto().Ed25519PrivateKey.generate())
-    pem = key.private.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    pem = key.private.private_bytes(formats.Encoding.PEM, formats.PrivateFormat.PKCS8,
+                                    formats.NoEncryption())
     header = f"# fingerprint signing key of {key.org}\n".encode("utf-8")
     atomic_write_bytes(out, header + pem, mode=0o600)
     atomic_write_bytes(pub_path, _json_bytes(key.public.to_dict()))
@@ -127,14 +132,13 @@ def generate_signing_key(org: str, out: str | os.PathLike[str]) -> PublicKey:
 
 def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
     """The private key at ``path``; its org comes from the header line keygen wrote."""
-    from cryptography.hazmat.primitives import serialization
-
+    formats = serialization()
     path = Path(path)
     data = path.read_bytes()
     first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
     prefix = "# fingerprint signing key of "
     try:
-        private = serialization.load_pem_private_key(data.split(b"\n", 1)[-1], password=None)
+        private = formats.load_pem_private_key(data.split(b"\n", 1)[-1], password=None)
     except (ValueError, TypeError):
         raise KeyFileError(f"{path}: not a PEM private key (made by 'fingerprint share "
                            f"keygen'?)") from None

@@ -217,3 +217,165 @@ def test_an_index_without_text_is_refused(tmp_path, keys, served_file, fingerpri
     build_index(idx, [served_file], fingerprinter, store_text=False)
     refused("share", "export", "--index", idx, "--consortium-key", keys["consortium"],
             "--sign", keys["sign"], "--out", tmp_path / "x.bundle", reason="stores no response text")
+
+
+# --- refusals: every one from a real file, each a one-line error naming its reason -----------
+
+def rewrite(bundle: Path, out: Path, replace: dict | None = None, add: dict | None = None,
+            resign=None) -> Path:
+    """A copy of ``bundle`` with members replaced or added (valid zip CRCs: what someone who
+    edits the file with zip tools makes); with ``resign`` (a SigningKey), the manifest is
+    re-signed with it after ``replace["manifest"]`` (a function of the manifest dict)."""
+    from sharing.bundle import canonical_json
+
+    replace, add = dict(replace or {}), dict(add or {})
+    with zipfile.ZipFile(bundle) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    if "manifest" in replace:
+        members["manifest.json"] = canonical_json(
+            replace.pop("manifest")(json.loads(members["manifest.json"])))
+    if resign is not None:
+        members["manifest.sig"] = resign.sign(members["manifest.json"])
+    members.update(replace)
+    members.update(add)
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def verify_refused(path, keys, *extra, reason):
+    return refused("share", "verify", path, "--trust", keys["trust"], *extra, reason=reason)
+
+
+def test_unknown_signer_is_refused(built_index, keys, tmp_path):
+    out = tmp_path / "evil.bundle"
+    ok("share", "export", "--index", built_index, "--consortium-key", keys["consortium"],
+       "--sign", keys["evil"], "--out", out)
+    line = verify_refused(out, keys, reason="signed by unknown key")
+    assert "'Evil'" in line and "trust directory" in line
+
+
+def test_a_manifest_changed_after_signing_or_signed_by_another_key_is_refused(bundle, keys,
+                                                                             tmp_path):
+    from sharing import load_signing_key
+
+    def longer(m):
+        return {**m, "valid_until": "2099-01-01T00:00:00+00:00"}
+
+    verify_refused(rewrite(bundle, tmp_path / "a.bundle", {"manifest": longer}), keys,
+                   reason="bad signature")
+    verify_refused(rewrite(bundle, tmp_path / "b.bundle", {"manifest": longer},
+                           resign=load_signing_key(keys["evil"])), keys, reason="bad signature")
+    verify_refused(rewrite(bundle, tmp_path / "c.bundle", {"manifest.sig": b"\0" * 64}), keys,
+                   reason="bad signature")
+
+
+def test_any_changed_part_byte_is_refused(bundle, keys, tmp_path):
+    with zipfile.ZipFile(bundle) as zf:
+        signatures = bytearray(zf.read("signatures.bin"))
+    signatures[1000] ^= 1
+    line = verify_refused(rewrite(bundle, tmp_path / "a.bundle",
+                                  {"signatures.bin": bytes(signatures)}), keys,
+                          reason="changed after signing")
+    assert "'signatures.bin'" in line
+    added = rewrite(bundle, tmp_path / "b.bundle", add={"accounts.json": b"{}"})
+    verify_refused(added, keys, reason="'accounts.json' is not in the signed manifest")
+    raw = bytearray(bundle.read_bytes())  # a flipped byte anywhere in the file
+    for offset in range(0, len(raw), max(1, len(raw) // 40)):
+        damaged = bytearray(raw)
+        damaged[offset] ^= 0x40
+        (tmp_path / "c.bundle").write_bytes(bytes(damaged))
+        result = run("share", "verify", tmp_path / "c.bundle", "--trust", keys["trust"])
+        assert result.exit_code == 1 and result.output.startswith("Error: "), (offset,
+                                                                              result.output)
+
+
+def test_expired_and_not_yet_valid_bundles_are_refused(built_index, keys, tmp_path):
+    from sharing import export_bundle
+
+    old, future = tmp_path / "old.bundle", tmp_path / "future.bundle"
+    export_bundle(built_index, keys["consortium"], keys["sign"], old, valid_days=90,
+                  now=NOW - timedelta(days=200))
+    export_bundle(built_index, keys["consortium"], keys["sign"], future, valid_days=90,
+                  now=NOW + timedelta(days=10))
+    assert "ask 'ACME' for a fresh export" in verify_refused(old, keys, reason="expired on")
+    verify_refused(future, keys, reason="not valid before")
+    refused("share", "import", old, "--trust", keys["trust"], "--into", tmp_path / "in",
+            reason="expired on")
+    assert not (tmp_path / "in").exists()
+
+
+def test_a_consortium_key_the_recipient_does_not_hold_is_refused(bundle, keys):
+    line = verify_refused(bundle, keys, "--consortium-key", keys["other"],
+                          reason="which you do not hold")
+    ok("share", "verify", bundle, "--trust", keys["trust"], "--consortium-key", keys["other"],
+       "--consortium-key", keys["consortium"])  # rotation: holding both old and new is enough
+    assert json.loads(keys["other"].read_text())["key_id"] in line
+
+
+def test_a_schema_from_the_future_is_refused(bundle, keys, tmp_path):
+    from sharing import load_signing_key
+
+    future = rewrite(bundle, tmp_path / "f.bundle", {"manifest": lambda m: {**m, "schema": 2}},
+                     resign=load_signing_key(keys["sign"]))
+    verify_refused(future, keys, reason="schema version 2 is newer")
+
+
+def test_truncated_and_non_bundle_files_are_refused(bundle, keys, tmp_path):
+    data = bundle.read_bytes()
+    for size in (0, 10, len(data) // 2, len(data) - 1):
+        (tmp_path / "t.bundle").write_bytes(data[:size])
+        verify_refused(tmp_path / "t.bundle", keys, reason="not a bundle")
+    verify_refused(write_jsonl(tmp_path / "x.jsonl", served_rows(2)), keys,
+                   reason="not a bundle")
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr("manifest.sig", "")
+    verify_refused(tmp_path / "other.zip", keys, reason="not a fingerprint bundle manifest")
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/etc/evil", "parts/../../x", "a\\..\\b",
+                                  "unknown.bin"])
+def test_a_member_name_that_could_escape_or_is_not_a_part_is_refused(bundle, keys, tmp_path,
+                                                                     name):
+    evil = rewrite(bundle, tmp_path / "z.bundle", add={name: b"owned"})
+    into = tmp_path / "signals"
+    line = refused("share", "import", evil, "--trust", keys["trust"], "--into", into,
+                   reason="refused")
+    assert ("would escape" if name != "unknown.bin" else "not a part of the format") in line
+    assert not into.exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_a_malformed_trust_directory_is_named(bundle, keys, tmp_path):
+    (keys["trust"] / "bad.pub").write_text('{"org": "X", "algorithm": "ed25519"}')
+    verify_refused(bundle, keys, reason='bad.pub: field "public_key" is missing')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused("share", "verify", bundle, "--trust", empty, reason="no .pub file")
+
+
+def test_an_import_that_fails_midway_leaves_nothing(bundle, keys, tmp_path, monkeypatch):
+    import sharing.store
+    from sharing import import_bundle
+
+    into = tmp_path / "signals"
+
+    def crash(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sharing.store.os, "replace", crash)
+    with pytest.raises(OSError):
+        import_bundle(bundle, keys["trust"], into)
+    assert list(into.iterdir()) == []
+    monkeypatch.undo()
+    assert import_bundle(bundle, keys["trust"], into).imported
+
+
+def test_a_missing_dependency_gives_the_install_line(keys, tmp_path, monkeypatch):
+    import sys
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "cryptography"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    refused("share", "keygen", "--org", "X", "--out", tmp_path / "x.key",
+            reason="pip install 'output-fingerprint[share]'")
