@@ -11,7 +11,10 @@ The manifest holds the schema version, producer (org, signing key id), created, 
 valid_until, the consortium key id, the config that makes signatures comparable, counts, and
 the sha256 and size of every part. ``manifest.sig`` is the Ed25519 signature over the manifest
 bytes exactly as stored (written canonically: sorted keys, no spaces, ASCII), so checking the
-signature and then each part's sha256 proves every byte of the bundle came from the signer.
+signature and then each part's sha256 proves every byte of every member came from the signer.
+The zip's container bytes (a member's timestamp or attributes) are not signed: changing one
+changes nothing that is read, and a test flips every byte of a bundle to show that each change
+is refused or leaves every member's content exactly as signed.
 Members are written with a fixed timestamp, so the same content gives the same bytes.
 """
 
@@ -21,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -72,7 +76,7 @@ class Bundle:
         m = self.manifest
         return {"bundle": self.path, "bundle_id": self.bundle_id, "schema": m["schema"],
                 "producer": m["producer"], "signer_org": self.signer.org,
-                "created": m["created"], "valid_from": m["valid_from"],
+                "created": m.get("created"), "valid_from": m["valid_from"],
                 "valid_until": m["valid_until"], "consortium_key_id": m["consortium_key_id"],
                 "select": m.get("select"), "config": m.get("config"), "counts": m["counts"],
                 "parts": m["parts"]}
@@ -117,7 +121,11 @@ def read_bundle(path: str | os.PathLike[str], trust: Mapping[str, PublicKey], *,
     if not signer.verify(signature, manifest_bytes):
         raise SignatureError(f"{name}: bad signature: the manifest was not signed by "
                              f"{signer.org}'s key {signer.key_id} (changed after signing?)")
+    if manifest["producer"].get("org") != signer.org:
+        raise UntrustedSignerError(f"{name}: names producer {manifest['producer'].get('org')!r}"
+                                   f" but is signed by {signer.org!r}'s key {signer.key_id}")
     parts = _checked_parts(name, manifest, members)
+    _check_sizes(name, manifest, parts)
     _check_period(name, manifest, now or datetime.now(timezone.utc))
     wanted = _text(manifest, "consortium_key_id", name)
     if consortium_key_ids is not None and wanted not in consortium_key_ids:
@@ -128,9 +136,13 @@ def read_bundle(path: str | os.PathLike[str], trust: Mapping[str, PublicKey], *,
 
 
 def _members(path: Path) -> dict[str, bytes]:
-    """Every member's bytes, names checked before anything is read."""
+    """Every member's bytes, names checked before anything is read. The file is read whole
+    first (a missing file stays the OS's error); whatever a damaged zip makes zipfile raise
+    (a bad CRC, a corrupt deflate stream, a header offset before the start, an encrypted
+    member) is one BundleError."""
+    data = path.read_bytes()
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
             for info in infos:
                 _check_name(str(path), info.filename)
@@ -141,7 +153,7 @@ def _members(path: Path) -> dict[str, bytes]:
                 raise BundleError(f"{path}: a member is larger than {MAX_MEMBER_BYTES} bytes")
             return {i.filename: zf.read(i) for i in infos}
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError,
-            zlib.error) as exc:
+            zlib.error, ValueError, OSError, RuntimeError, OverflowError, struct.error) as exc:
         raise BundleError(f"{path}: not a bundle, or a damaged or truncated one "
                           f"({exc})") from None
 
@@ -199,6 +211,25 @@ def _checked_parts(name: str, manifest: dict[str, Any],
                                     f"the signed manifest's: changed after signing")
         parts[part] = members[part]
     return parts
+
+
+def _check_sizes(name: str, manifest: dict[str, Any], parts: dict[str, bytes]) -> None:
+    """Signatures agree with the counts and config the manifest states (a producer's bug, not
+    an attack: the manifest is signed, but a reader must not misalign rows)."""
+    rows = manifest["counts"].get("signatures", 0)
+    num_perm = (manifest.get("config") or {}).get("num_perm")
+    if "signatures.bin" not in parts and not rows:
+        return
+    if not isinstance(rows, int) or not isinstance(num_perm, int) or num_perm <= 0 or \
+            len(parts.get("signatures.bin", b"")) != rows * num_perm * 4:
+        raise BundleError(f"{name}: signatures.bin does not hold counts.signatures ({rows}) "
+                          f"rows of config.num_perm ({num_perm}) uint32 values")
+    try:
+        signals = json.loads(parts.get("signatures.json", b"").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        signals = None
+    if not isinstance(signals, list) or len(signals) != rows:
+        raise BundleError(f"{name}: signatures.json is not a list of {rows} signals")
 
 
 def _check_period(name: str, manifest: dict[str, Any], now: datetime) -> None:
