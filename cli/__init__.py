@@ -21,6 +21,7 @@ from cli.options import CONTEXT
 from cli.probe import probe_group
 from cli.reference import reference_group
 from cli.replay import serve_replay
+from cli.share import share_group
 from cli.watermark import watermark_group
 from fingerprint import __version__
 from fingerprint.errors import FingerprintError
@@ -60,7 +61,7 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 
 
 for command in (index_group, verify_command, reference_group, attribute_command, probe_group,
-                serve_replay, watermark_group, monitor_group):
+                serve_replay, watermark_group, monitor_group, share_group):
     main.add_command(command)
 
 __all__ = ["ErrorReportingGroup", "main"]

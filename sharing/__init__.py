@@ -1,0 +1,36 @@
+"""Sharing distillation signals between providers (issue 16, in progress): signed, expiring,
+privacy-keyed bundles, verified before use.
+
+A producer exports keyed MinHash signatures of selected served responses (keyed by the
+consortium secret partners agree on, so nobody without it can test a guessed text) and the
+accounts its monitor flagged (STIX 2.1 indicators on keyed account hashes), in one zip signed
+with its Ed25519 key (sharing.bundle). A recipient verifies signer, signature, every part's
+checksum, validity period, schema and consortium key before importing it all or nothing.
+A capability beside probing, replay, reports and monitor: imports fingerprint and index only.
+Needs the ``share`` extra (cryptography, stix2); without it each entry point says how to
+install it.
+"""
+
+from sharing.bundle import FORMAT, SCHEMA_VERSION, Bundle, read_bundle, write_bundle
+from sharing.errors import (BundleError, ConsortiumKeyError, ConsortiumMismatchError,
+                            ExpiredBundleError, ExportError, ImportStoreError, KeyFileError,
+                            NotYetValidError, PartChecksumError, SchemaVersionError,
+                            SharingDependencyError, SharingError, SignatureError,
+                            TrustStoreError, UnsafePathError, UntrustedSignerError)
+from sharing.export import ExportResult, export_bundle
+from sharing.keyed import KeyedMinHasher, account_hash
+from sharing.keys import (ConsortiumKey, PublicKey, SigningKey, generate_consortium_key,
+                          generate_signing_key, load_consortium_key, load_signing_key,
+                          read_trust_dir)
+from sharing.store import ImportResult, import_bundle, verify_bundle
+
+__all__ = [
+    "FORMAT", "SCHEMA_VERSION", "Bundle", "BundleError", "ConsortiumKey", "ConsortiumKeyError",
+    "ConsortiumMismatchError", "ExpiredBundleError", "ExportError", "ExportResult",
+    "ImportResult", "ImportStoreError", "KeyFileError", "KeyedMinHasher", "NotYetValidError",
+    "PartChecksumError", "PublicKey", "SchemaVersionError", "SharingDependencyError",
+    "SharingError", "SignatureError", "SigningKey", "TrustStoreError", "UnsafePathError",
+    "UntrustedSignerError", "account_hash", "export_bundle", "generate_consortium_key",
+    "generate_signing_key", "import_bundle", "load_consortium_key", "load_signing_key",
+    "read_bundle", "read_trust_dir", "verify_bundle", "write_bundle",
+]
