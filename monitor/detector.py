@@ -30,6 +30,7 @@ customer, is not covered). After the last checkpoint an account is not tested ag
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -44,7 +45,7 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3  # 3: the skeleton's edges as strings (2: as lists of words)
 _HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
 
@@ -121,11 +122,23 @@ class AccountState:
 
 def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:
     """Whether ``signature`` nearly copies one of the ``count`` (at most the ring's size)
-    signatures in ``recent``."""
+    signatures in ``recent``: whether the share of equal values, ``matches / perm`` as a float,
+    reaches ``threshold`` for one of them. Counted in integers against the fewest matches whose
+    share reaches it (the same booleans, without a float mean per request)."""
     if count == 0:
         return False
     ring = recent[:min(count, len(recent))]
-    return bool(np.max(np.mean(ring == signature, axis=1)) >= threshold)
+    matches = np.count_nonzero(ring == signature, axis=1)
+    return bool(matches.max() >= least_matches(threshold, ring.shape[1]))
+
+
+@functools.lru_cache(maxsize=64)
+def least_matches(threshold: float, perm: int) -> int:
+    """The fewest of ``perm`` equal values whose share (``np.mean`` of the equalities: the count
+    divided by ``perm`` in float64) is at least ``threshold``; ``perm + 1`` if none is."""
+    shares = np.arange(perm + 1, dtype=np.float64) / perm
+    reach = np.flatnonzero(shares >= threshold)
+    return int(reach[0]) if reach.size else perm + 1
 
 
 def remember(state: AccountState, signature: np.ndarray) -> None:
