@@ -63,11 +63,17 @@ class Skeleton:
         head = " ".join(words[:EDGE_WORDS])
         tail = head if len(words) <= EDGE_WORDS else " ".join(words[-EDGE_WORDS:])
         best = (0, 0)
-        for their_head, their_tail in self.edges:
-            front = _common_words(head, their_head)
-            back = min(_common_words(tail, their_tail, from_end=True), len(words) - front)
-            if front + back > sum(best):
-                best = (front, back)
+        if words:
+            # most edges differ in their first or last word already: no call for those
+            first, last = words[0] + " ", " " + words[-1]
+            for their_head, their_tail in self.edges:
+                front = _common_words(head, their_head) \
+                    if their_head.startswith(first) or their_head == words[0] else 0
+                back = _common_words(tail, their_tail, from_end=True) \
+                    if their_tail.endswith(last) or their_tail == words[-1] else 0
+                back = min(back, len(words) - front)
+                if front + back > sum(best):
+                    best = (front, back)
         self.edges.append((head, tail))
         del self.edges[:-RECENT]
         front, back = best
