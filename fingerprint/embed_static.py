@@ -151,7 +151,9 @@ class StaticBackend:
             self._tokenizers[max_tokens] = (tokenizer, FastWordPiece.from_tokenizer(tokenizer))
         tokenizer, fast = self._tokenizers[max_tokens]
         texts = clip(texts, max_tokens)
-        ids, offsets = fast.encode(texts) if fast else _tokenizer_ids(tokenizer, texts)
+        if fast:
+            return normalise_rows(fast.row_sums(texts, self.table, self.empty_row))
+        ids, offsets = _tokenizer_ids(tokenizer, texts)
         return normalise_rows(row_sums(ids, offsets, self.table, self.empty_row))
 
 
