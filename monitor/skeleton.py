@@ -114,14 +114,31 @@ class Skeleton:
 
     @classmethod
     def from_json(cls, data: list) -> "Skeleton":
-        """Edges as ``to_json`` gives them; a tail equal to its head (a prompt of at most
+        return cls.from_edges([(head, tail) for head, tail in data])
+
+    def edges_text(self) -> str:
+        """The edges as one text, heads and tails in turn, one a line (an edge holds no line
+        break: it is words joined by spaces): what the account's stored state keeps."""
+        return "\n".join(part for edge in self.edges for part in edge)
+
+    @classmethod
+    def from_edges_text(cls, text: str, count: int) -> "Skeleton":
+        """The skeleton of ``count`` edges ``edges_text`` gave (no templates)."""
+        parts = text.split("\n") if count else []
+        if len(parts) != 2 * count or (not count and text):
+            raise ValueError(f"expected {count} edges, found {len(parts) / 2:g}")
+        return cls.from_edges(list(zip(parts[::2], parts[1::2])))
+
+    @classmethod
+    def from_edges(cls, edges: list[tuple[str, str]]) -> "Skeleton":
+        """A skeleton of these edges; a tail equal to its head (a prompt of at most
         ``EDGE_WORDS`` words) shares the head's string, as when it was made."""
-        edges = []
-        for head, tail in data:
+        kept = []
+        for head, tail in edges:
             if not isinstance(head, str) or not isinstance(tail, str):
                 raise TypeError("an edge is two strings")
-            edges.append((head, head if tail == head else tail))
-        return cls(edges)
+            kept.append((head, head if tail == head else tail))
+        return cls(kept)
 
 
 def template_id(edge: str, words: list[str]) -> str:
