@@ -34,6 +34,7 @@ import functools
 import json
 import math
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,16 +121,15 @@ class AccountState:
             skeleton = Skeleton.from_edges_text(
                 data[expected:reasons_at].decode("utf-8", "surrogatepass"), edge_count)
             reasons_json = data[reasons_at:reasons_at + reasons_size]
-            reasons = json.loads(reasons_json.decode("utf-8"))
+            reasons = [_interned(r) for r in json.loads(reasons_json.decode("utf-8"))]
             extra = json.loads(data[reasons_at + reasons_size:].decode("utf-8"))
-            skeleton.templates = {str(k): int(v) for k, v in extra["templates"].items()}
+            skeleton.templates = {sys.intern(str(k)): int(v)
+                                  for k, v in extra["templates"].items()}
             skeleton.filled = int(extra["filled"])
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
                 AttributeError):
             raise StateEntryError("an account's stored edges, reasons or templates are not "
                                   "valid") from None
-        if not isinstance(reasons, list):
-            raise StateEntryError("an account's stored reasons are not a list")
         (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
          nxt) = _HEADER.unpack_from(data)
         offset = _HEADER.size
@@ -142,6 +142,13 @@ class AccountState:
                     Activity.from_bytes(data[arrays:arrays + activity.SIZE]))
         state._reasons_json = (reasons, reasons_json)
         return state
+
+
+def _interned(reason: dict[str, Any]) -> dict[str, Any]:
+    """A decoded reason whose keys and text values are the interpreter's shared copies: the
+    same few names and meanings recur in every account (~1 KB each otherwise)."""
+    return {sys.intern(k): sys.intern(v) if isinstance(v, str) else v
+            for k, v in reason.items()}
 
 
 def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:
