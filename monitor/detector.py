@@ -102,8 +102,9 @@ class AccountState:
         edges = self.skeleton.edges_text().encode("utf-8", "surrogatepass")
         extra = _JSON.encode({"templates": self.skeleton.templates,
                               "filled": self.skeleton.filled}).encode("utf-8")
-        return b"".join((header, self.rff_sum.astype("<f8").tobytes(),
-                         self.recent.astype("<u4").tobytes(), self.activity.to_bytes(),
+        return b"".join((header, self.rff_sum.astype("<f8", copy=False).tobytes(),
+                         self.recent.astype("<u4", copy=False).tobytes(),
+                         self.activity.to_bytes(),
                          _TAIL.pack(len(self.skeleton.edges), len(edges), len(reasons)), edges,
                          reasons, extra))
 
@@ -129,7 +130,7 @@ class AccountState:
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
                 AttributeError):
             raise StateEntryError("an account's stored edges, reasons or templates are not "
-                                  "valid") from None
+                                  "valid text and JSON") from None
         (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
          nxt) = _HEADER.unpack_from(data)
         offset = _HEADER.size
@@ -159,7 +160,7 @@ def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: f
     if count == 0:
         return False
     ring = recent[:min(count, len(recent))]
-    matches = np.count_nonzero(ring == signature, axis=1)
+    matches = np.add.reduce(ring == signature, axis=1)  # per earlier prompt, equal values
     return bool(matches.max() >= least_matches(threshold, ring.shape[1]))
 
 

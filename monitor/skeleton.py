@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 
+from monitor.errors import StateEntryError
+
 MIN_SKELETON_WORDS = 4
 EDGE_WORDS = 48
 RECENT = 8
@@ -126,7 +128,8 @@ class Skeleton:
         """The skeleton of ``count`` edges ``edges_text`` gave (no templates)."""
         parts = text.split("\n") if count else []
         if len(parts) != 2 * count or (not count and text):
-            raise ValueError(f"expected {count} edges, found {len(parts) / 2:g}")
+            raise StateEntryError(f"an account's stored edges: expected {count}, found "
+                                  f"{len(parts) / 2:g}")
         return cls.from_edges(list(zip(parts[::2], parts[1::2])))
 
     @classmethod
@@ -136,7 +139,7 @@ class Skeleton:
         kept = []
         for head, tail in edges:
             if not isinstance(head, str) or not isinstance(tail, str):
-                raise TypeError("an edge is two strings")
+                raise StateEntryError("an account's stored edge is not two strings")
             kept.append((head, head if tail == head else tail))
         return cls(kept)
 
