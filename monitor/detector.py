@@ -46,10 +46,11 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 3  # 3: edges as one text, reasons and templates as JSON (2: all as one JSON)
+STATE_FORMAT = 3  # 3: edges and templates as text, reasons as JSON (2: all as one JSON)
 _HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
-_TAIL = struct.Struct("<III")  # after the activity: edges, the edges' bytes, the reasons' bytes
+_TAIL = struct.Struct("<IIIQ")  # after the activity: edges, their bytes, the reasons' bytes,
+# prompts that filled a template
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -88,10 +89,10 @@ class AccountState:
 
     def to_bytes(self) -> bytes:
         """A compact, versioned encoding (no pickle): header, the arrays' bytes, the activity,
-        then the skeleton's edges as one text and the reasons and templates as JSON (layout in
-        ``_TAIL``). The reasons' JSON is kept from one call to the next while ``reasons`` is the
-        same list: they change only at a checkpoint (monitor.scoring replaces the list, never
-        changes it in place), and their floats are most of an encoding's cost."""
+        sizes (``_TAIL``), then the skeleton's edges as one text, the reasons as JSON and the
+        template counts as text. The reasons' JSON is kept from one call to the next while
+        ``reasons`` is the same list: they change only at a checkpoint (monitor.scoring replaces
+        the list, never changes it in place), and their floats are most of an encoding's cost."""
         header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
                               self.openings, self.turns_known, self.flagged_at, self.risk,
                               self.p_value, self.first_seen, self.last_seen,
@@ -99,14 +100,14 @@ class AccountState:
         if self._reasons_json is None or self._reasons_json[0] is not self.reasons:
             self._reasons_json = (self.reasons, _JSON.encode(self.reasons).encode("utf-8"))
         reasons = self._reasons_json[1]
-        edges = self.skeleton.edges_text().encode("utf-8", "surrogatepass")
-        extra = _JSON.encode({"templates": self.skeleton.templates,
-                              "filled": self.skeleton.filled}).encode("utf-8")
+        skeleton = self.skeleton
+        edges = skeleton.edges_text().encode("utf-8", "surrogatepass")
         return b"".join((header, self.rff_sum.astype("<f8", copy=False).tobytes(),
                          self.recent.astype("<u4", copy=False).tobytes(),
                          self.activity.to_bytes(),
-                         _TAIL.pack(len(self.skeleton.edges), len(edges), len(reasons)), edges,
-                         reasons, extra))
+                         _TAIL.pack(len(skeleton.edges), len(edges), len(reasons),
+                                    skeleton.filled),
+                         edges, reasons, skeleton.templates_text().encode("utf-8")))
 
     @classmethod
     def from_bytes(cls, data: bytes, config: MonitorConfig, dim: int) -> "AccountState":
@@ -116,17 +117,17 @@ class AccountState:
             raise StateEntryError(f"an account's stored state has {len(data)} bytes or another "
                                   f"format; expected at least {expected} bytes of format "
                                   f"{STATE_FORMAT}")
-        edge_count, edges_size, reasons_size = _TAIL.unpack_from(data, expected - _TAIL.size)
+        edge_count, edges_size, reasons_size, filled = _TAIL.unpack_from(data,
+                                                                         expected - _TAIL.size)
         reasons_at = expected + edges_size
         try:
             skeleton = Skeleton.from_edges_text(
                 data[expected:reasons_at].decode("utf-8", "surrogatepass"), edge_count)
             reasons_json = data[reasons_at:reasons_at + reasons_size]
             reasons = [_interned(r) for r in json.loads(reasons_json.decode("utf-8"))]
-            extra = json.loads(data[reasons_at + reasons_size:].decode("utf-8"))
-            skeleton.templates = {sys.intern(str(k)): int(v)
-                                  for k, v in extra["templates"].items()}
-            skeleton.filled = int(extra["filled"])
+            skeleton.templates = Skeleton.templates_from_text(
+                data[reasons_at + reasons_size:].decode("utf-8"))
+            skeleton.filled = filled
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
                 AttributeError):
             raise StateEntryError("an account's stored edges, reasons or templates are not "

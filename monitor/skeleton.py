@@ -32,6 +32,8 @@ plus one, so a count is an upper bound and a template used often is never lost).
 from __future__ import annotations
 
 import hashlib
+import sys
+from itertools import chain
 
 from monitor.errors import StateEntryError
 
@@ -121,7 +123,23 @@ class Skeleton:
     def edges_text(self) -> str:
         """The edges as one text, heads and tails in turn, one a line (an edge holds no line
         break: it is words joined by spaces): what the account's stored state keeps."""
-        return "\n".join(part for edge in self.edges for part in edge)
+        return "\n".join(chain.from_iterable(self.edges))
+
+    def templates_text(self) -> str:
+        """The template counts as lines of id and count (an id is hex digits: template_id)."""
+        if self.templates and not "".join(self.templates).isalnum():
+            raise StateEntryError(f"template ids must be letters and digits, got "
+                                  f"{list(self.templates)}")
+        return "\n".join([f"{tid} {count}" for tid, count in self.templates.items()])
+
+    @staticmethod
+    def templates_from_text(text: str) -> dict[str, int]:
+        """The counts ``templates_text`` wrote; ids interned (accounts of a group share them)."""
+        counts = {}
+        for line in text.split("\n") if text else ():
+            tid, count = line.split(" ")
+            counts[sys.intern(tid)] = int(count)
+        return counts
 
     @classmethod
     def from_edges_text(cls, text: str, count: int) -> "Skeleton":

@@ -290,11 +290,14 @@ def test_a_states_bytes_follow_its_reasons_and_refuse_damage():
     blob = state.to_bytes()
     edges_at = blob.index("\n".join(["one two three four five"] * 2 + ["", ""]).encode())
     damaged = bytearray(blob)
-    damaged[edges_at - 12] += 1  # the edge count, first of the three sizes before the edges
+    damaged[edges_at - 20] += 1  # the edge count, first of the sizes before the edges
     with pytest.raises(StateEntryError, match="expected 3, found 2"):
         AccountState.from_bytes(bytes(damaged), CONFIG, 12)
     with pytest.raises(StateEntryError, match="not valid"):
         AccountState.from_bytes(blob[:-3], CONFIG, 12)
+    state.skeleton.templates = {"0123abcd": 3, "not an id": 1}  # would not read back
+    with pytest.raises(StateEntryError, match="letters and digits"):
+        state.to_bytes()
     older = (STATE_FORMAT - 1).to_bytes(2, "little") + state.to_bytes()[2:]
     with pytest.raises(StateEntryError, match=f"format {STATE_FORMAT}"):
         AccountState.from_bytes(older, CONFIG, 12)
