@@ -298,6 +298,7 @@ def test_a_states_bytes_follow_its_reasons_and_refuse_damage():
     state.skeleton.templates = {"0123abcd": 3, "not an id": 1}  # would not read back
     with pytest.raises(StateEntryError, match="letters and digits"):
         state.to_bytes()
+    state.skeleton.templates = {"0123abcd": 3}
     older = (STATE_FORMAT - 1).to_bytes(2, "little") + state.to_bytes()[2:]
     with pytest.raises(StateEntryError, match=f"format {STATE_FORMAT}"):
         AccountState.from_bytes(older, CONFIG, 12)
