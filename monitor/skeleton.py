@@ -142,7 +142,7 @@ class Skeleton:
         return counts
 
     @classmethod
-    def from_edges_text(cls, text: str, count: int) -> "Skeleton":
+    def from_edges_text(cls, text: str, count: int) -> Skeleton:
         """The skeleton of ``count`` edges ``edges_text`` gave (no templates)."""
         parts = text.split("\n") if count else []
         if len(parts) != 2 * count or (not count and text):
@@ -151,7 +151,7 @@ class Skeleton:
         return cls.from_edges(list(zip(parts[::2], parts[1::2])))
 
     @classmethod
-    def from_edges(cls, edges: list[tuple[str, str]]) -> "Skeleton":
+    def from_edges(cls, edges: list[tuple[str, str]]) -> Skeleton:
         """A skeleton of these edges; a tail equal to its head (a prompt of at most
         ``EDGE_WORDS`` words) shares the head's string, as when it was made."""
         kept = []

@@ -122,7 +122,7 @@ def test_non_ascii_runs_kept_in_the_bounded_cache_get_the_tokenizers_ids(monkeyp
     """The ids of non-ASCII runs are kept (at most RUN_CACHE of them, none longer than
     RUN_CACHE_CHARS characters): the first, second and third encodings equal the tokenizer's,
     also once older runs have left the cache."""
-    import fingerprint.wordpiece as wordpiece
+    from fingerprint import wordpiece
 
     monkeypatch.setattr(wordpiece, "RUN_CACHE", 8)
     tokenizer = tokenizers(256)[0]
