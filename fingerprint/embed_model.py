@@ -117,6 +117,8 @@ def clip(texts: list[str] | tuple[str, ...], max_tokens: int) -> list[str]:
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    # np.linalg.norm(vectors, axis=1, keepdims=True) computes exactly this for real rows (the
+    # squares, numpy's pairwise add.reduce, sqrt), after checks that cost more than the sum
+    norms = np.sqrt(np.add.reduce(vectors * vectors, axis=1, keepdims=True))
     norms[norms == 0] = 1.0
     return np.ascontiguousarray(vectors / norms, dtype=EMBEDDING_DTYPE)

@@ -144,14 +144,20 @@ class StaticBackend:
         still tokenises words with non-ASCII characters, and whole texts for a tokenizer the
         compiled one does not support.
         """
-        from fingerprint.wordpiece import FastWordPiece, row_sums
+        loaded = self._tokenizers.get(max_tokens)
+        if loaded is None:  # the imports wait until here: numba loads with them
+            from fingerprint.wordpiece import FastWordPiece
 
-        if max_tokens not in self._tokenizers:
             tokenizer = load_tokenizer(self.model_dir, max_tokens)
-            self._tokenizers[max_tokens] = (tokenizer, FastWordPiece.from_tokenizer(tokenizer))
-        tokenizer, fast = self._tokenizers[max_tokens]
+            loaded = self._tokenizers[max_tokens] = (tokenizer,
+                                                     FastWordPiece.from_tokenizer(tokenizer))
+        tokenizer, fast = loaded
         texts = clip(texts, max_tokens)
-        ids, offsets = fast.encode(texts) if fast else _tokenizer_ids(tokenizer, texts)
+        if fast:
+            return normalise_rows(fast.row_sums(texts, self.table, self.empty_row))
+        from fingerprint.wordpiece import row_sums
+
+        ids, offsets = _tokenizer_ids(tokenizer, texts)
         return normalise_rows(row_sums(ids, offsets, self.table, self.empty_row))
 
 

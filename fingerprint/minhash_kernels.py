@@ -147,6 +147,8 @@ def xxh32_strings(strings: list[str]) -> np.ndarray:
 
 def pack(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """One byte buffer and len(parts)+1 offsets."""
+    if len(parts) == 1 and parts[0]:  # one text (the online monitor's): no joining or summing
+        return np.frombuffer(parts[0], dtype=np.uint8), np.array((0, len(parts[0])), np.int64)
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)), out=offsets[1:])
     data = np.frombuffer(b"".join(parts), dtype=np.uint8) if parts else np.zeros(0, np.uint8)

@@ -30,9 +30,11 @@ customer, is not covered). After the last checkpoint an account is not tested ag
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +46,13 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4  # 4: activity counts elicitation; 3: edges and templates as text, reasons as
+# JSON (2: all as one JSON)
 _HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
+_TAIL = struct.Struct("<IIIQ")  # after the activity: edges, their bytes, the reasons' bytes,
+# prompts that filled a template
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -69,6 +75,9 @@ class AccountState:
     reasons: list[dict[str, Any]] = field(default_factory=list)
     skeleton: Skeleton = field(default_factory=Skeleton)  # recent prompts' edges (templates)
     activity: Activity = field(default_factory=Activity)  # volume and rhythm (shown, not tested)
+    # the last encoded reasons: (the list encoded, its JSON); see to_bytes
+    _reasons_json: tuple[list[dict[str, Any]], bytes] | None = field(
+        default=None, repr=False, compare=False)
 
     @classmethod
     def new(cls, config: MonitorConfig, dim: int) -> "AccountState":
@@ -80,34 +89,50 @@ class AccountState:
         return self.flagged_at >= 0
 
     def to_bytes(self) -> bytes:
-        """A compact, versioned encoding (no pickle): header, then the arrays' bytes."""
+        """A compact, versioned encoding (no pickle): header, the arrays' bytes, the activity,
+        sizes (``_TAIL``), then the skeleton's edges as one text, the reasons as JSON and the
+        template counts as text. The reasons' JSON is kept from one call to the next while
+        ``reasons`` is the same list: they change only at a checkpoint (monitor.scoring replaces
+        the list, never changes it in place), and their floats are most of an encoding's cost."""
         header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
-                              self.openings, self.turns_known, self.flagged_at, self.risk, self.p_value, self.first_seen,
-                              self.last_seen, float(self.next_checkpoint))
-        reasons = json.dumps({"reasons": self.reasons, "edges": self.skeleton.to_json(),
-                              "templates": self.skeleton.templates,
-                              "filled": self.skeleton.filled},
-                             separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return header + self.rff_sum.astype("<f8").tobytes() + \
-            self.recent.astype("<u4").tobytes() + self.activity.to_bytes() + reasons
+                              self.openings, self.turns_known, self.flagged_at, self.risk,
+                              self.p_value, self.first_seen, self.last_seen,
+                              float(self.next_checkpoint))
+        if self._reasons_json is None or self._reasons_json[0] is not self.reasons:
+            self._reasons_json = (self.reasons, _JSON.encode(self.reasons).encode("utf-8"))
+        reasons = self._reasons_json[1]
+        skeleton = self.skeleton
+        edges = skeleton.edges_text().encode("utf-8", "surrogatepass")
+        return b"".join((header, self.rff_sum.astype("<f8", copy=False).tobytes(),
+                         self.recent.astype("<u4", copy=False).tobytes(),
+                         self.activity.to_bytes(),
+                         _TAIL.pack(len(skeleton.edges), len(edges), len(reasons),
+                                    skeleton.filled),
+                         edges, reasons, skeleton.templates_text().encode("utf-8")))
 
     @classmethod
     def from_bytes(cls, data: bytes, config: MonitorConfig, dim: int) -> "AccountState":
         arrays = _HEADER.size + 8 * dim + 4 * config.reuse_history * config.reuse_perm
-        expected = arrays + activity.SIZE
+        expected = arrays + activity.SIZE + _TAIL.size
         if len(data) < expected or data[:2] != struct.pack("<H", STATE_FORMAT):
             raise StateEntryError(f"an account's stored state has {len(data)} bytes or another "
                                   f"format; expected at least {expected} bytes of format "
                                   f"{STATE_FORMAT}")
+        edge_count, edges_size, reasons_size, filled = _TAIL.unpack_from(data,
+                                                                         expected - _TAIL.size)
+        reasons_at = expected + edges_size
         try:
-            extra = json.loads(data[expected:].decode("utf-8"))
-            reasons, skeleton = extra["reasons"], Skeleton.from_json(extra["edges"])
-            skeleton.templates = {str(k): int(v) for k, v in extra.get("templates", {}).items()}
-            skeleton.filled = int(extra.get("filled", 0))
+            skeleton = Skeleton.from_edges_text(
+                data[expected:reasons_at].decode("utf-8", "surrogatepass"), edge_count)
+            reasons_json = data[reasons_at:reasons_at + reasons_size]
+            reasons = [_interned(r) for r in json.loads(reasons_json.decode("utf-8"))]
+            skeleton.templates = Skeleton.templates_from_text(
+                data[reasons_at + reasons_size:].decode("utf-8"))
+            skeleton.filled = filled
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
                 AttributeError):
-            raise StateEntryError("an account's stored reasons and edges are not valid JSON") \
-                from None
+            raise StateEntryError("an account's stored edges, reasons or templates are not "
+                                  "valid text and JSON") from None
         (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
          nxt) = _HEADER.unpack_from(data)
         offset = _HEADER.size
@@ -115,17 +140,39 @@ class AccountState:
         recent = np.frombuffer(data, "<u4", config.reuse_history * config.reuse_perm,
                                offset + 8 * dim).reshape(config.reuse_history,
                                                          config.reuse_perm).copy()
-        return cls(rff, recent, n, hits, count, openings, known, int(nxt), flagged_at, risk, p,
-                   first, last, reasons, skeleton, Activity.from_bytes(data[arrays:expected]))
+        state = cls(rff, recent, n, hits, count, openings, known, int(nxt), flagged_at, risk, p,
+                    first, last, reasons, skeleton,
+                    Activity.from_bytes(data[arrays:arrays + activity.SIZE]))
+        state._reasons_json = (reasons, reasons_json)
+        return state
+
+
+def _interned(reason: dict[str, Any]) -> dict[str, Any]:
+    """A decoded reason whose keys and text values are the interpreter's shared copies: the
+    same few names and meanings recur in every account (~1 KB each otherwise)."""
+    return {sys.intern(k): sys.intern(v) if isinstance(v, str) else v
+            for k, v in reason.items()}
 
 
 def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:
     """Whether ``signature`` nearly copies one of the ``count`` (at most the ring's size)
-    signatures in ``recent``."""
+    signatures in ``recent``: whether the share of equal values, ``matches / perm`` as a float,
+    reaches ``threshold`` for one of them. Counted in integers against the fewest matches whose
+    share reaches it (the same booleans, without a float mean per request)."""
     if count == 0:
         return False
     ring = recent[:min(count, len(recent))]
-    return bool(np.max(np.mean(ring == signature, axis=1)) >= threshold)
+    matches = np.add.reduce(ring == signature, axis=1)  # per earlier prompt, equal values
+    return bool(matches.max() >= least_matches(threshold, ring.shape[1]))
+
+
+@functools.lru_cache(maxsize=64)
+def least_matches(threshold: float, perm: int) -> int:
+    """The fewest of ``perm`` equal values whose share (``np.mean`` of the equalities: the count
+    divided by ``perm`` in float64) is at least ``threshold``; ``perm + 1`` if none is."""
+    shares = np.arange(perm + 1, dtype=np.float64) / perm
+    reach = np.flatnonzero(shares >= threshold)
+    return int(reach[0]) if reach.size else perm + 1
 
 
 def remember(state: AccountState, signature: np.ndarray) -> None:

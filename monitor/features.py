@@ -41,6 +41,7 @@ class PromptFeatures:
                                              backend=config.embedding_backend)
         self.median = median
         self._projection: tuple[np.ndarray, np.ndarray] | None = None
+        self._scale = np.float32(np.sqrt(2.0 / config.rff_features))
 
     @property
     def dim(self) -> int:
@@ -63,8 +64,10 @@ class PromptFeatures:
     def rff(self, embeddings: np.ndarray) -> np.ndarray:
         """sqrt(2/D) cos(x W / (b m) + u) for each bandwidth b, concatenated: float32 rows."""
         weights, offsets = self._weights(embeddings.shape[1])
-        out = np.cos(embeddings @ weights + offsets)
-        out *= np.float32(np.sqrt(2.0 / self.config.rff_features))
+        projected = embeddings @ weights
+        projected += offsets  # in place: the same sums, one array fewer
+        out = np.cos(projected)
+        out *= self._scale
         return out.astype(np.float32, copy=False)
 
     def signatures(self, prompts: Sequence[str]) -> np.ndarray:

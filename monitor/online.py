@@ -206,17 +206,16 @@ class Monitor:
                 raise StateError(f"the monitor of {self.store.directory} is closed")
             entry = self._entry(account)
             moment, limiter_time = self._times(entry, timestamp)
-            seen = self.scorer.assessment(account, entry.state)
             retry = entry.refused != NO_DIGEST and prompt_digest(prompt) == entry.refused
             if retry:
                 self.stats["retries"] += 1
                 entry.retries += 1
-            elif seen.flagged:
+            elif entry.state.flagged:
                 self.stats["flagged_unscored"] += 1
             else:
                 self.scorer.score([(entry.state, prompt, moment, prior_turns)])
                 self.stats["scored"] += 1
-                seen = self.scorer.assessment(account, entry.state)
+            seen = self.scorer.assessment(account, entry.state)
             limit = self.policy.decision(seen.risk, entry.tat, limiter_time)
             entry.tat = limit.tat
             entry.requests += 1

@@ -116,3 +116,38 @@ def test_static_vectors_equal_the_tokenizer_only_ones_in_input_order(alpacaeval,
         assert np.allclose(backend.embed(texts, 64, 32), expected, atol=1e-6)
     finally:
         backend._tokenizers.clear()
+
+
+def test_non_ascii_runs_kept_in_the_bounded_cache_get_the_tokenizers_ids(monkeypatch):
+    """The ids of non-ASCII runs are kept (at most RUN_CACHE of them, none longer than
+    RUN_CACHE_CHARS characters): the first, second and third encodings equal the tokenizer's,
+    also once older runs have left the cache."""
+    from fingerprint import wordpiece
+
+    monkeypatch.setattr(wordpiece, "RUN_CACHE", 8)
+    tokenizer = tokenizers(256)[0]
+    fast = FastWordPiece.from_tokenizer(tokenizer)  # its own, empty cache
+    texts = ["naïve café " * 3 + "文字 Σ x " + "é" * 70, "café naïve [SEP]é",
+             "🙂 " * 20 + "".join(chr(0x4E00 + i) + "x " for i in range(30)), "ascii only"]
+    expected = [e.ids[1:-1] for e in tokenizer.encode_batch(texts)]
+    for _ in range(3):
+        for batch in (texts, texts[::-1]):
+            ids, offsets = fast.encode(batch)
+            got = [ids[offsets[d]:offsets[d + 1]].tolist() for d in range(len(batch))]
+            assert got == (expected if batch is texts else expected[::-1])
+    assert 0 < len(fast._runs) <= 8 and all(len(w) <= wordpiece.RUN_CACHE_CHARS
+                                            for w in fast._runs)
+    backend = load_backend("static", DEFAULT_EMBEDDING_MODEL)
+    sums = fast.row_sums(texts, backend.table, backend.empty_row)
+    ids, offsets = fast.encode(texts)
+    for d in range(len(texts)):
+        row = backend.table[ids[offsets[d]:offsets[d + 1]]].astype(np.float64).sum(axis=0)
+        assert np.allclose(sums[d], row, atol=1e-4)
+
+
+def test_normalised_rows_are_numpys_norm_bit_for_bit():
+    rows = np.random.default_rng(3).standard_normal((50, 256)).astype(np.float32)
+    rows[7] = 0.0
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    assert normalise_rows(rows).tobytes() == (rows / norms).astype(np.float32).tobytes()
