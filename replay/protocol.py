@@ -118,7 +118,12 @@ class HTTPAdapter(BaseHTTPRequestHandler):
     unread = False  # a refused body may still be arriving: linger before closing
 
     def setup(self) -> None:
+        """A deadline reader on the socket, and no Nagle delay: an answer's headers and body go
+        out as two writes, and with Nagle the second waits for the client's delayed ACK (40 ms
+        on Linux) on every request of a kept-alive connection (measured: 10 requests took
+        0.40 s)."""
         super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self.reader)
 
