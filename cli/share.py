@@ -69,25 +69,39 @@ def consortium_key(out: Path, as_json: bool) -> None:
 @click.option("--accounts", type=FilePath,
               help="Risk file from 'fingerprint monitor scan': its flagged accounts go in as "
                    "STIX 2.1 indicators on keyed account hashes.")
+@click.option("--requests", type=FilePath,
+              help="Request log (the monitor's input): the prompts of the --accounts flagged "
+                   "accounts' requests go in as keyed hashes (HMAC under the consortium key).")
+@click.option("--include-text", is_flag=True,
+              help="Also put the selected responses' RAW TEXT in the bundle (texts.json): the "
+                   "only way text leaves; the manifest records it and verify warns.")
 @click.option("--valid-days", type=click.FloatRange(min=0, min_open=True), default=90.0,
               show_default=True, help="Days the bundle stays valid from now.")
 @click.option("--out", required=True, type=FilePath, help="Bundle file to write.")
 @json_option("Print one JSON object (out, bundle_id, producer, counts, validity, bytes).")
 def export(index: Path, consortium: Path, sign: Path, select: str, accounts: Path | None,
-           valid_days: float, out: Path, as_json: bool) -> None:
-    """Write a signed bundle of keyed signatures (no response text) and flagged accounts."""
+           requests: Path | None, include_text: bool, valid_days: float, out: Path,
+           as_json: bool) -> None:
+    """Write a signed bundle of keyed signatures (no response text unless --include-text),
+    flagged accounts and the keyed prompts of their requests."""
     from sharing import export_bundle
 
     result = export_bundle(index, consortium, sign, out, select=select, accounts=accounts,
-                           valid_days=valid_days).to_dict()
+                           valid_days=valid_days, requests=requests,
+                           include_text=include_text).to_dict()
     if as_json:
         echo_json(result)
         return
     counts = result["counts"]
     click.echo(f"bundle      {out} ({result['bytes']} bytes, id {result['bundle_id']})\n"
                f"holds       {counts['signatures']} keyed signatures, {counts['accounts']} "
-               f"flagged accounts\nvalid       {result['valid_from']} to "
+               f"flagged accounts"
+               + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "")
+               + f"\nvalid       {result['valid_from']} to "
                f"{result['valid_until']}, consortium key {result['consortium_key_id']}")
+    if "texts" in counts:
+        click.echo(f"WARNING     THIS BUNDLE CONTAINS RAW RESPONSE TEXT ({counts['texts']} "
+                   f"responses, --include-text): send it only where the text itself may go")
 
 
 def _trust_options(f):
@@ -144,7 +158,8 @@ def _echo_summary(s: dict) -> None:
     click.echo(f"verified    {s['bundle']} (id {s['bundle_id']}, schema {s['schema']})\n"
                f"signed by   {s['signer_org']} (key {s['producer']['key_id']})\n"
                f"holds       {counts.get('signatures', 0)} keyed signatures, "
-               f"{counts.get('accounts', 0)} flagged accounts\n"
+               f"{counts.get('accounts', 0)} flagged accounts"
+               + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "") + "\n"
                f"valid       {s['valid_from']} to {s['valid_until']}, consortium key "
                f"{s['consortium_key_id']}")
     if s.get("include_text"):
@@ -223,3 +238,30 @@ def feedback_summary(feedback_files: tuple[Path, ...], trust: Path, bundle: Path
         counts = ", ".join(f"{k} {who[k]}" for k in ("confirmed", "false-positive",
                                                       "investigating"))
         click.echo(f"reviewer    {who['org']} (key {who['key_id']}): {counts}")
+
+
+@share_group.command("match-prompts", context_settings=CONTEXT)
+@click.argument("bundle", type=FilePath)
+@click.option("--trust", required=True, type=DirPath,
+              help="Trust directory: your partners' .pub files.")
+@click.option("--consortium-key", "consortium", required=True, type=FilePath,
+              help="The consortium key the bundle's prompt hashes are keyed with.")
+@click.option("--requests", required=True, type=FilePath,
+              help="Your own request log, whose prompts are hashed the same way and compared.")
+@json_option("Print one JSON object (bundle_id, producer, campaign_prompts, requests, "
+             "matched_requests, matched_prompts, accounts).")
+def match_prompts(bundle: Path, trust: Path, consortium: Path, requests: Path,
+                  as_json: bool) -> None:
+    """Which of your own requests carried a prompt of the partner's campaign (the keyed prompt
+    hashes of BUNDLE)."""
+    from sharing import match_prompts as match
+
+    r = match(bundle, trust, consortium, requests)
+    if as_json:
+        echo_json(r)
+        return
+    click.echo(f"bundle      {r['bundle_id']} of {r['producer']}: {r['campaign_prompts']} keyed "
+               f"prompts\nmatched     {r['matched_requests']} of your {r['requests']} requests "
+               f"({r['matched_prompts']} distinct prompts)")
+    for account, n in r["accounts"].items():
+        click.echo(f"account     {account}: {n} matching requests")

@@ -22,6 +22,7 @@ from sharing.export import ExportResult, export_bundle
 from sharing.feedback import (OPINIONS, Opinion, read_feedback, summarize_feedback,
                               write_feedback)
 from sharing.keyed import KeyedMinHasher, account_hash
+from sharing.prompts import match_prompts, prompt_key
 from sharing.keys import (ConsortiumKey, PublicKey, SigningKey, generate_consortium_key,
                           generate_signing_key, load_consortium_key, load_signing_key,
                           read_trust_dir)
@@ -31,7 +32,7 @@ __all__ = [
     "FORMAT", "SCHEMA_VERSION", "Bundle", "BundleError", "ConsortiumKey", "ConsortiumKeyError",
     "ConsortiumMismatchError", "ExpiredBundleError", "ExportError", "ExportResult",
     "FeedbackError", "OPINIONS", "Opinion", "OwnBundleError", "read_feedback",
-    "summarize_feedback", "write_feedback",
+    "summarize_feedback", "write_feedback", "match_prompts", "prompt_key",
     "ImportResult", "ImportStoreError", "KeyFileError", "KeyedMinHasher", "NotYetValidError",
     "PartChecksumError", "PublicKey", "SchemaVersionError", "SharingDependencyError",
     "SharingError", "SignatureError", "SigningKey", "TrustStoreError", "UnsafePathError",
