@@ -136,3 +136,29 @@ def test_text_leaves_only_with_include_text_and_verify_says_so(built_index, keys
     result = json.loads(ok("share", "import", loud, "--trust", keys["partners"], "--into", into,
                            "--json").stdout)
     assert result["include_text"] and (Path(result["into"]) / "texts.json").is_file()
+
+
+def test_verify_warns_of_text_the_manifest_does_not_flag(built_index, keys, tmp_path):
+    """A texts.json part warns even if the (signed) manifest lacks include_text: what the bundle
+    holds decides, not what its producer says it holds."""
+    import hashlib
+
+    from sharing import load_signing_key
+    from sharing.bundle import canonical_json
+
+    plain = tmp_path / "plain.bundle"
+    export(built_index, keys, plain)
+    parts = members(plain)
+    text = json.dumps([{"signal": "x", "response": served_text(0)}]).encode()
+    manifest = json.loads(parts["manifest.json"])
+    manifest["parts"]["texts.json"] = {"sha256": hashlib.sha256(text).hexdigest(),
+                                       "bytes": len(text)}
+    parts["manifest.json"] = canonical_json(manifest)
+    parts["manifest.sig"] = load_signing_key(keys["acme"]).sign(parts["manifest.json"])
+    parts["texts.json"] = text
+    sneaky = tmp_path / "sneaky.bundle"
+    with zipfile.ZipFile(sneaky, "w") as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    assert "RAW RESPONSE TEXT" in ok("share", "verify", sneaky, "--trust",
+                                     keys["partners"]).output

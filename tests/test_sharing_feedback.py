@@ -171,3 +171,22 @@ def test_feedback_on_an_expired_bundle_is_still_written(built_index, keys, tmp_p
         .signals()["responses"][0]
     feedback(old, keys, signal, "confirmed", tmp_path / "late.json")
     assert summary(keys, tmp_path / "late.json", extra=("--bundle", old))["counted"] == 1
+
+
+def test_a_reviewer_key_signing_in_another_orgs_name_is_refused(bundle, keys, tmp_path):
+    import base64
+
+    from sharing import load_signing_key
+    from sharing.bundle import canonical_json
+
+    signal = signals(bundle, keys)["responses"][0]
+    good = tmp_path / "good.json"
+    feedback(bundle, keys, signal, "confirmed", good)
+    document = json.loads(good.read_text())
+    body = {**document["feedback"], "reviewer": {**document["feedback"]["reviewer"],
+                                                 "org": "ACME"}}
+    signature = load_signing_key(keys["globex"]).sign(canonical_json(body))
+    posing = {**document, "feedback": body,
+              "signature": base64.b64encode(signature).decode()}
+    summary_refused(keys, write_jsonl(tmp_path / "posing.json", [posing]),
+                    reason="names reviewer 'ACME' but is signed by 'Globex'")
