@@ -73,9 +73,9 @@ def write_feedback(bundle_path: str | os.PathLike[str], trust_dir: str | os.Path
     if sighting and kind != "account":
         raise FeedbackError(f"--sighting reports an account seen in your traffic; {signal!r} "
                             f"is a response signal, not an account indicator")
-    if key.public.key_id == bundle.signer.key_id:
-        raise FeedbackError(f"{bundle.path}: is your own bundle (signed by your key "
-                            f"{key.public.key_id}); feedback is for a partner's signals")
+    if key.public.key_id == bundle.signer.key_id or key.org == bundle.signer.org:
+        raise FeedbackError(f"{bundle.path}: is your own bundle (signed by {bundle.signer.org!r},"
+                            f" key {bundle.signer.key_id}); feedback is for a partner's signals")
     created = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     body: dict[str, Any] = {
         "bundle_id": bundle.bundle_id,
