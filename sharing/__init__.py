@@ -13,12 +13,16 @@ install it.
 
 from sharing.bundle import FORMAT, SCHEMA_VERSION, Bundle, read_bundle, write_bundle
 from sharing.errors import (BundleError, ConsortiumKeyError, ConsortiumMismatchError,
-                            ExpiredBundleError, ExportError, ImportStoreError, KeyFileError,
-                            NotYetValidError, PartChecksumError, SchemaVersionError,
+                            ExpiredBundleError, ExportError, FeedbackError, ImportStoreError,
+                            KeyFileError, NotYetValidError, OwnBundleError, PartChecksumError,
+                            SchemaVersionError,
                             SharingDependencyError, SharingError, SignatureError,
                             TrustStoreError, UnsafePathError, UntrustedSignerError)
 from sharing.export import ExportResult, export_bundle
+from sharing.feedback import (OPINIONS, Opinion, read_feedback, summarize_feedback,
+                              write_feedback)
 from sharing.keyed import KeyedMinHasher, account_hash
+from sharing.prompts import match_prompts, prompt_key
 from sharing.keys import (ConsortiumKey, PublicKey, SigningKey, generate_consortium_key,
                           generate_signing_key, load_consortium_key, load_signing_key,
                           read_trust_dir)
@@ -27,6 +31,8 @@ from sharing.store import ImportResult, import_bundle, verify_bundle
 __all__ = [
     "FORMAT", "SCHEMA_VERSION", "Bundle", "BundleError", "ConsortiumKey", "ConsortiumKeyError",
     "ConsortiumMismatchError", "ExpiredBundleError", "ExportError", "ExportResult",
+    "FeedbackError", "OPINIONS", "Opinion", "OwnBundleError", "read_feedback",
+    "summarize_feedback", "write_feedback", "match_prompts", "prompt_key",
     "ImportResult", "ImportStoreError", "KeyFileError", "KeyedMinHasher", "NotYetValidError",
     "PartChecksumError", "PublicKey", "SchemaVersionError", "SharingDependencyError",
     "SharingError", "SignatureError", "SigningKey", "TrustStoreError", "UnsafePathError",

@@ -27,6 +27,7 @@ from sharing.bundle import utc_iso, write_bundle
 from sharing.errors import ExportError
 from sharing.keyed import KEYED_HASH, KeyedMinHasher, signal_id
 from sharing.keys import load_consortium_key, load_signing_key
+from sharing.prompts import PROMPT_HASH, prompt_part
 
 BATCH_ROWS = 512
 
@@ -91,12 +92,28 @@ def keyed_parts(index: Any, rows: list[int], secret: bytes) -> dict[str, bytes]:
             "signatures.json": json.dumps(signals, separators=(",", ":")).encode("utf-8")}
 
 
+def text_part(index: Any, rows: list[int], secret: bytes) -> dict[str, bytes]:
+    """``texts.json`` (``--include-text`` only): one {signal, response} per exported row, in the
+    order of signatures.json: the one way raw served text leaves, asked for explicitly and
+    recorded in the signed manifest (``include_text``) so that ``verify`` says so loudly."""
+    texts = []
+    for batch in _batches(rows):
+        stored = index.responses(batch)
+        texts += [{"signal": signal_id(secret, stored[r].id), "response": stored[r].response or ""}
+                  for r in batch]
+    return {"texts.json": json.dumps(texts, ensure_ascii=False).encode("utf-8")} if texts else {}
+
+
 def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.PathLike[str],
                   signing_key: str | os.PathLike[str], out: str | os.PathLike[str], *,
                   select: str = "all", accounts: str | os.PathLike[str] | None = None,
-                  valid_days: float = 90, now: datetime | None = None) -> ExportResult:
+                  valid_days: float = 90, now: datetime | None = None,
+                  requests: str | os.PathLike[str] | None = None,
+                  include_text: bool = False) -> ExportResult:
     """Write a signed bundle of the index's selected rows (and the risk file's flagged
-    accounts) to ``out``, valid from ``now`` for ``valid_days``."""
+    accounts, and with ``requests`` the keyed prompt hashes of their requests; with
+    ``include_text`` the raw response texts too) to ``out``, valid from ``now`` for
+    ``valid_days``."""
     from index import open_index
 
     if not (valid_days > 0):
@@ -105,12 +122,17 @@ def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.P
     start = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     end = start + timedelta(days=valid_days)
     with open_index(index_path) as index:
-        parts = keyed_parts(index, select_rows(index, select), consortium.secret)
+        rows = select_rows(index, select)
+        parts = keyed_parts(index, rows, consortium.secret)
+        if include_text and parts:
+            parts.update(text_part(index, rows, consortium.secret))
         config = {k: getattr(index.config, k) for k in
                   ("normalizer_version", "shingle_size", "num_perm", "seed", "minhash_scheme")}
     flagged = flagged_accounts(accounts) if accounts is not None else []
     if flagged:
         parts["accounts.json"] = indicators(flagged, consortium.secret, key.org, start, end)
+    parts.update(prompt_part(requests, flagged, consortium.secret))
+    prompts = len(json.loads(parts["prompts.json"])) if "prompts.json" in parts else 0
     signatures = len(parts.get("signatures.bin", b"")) // (4 * config["num_perm"])
     if not signatures and not flagged:
         raise ExportError(f"nothing to export: --select {select} selects no response"
@@ -119,6 +141,12 @@ def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.P
                 "valid_until": utc_iso(end), "consortium_key_id": consortium.key_id,
                 "select": select, "config": {**config, "keyed_hash": KEYED_HASH},
                 "counts": {"signatures": signatures, "accounts": len(flagged)}}
+    if requests is not None:
+        manifest["counts"]["prompts"] = prompts
+        manifest["config"]["prompt_hash"] = PROMPT_HASH
+    if "texts.json" in parts:
+        manifest["include_text"] = True
+        manifest["counts"]["texts"] = signatures
     data = write_bundle(out, manifest, parts, key)
     return ExportResult(str(out), hashlib.sha256(data).hexdigest()[:16], json.loads(data))
 
