@@ -23,7 +23,6 @@ HashingVectorizer, kept as the reference the kernel is tested against bucket for
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from typing import Sequence
@@ -31,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from fingerprint.errors import ConfigError
+from fingerprint.folding import FoldedTexts, char_classes, fold_texts
 
 STYLE_VERSIONS = frozenset({1})
 COUNT_DTYPE = np.dtype("<f4")
@@ -48,13 +48,6 @@ def style_features(text: str) -> list[str]:
     return tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
 
 
-@functools.cache
-def _classes() -> np.ndarray:
-    from fingerprint.style_kernels import class_table
-
-    return class_table()
-
-
 class StyleVectorizer:
     """Texts to a CSR matrix of hashed feature counts (rows: texts, columns: buckets)."""
 
@@ -67,16 +60,17 @@ class StyleVectorizer:
 
     def transform(self, texts: Sequence[str]):
         """scipy.sparse CSR (len(texts), n_features), float32 counts, sorted indices."""
+        return self.transform_folded(fold_texts(texts))
+
+    def transform_folded(self, folded: FoldedTexts):
+        """``transform`` of texts already folded (fingerprint.folding), as the fingerprinter
+        folds a batch once for MinHash and style."""
         from scipy.sparse import csr_matrix
 
         from fingerprint.style_kernels import style_counts
 
-        folded = [unicodedata.normalize("NFKC", text).casefold() for text in texts]
-        offsets = np.zeros(len(folded) + 1, dtype=np.int64)
-        np.cumsum([len(f) for f in folded], out=offsets[1:])
-        codes = np.frombuffer("".join(folded).encode("utf-32-le", "surrogatepass"),
-                              dtype=np.uint32)
-        indptr, indices, counts = style_counts(codes, offsets, _classes(), self.n_features)
+        indptr, indices, counts = style_counts(folded.codes, folded.offsets, char_classes(),
+                                               self.n_features)
         if indptr[-1] < 2**31:
             indptr = indptr.astype(np.int32)
         return csr_matrix((counts, indices, indptr), shape=(len(folded), self.n_features))

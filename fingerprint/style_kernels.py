@@ -12,34 +12,16 @@ hashed in place; features are hashed with MurmurHash3 x86_32, seed 0 (scikit-lea
 ``murmurhash3_bytes_s32``), put into buckets as scikit-learn does (``abs(h) % n``; h = -2**31 to
 ``(2**31 - 1 - (n - 1)) % n``), sorted and counted.
 
-The class table is made from Python's own regular expressions (``\\w``, ``\\s``) over every code
-point, so the token rule is the one ``style.style_tokens`` applies, not a re-implementation of
-Unicode's categories. tests/test_style.py compares the kernel with scikit-learn on real and on
-random Unicode text, bucket for bucket.
+The class table (fingerprint.folding.char_classes) is made from Python's own regular expressions
+(``\\w``, ``\\s``) over every code point, so the token rule is the one ``style.style_tokens``
+applies, not a re-implementation of Unicode's categories. tests/test_style.py compares the kernel
+with scikit-learn on real and on random Unicode text, bucket for bucket.
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from numba import njit
-
-SPACE, WORD, OTHER, NEWLINE = 0, 1, 2, 3
-CODE_POINTS = 0x110000
-
-
-def class_table() -> np.ndarray:
-    """Code point -> SPACE (skipped), WORD (``\\w``: runs form one token), OTHER (a token of its
-    own: punctuation, markdown, emoji) or NEWLINE (a token: layout is style), for every code
-    point, found by the regular expressions themselves (~0.2 s, once per process)."""
-    every = "".join(map(chr, range(CODE_POINTS)))
-    table = np.full(CODE_POINTS, OTHER, dtype=np.uint8)
-    table[[m.start() for m in re.finditer(r"\s", every)]] = SPACE
-    table[[m.start() for m in re.finditer(r"\w", every)]] = WORD
-    table[ord("\n")] = NEWLINE
-    return table
-
 
 u64 = np.uint64
 mask = u64(0xFFFFFFFF)
