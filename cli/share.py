@@ -71,23 +71,31 @@ def consortium_key(out: Path, as_json: bool) -> None:
                    "STIX 2.1 indicators on keyed account hashes.")
 @click.option("--valid-days", type=click.FloatRange(min=0, min_open=True), default=90.0,
               show_default=True, help="Days the bundle stays valid from now.")
+@click.option("--style/--no-style", default=True, show_default=True,
+              help="Include the style profile (the selected responses' style rows, keyed by "
+                   "prompt) so partners can rank you as a teacher; it reveals each response's "
+                   "words and word pairs to partners holding the consortium key.")
+@click.option("--style-rows", type=click.IntRange(min=1), default=20000, show_default=True,
+              help="At most this many responses (an even spread) in the style profile.")
 @click.option("--out", required=True, type=FilePath, help="Bundle file to write.")
 @json_option("Print one JSON object (out, bundle_id, producer, counts, validity, bytes).")
 def export(index: Path, consortium: Path, sign: Path, select: str, accounts: Path | None,
-           valid_days: float, out: Path, as_json: bool) -> None:
+           valid_days: float, style: bool, style_rows: int, out: Path, as_json: bool) -> None:
     """Write a signed bundle of keyed signatures (no response text) and flagged accounts."""
     from sharing import export_bundle
 
     result = export_bundle(index, consortium, sign, out, select=select, accounts=accounts,
-                           valid_days=valid_days).to_dict()
+                           valid_days=valid_days, style=style,
+                           style_rows=style_rows).to_dict()
     if as_json:
         echo_json(result)
         return
     counts = result["counts"]
     click.echo(f"bundle      {out} ({result['bytes']} bytes, id {result['bundle_id']})\n"
                f"holds       {counts['signatures']} keyed signatures, {counts['accounts']} "
-               f"flagged accounts\nvalid       {result['valid_from']} to "
-               f"{result['valid_until']}, consortium key {result['consortium_key_id']}")
+               f"flagged accounts, {result['style_rows']} style rows\n"
+               f"valid       {result['valid_from']} to {result['valid_until']}, consortium key "
+               f"{result['consortium_key_id']}")
 
 
 def _trust_options(f):
