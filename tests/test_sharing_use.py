@@ -99,8 +99,10 @@ def attribute_json(*args) -> dict:
 
 
 def test_a_partners_provider_is_ranked_teacher_and_equals_the_raw_index_ranking(world):
+    report = world["tmp"] / "shared.md"
     shared = attribute_json(world["suspect"], "--index", world["own"], "--bundle",
-                            world["signals"], "--consortium-key", world["consortium"])
+                            world["signals"], "--consortium-key", world["consortium"],
+                            "--report", report)
     raw = attribute_json(world["suspect"], "--index", world["own"], "--index", world["ACME"],
                          "--index", world["Beta"], "--name", "own", "--name", "ACME",
                          "--name", "Beta")
@@ -118,6 +120,10 @@ def test_a_partners_provider_is_ranked_teacher_and_equals_the_raw_index_ranking(
     assert any("partner's provider, ACME" in n for n in shared["notes"])
     assert shared["index"] == str(world["own"])  # the full attribution is against an index
     assert {p["name"] for p in shared["partners"]} == {"ACME", "Beta"}
+    markdown = report.read_text()
+    assert "It is a partner's provider" in markdown and f"`{world['own']}`" in markdown
+    assert "Partners' shared signals" in markdown and \
+        f"bundle {world['ACME-export']['bundle_id']} of ACME" in markdown
 
 
 def test_a_suspect_copying_a_partner_gets_near_duplicates_attributed_to_it(world):
@@ -221,11 +227,31 @@ def test_an_expired_bundle_is_refused_at_use(world):
                for p in partners)
 
 
-def test_export_without_style_has_no_style_part(world):
+def test_without_a_style_profile_a_partner_gives_near_duplicates_only(world):
     out = world["tmp"] / "nostyle.bundle"
     made = json.loads(ok("share", "export", "--index", world["ACME"], "--consortium-key",
                          world["consortium"], "--sign", world["tmp"] / "acme.signing.key",
                          "--out", out, "--no-style", "--json").stdout)
-    assert made["style_rows"] == 0 and world["ACME-export"]["style_rows"] == len(world["ACME-rows"])
+    assert made["style_rows"] == 0
+    assert world["ACME-export"]["style_rows"] == len(world["ACME-rows"])
     with zipfile.ZipFile(out) as zf:
         assert "style.bin" not in zf.namelist()
+    into = world["tmp"] / "nostyle-signals"
+    ok("share", "import", out, "--trust", world["trust"], "--into", into)
+    copier = write(world["tmp"] / "copier-2.jsonl", world["ACME-rows"][:5])
+    data = attribute_json(copier, "--index", world["own"], "--bundle", into,
+                          "--consortium-key", world["consortium"])
+    assert data["teachers"] is None  # one index and no profile: nothing to rank
+    assert [(p["name"], p["near_duplicates"]) for p in data["partners"]] == [("ACME", 5)]
+    text = ok("attribute", copier, "--index", world["own"], "--bundle", into / made["bundle_id"],
+              "--consortium-key", world["consortium"]).stdout
+    assert "partner   ACME: bundle" in text and "no style profile" in text, text
+
+
+def test_a_reference_that_is_a_partners_outputs_is_refused(world):
+    """The partner's answers given as a reference would put the candidate teacher into the
+    null; with no public signature shared, equal style rows give it away."""
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            world["signals"], "--consortium-key", world["consortium"], "--reference",
+            write(world["tmp"] / "acme-outputs.jsonl", world["ACME-rows"]),
+            reason="gives the same answers as provider 'ACME'")
