@@ -210,6 +210,9 @@ def test_a_bundle_keyed_with_a_key_the_user_does_not_hold_is_refused(world):
     assert json.loads(world["consortium"].read_text())["key_id"] in line
     refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
             world["signals"], reason="--bundle needs --consortium-key")
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            world["signals"], "--bundle", world["signals"] / world["ACME-export"]["bundle_id"],
+            "--consortium-key", world["consortium"], reason="is given twice")
 
 
 def test_an_expired_bundle_is_refused_at_use(world):
@@ -255,3 +258,21 @@ def test_a_reference_that_is_a_partners_outputs_is_refused(world):
             world["signals"], "--consortium-key", world["consortium"], "--reference",
             write(world["tmp"] / "acme-outputs.jsonl", world["ACME-rows"]),
             reason="gives the same answers as provider 'ACME'")
+
+
+def test_an_imported_bundle_changed_on_disk_is_refused_at_use(world, tmp_path):
+    import shutil
+
+    copy = tmp_path / world["ACME-export"]["bundle_id"]
+    shutil.copytree(world["signals"] / world["ACME-export"]["bundle_id"], copy)
+    data = bytearray((copy / "style.bin").read_bytes())
+    data[len(data) // 2] ^= 1
+    (copy / "style.bin").write_bytes(bytes(data))
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle", copy,
+            "--consortium-key", world["consortium"], reason="part 'style.bin' has sha256")
+    (copy / "stray.txt").write_text("x")
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle", copy,
+            "--consortium-key", world["consortium"], reason="'stray.txt' is not a part")
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            tmp_path / "nowhere", "--consortium-key", world["consortium"],
+            reason="no such import directory")
