@@ -17,13 +17,17 @@ install it.
 from sharing.bundle import (FORMAT, SCHEMA_VERSION, Bundle, read_bundle, read_imported,
                             write_bundle)
 from sharing.errors import (BundleError, ConsortiumKeyError, ConsortiumMismatchError,
-                            ExpiredBundleError, ExportError, ImportStoreError, KeyFileError,
-                            NotYetValidError, PartChecksumError, SchemaVersionError,
+                            ExpiredBundleError, ExportError, FeedbackError, ImportStoreError,
+                            KeyFileError, NotYetValidError, OwnBundleError, PartChecksumError,
+                            SchemaVersionError,
                             SharingDependencyError, SharingError, SignatureError,
                             StyleConfigError, TrustStoreError, UnsafePathError,
                             UntrustedSignerError)
 from sharing.export import ExportResult, export_bundle
+from sharing.feedback import (OPINIONS, Opinion, read_feedback, summarize_feedback,
+                              write_feedback)
 from sharing.keyed import KeyedMinHasher, account_hash
+from sharing.prompts import match_prompts, prompt_key
 from sharing.keys import (ConsortiumKey, PublicKey, SigningKey, generate_consortium_key,
                           generate_signing_key, load_consortium_key, load_signing_key,
                           read_trust_dir)
@@ -33,6 +37,8 @@ from sharing.use import BundlePartner, attribute_with_bundles, load_partners
 __all__ = [
     "FORMAT", "SCHEMA_VERSION", "Bundle", "BundleError", "ConsortiumKey", "ConsortiumKeyError",
     "ConsortiumMismatchError", "ExpiredBundleError", "ExportError", "ExportResult",
+    "FeedbackError", "OPINIONS", "Opinion", "OwnBundleError", "read_feedback",
+    "summarize_feedback", "write_feedback", "match_prompts", "prompt_key",
     "ImportResult", "ImportStoreError", "KeyFileError", "KeyedMinHasher", "NotYetValidError",
     "PartChecksumError", "PublicKey", "SchemaVersionError", "SharingDependencyError",
     "SharingError", "SignatureError", "SigningKey", "TrustStoreError", "UnsafePathError",

@@ -86,3 +86,14 @@ class StyleConfigError(BundleError):
 
 class ImportStoreError(SharingError):
     """The import directory cannot be used (a file where a directory should be)."""
+
+
+class FeedbackError(SharingError):
+    """An opinion cannot be written (a signal id the bundle does not hold, an unknown opinion)
+    or a feedback file is refused: not one, signed by a reviewer not in the trust directory, a
+    signature that does not verify (a field changed after signing), or about another bundle."""
+
+
+class OwnBundleError(SharingError):
+    """The bundle to import was signed by the importer's own key or org: imported, the
+    importer's own outputs would count as a partner's evidence."""
