@@ -167,7 +167,8 @@ def _echo_summary(s: dict) -> None:
                f"signed by   {s['signer_org']} (key {s['producer']['key_id']})\n"
                f"holds       {counts.get('signatures', 0)} keyed signatures, "
                f"{counts.get('accounts', 0)} flagged accounts"
-               + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "") + "\n"
+               + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "")
+               + (f", {s['style']['rows']} style rows" if s.get("style") else "") + "\n"
                f"valid       {s['valid_from']} to {s['valid_until']}, consortium key "
                f"{s['consortium_key_id']}")
     if s.get("include_text"):

@@ -81,7 +81,8 @@ class Bundle:
                 "valid_until": m["valid_until"], "consortium_key_id": m["consortium_key_id"],
                 "select": m.get("select"), "config": m.get("config"), "counts": m["counts"],
                 "parts": m["parts"],
-                "include_text": m.get("include_text") is True or "texts.json" in m["parts"]}
+                "include_text": m.get("include_text") is True or "texts.json" in m["parts"],
+                "style": m.get("style")}
 
     def signals(self) -> dict[str, list[str]]:
         """Every signal id a partner can give feedback on (``share feedback --signal``), by kind:

@@ -87,7 +87,8 @@ def world(alpacaeval, tmp_path_factory) -> dict:
         w[f"{org}-export"] = json.loads(ok(
             "share", "export", "--index", w[org], "--consortium-key", w["consortium"],
             "--sign", tmp / f"{org.lower()}.signing.key", "--out", out, "--json").stdout)
-        ok("share", "import", out, "--trust", w["trust"], "--into", w["signals"])
+        shown = ok("share", "import", out, "--trust", w["trust"], "--into", w["signals"]).stdout
+        assert f"{len(w[org + '-rows'])} style rows" in shown
         w[f"{org}-bundle"] = out
     # a real student of ChatGPT (lineage.csv: vicuna-7b, teacher chatgpt), on the same prompts
     w["suspect"] = write(tmp / "vicuna.jsonl", answers(alpacaeval, "vicuna-7b", range(N)))
