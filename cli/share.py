@@ -77,18 +77,25 @@ def consortium_key(out: Path, as_json: bool) -> None:
                    "only way text leaves; the manifest records it and verify warns.")
 @click.option("--valid-days", type=click.FloatRange(min=0, min_open=True), default=90.0,
               show_default=True, help="Days the bundle stays valid from now.")
+@click.option("--style/--no-style", default=True, show_default=True,
+              help="Include the style profile (the selected responses' style rows, keyed by "
+                   "prompt) so partners can rank you as a teacher; it reveals each response's "
+                   "words and word pairs to partners holding the consortium key.")
+@click.option("--style-rows", type=click.IntRange(min=1), default=20000, show_default=True,
+              help="At most this many responses (an even spread) in the style profile.")
 @click.option("--out", required=True, type=FilePath, help="Bundle file to write.")
 @json_option("Print one JSON object (out, bundle_id, producer, counts, validity, bytes).")
 def export(index: Path, consortium: Path, sign: Path, select: str, accounts: Path | None,
-           requests: Path | None, include_text: bool, valid_days: float, out: Path,
-           as_json: bool) -> None:
+           requests: Path | None, include_text: bool, valid_days: float, style: bool,
+           style_rows: int, out: Path, as_json: bool) -> None:
     """Write a signed bundle of keyed signatures (no response text unless --include-text),
-    flagged accounts and the keyed prompts of their requests."""
+    flagged accounts, the keyed prompts of their requests and the style profile."""
     from sharing import export_bundle
 
     result = export_bundle(index, consortium, sign, out, select=select, accounts=accounts,
                            valid_days=valid_days, requests=requests,
-                           include_text=include_text).to_dict()
+                           include_text=include_text, style=style,
+                           style_rows=style_rows).to_dict()
     if as_json:
         echo_json(result)
         return
@@ -97,6 +104,7 @@ def export(index: Path, consortium: Path, sign: Path, select: str, accounts: Pat
                f"holds       {counts['signatures']} keyed signatures, {counts['accounts']} "
                f"flagged accounts"
                + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "")
+               + f", {result['style_rows']} style rows"
                + f"\nvalid       {result['valid_from']} to "
                f"{result['valid_until']}, consortium key {result['consortium_key_id']}")
     if "texts" in counts:
@@ -159,7 +167,8 @@ def _echo_summary(s: dict) -> None:
                f"signed by   {s['signer_org']} (key {s['producer']['key_id']})\n"
                f"holds       {counts.get('signatures', 0)} keyed signatures, "
                f"{counts.get('accounts', 0)} flagged accounts"
-               + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "") + "\n"
+               + (f", {counts['prompts']} keyed prompts" if "prompts" in counts else "")
+               + (f", {s['style']['rows']} style rows" if s.get("style") else "") + "\n"
                f"valid       {s['valid_from']} to {s['valid_until']}, consortium key "
                f"{s['consortium_key_id']}")
     if s.get("include_text"):

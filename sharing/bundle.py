@@ -43,6 +43,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PARTS = ("signatures.bin", "signatures.json", "accounts.json", "prompts.json", "texts.json")
+PARTS += ("style.bin", "style.json")  # the provider's style profile (sharing.profile)
 MEMBERS = (MANIFEST, SIGNATURE) + PARTS
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
 MAX_MEMBER_BYTES = 2 << 30
@@ -80,7 +81,8 @@ class Bundle:
                 "valid_until": m["valid_until"], "consortium_key_id": m["consortium_key_id"],
                 "select": m.get("select"), "config": m.get("config"), "counts": m["counts"],
                 "parts": m["parts"],
-                "include_text": m.get("include_text") is True or "texts.json" in m["parts"]}
+                "include_text": m.get("include_text") is True or "texts.json" in m["parts"],
+                "style": m.get("style")}
 
     def signals(self) -> dict[str, list[str]]:
         """Every signal id a partner can give feedback on (``share feedback --signal``), by kind:
@@ -267,3 +269,33 @@ def _check_period(name: str, manifest: dict[str, Any], now: datetime) -> None:
     if now >= end:
         raise ExpiredBundleError(f"{name}: expired on {utc_iso(end)} (now {utc_iso(now)}); "
                                  f"ask {manifest['producer'].get('org')!r} for a fresh export")
+
+
+def read_imported(directory: str | os.PathLike[str], *,
+                  consortium_key_ids: set[str] | None = None,
+                  now: datetime | None = None) -> Bundle:
+    """A bundle ``share import`` stored (``INTO/<bundle_id>/``), checked again at use: every
+    part against the stored signed manifest's sha256, the sizes, the validity period (an
+    expired bundle is refused at use too) and the consortium key id. The signature was checked
+    against the trust directory at import; the signer is the producer the manifest names."""
+    root = Path(directory)
+    name = str(root)
+    members = {}
+    for path in sorted(root.iterdir()):
+        _check_name(name, path.name)
+        members[path.name] = path.read_bytes()
+    manifest_bytes, signature = members.get(MANIFEST), members.get(SIGNATURE)
+    if manifest_bytes is None or signature is None:
+        raise BundleError(f"{name}: not an imported bundle ({MANIFEST} or {SIGNATURE} missing)")
+    manifest = _manifest(name, manifest_bytes)
+    parts = _checked_parts(name, manifest, members)
+    _check_sizes(name, manifest, parts)
+    _check_period(name, manifest, now or datetime.now(timezone.utc))
+    wanted = _text(manifest, "consortium_key_id", name)
+    if consortium_key_ids is not None and wanted not in consortium_key_ids:
+        raise ConsortiumMismatchError(
+            f"{name}: keyed with consortium key {wanted}, which you do not hold (yours: "
+            f"{', '.join(sorted(consortium_key_ids)) or 'none'})")
+    producer = manifest["producer"]
+    signer = PublicKey(str(producer.get("org")), str(producer.get("key_id")), b"")
+    return Bundle(name, manifest, manifest_bytes, signature, signer, parts)

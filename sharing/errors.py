@@ -78,6 +78,12 @@ class ConsortiumMismatchError(BundleError):
     they cannot be compared with anything the recipient computes."""
 
 
+class StyleConfigError(BundleError):
+    """A bundle's style profile was made with another style configuration (style version,
+    buckets, prompt normaliser) than the recipient's index, or its arrays do not form the
+    matrix its manifest states: its rows cannot be compared."""
+
+
 class ImportStoreError(SharingError):
     """The import directory cannot be used (a file where a directory should be)."""
 
