@@ -90,3 +90,13 @@ def test_the_kernels_murmur3_is_scikit_learns_for_every_tail_length():
         data = rng.integers(0, 256, size=length, dtype=np.uint8)
         buf = np.concatenate([np.zeros(3, np.uint8), data, np.zeros(1, np.uint8)])
         assert murmur3_32(buf, 3, 3 + length) == murmurhash3_32(data.tobytes(), seed=0)
+
+
+def test_both_ways_of_ordering_a_rows_buckets_give_scikit_learns_counts():
+    """The kernel reads buckets off a bitmap when the batch's longest text is long enough to
+    make that cheaper than sorting, and sorts otherwise: both orders must be the same."""
+    vec = StyleVectorizer(2**18)  # 4,096 bitmap words: scanned when the longest text >= 256
+    short = ["Hi!", "a b a b", "Yes.\nNo.", "¿Qué? ¡Sí!"]  # sorted
+    long = short + ["word " * 100 + "end."]  # scanned
+    for batch in (short, long):
+        assert same_matrix(vec.transform(batch), vec.reference_transform(batch))
