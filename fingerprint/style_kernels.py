@@ -138,6 +138,46 @@ def tokenize(codes, a, b, table, buf, starts, ends):
     return count
 
 
+@njit(inline="always")
+def emit_scanned(features, n, dense, bitmap, indices, counts, size):
+    """Append a row's buckets and counts in bucket order, read off a bitmap (cleared as read);
+    returns the new size."""
+    for j in range(n):
+        f = features[j]
+        dense[f] += 1
+        bitmap[f >> 6] |= np.uint64(1) << np.uint64(f & 63)
+    for w in range(bitmap.shape[0]):
+        bits = bitmap[w]
+        if bits == 0:
+            continue
+        bitmap[w] = 0
+        while bits:
+            low = bits & (~bits + np.uint64(1))  # the lowest set bit
+            f = (w << 6) + DE_BRUIJN_BITS[(low * DE_BRUIJN) >> np.uint64(58)]
+            bits ^= low
+            indices[size] = f
+            counts[size] = dense[f]
+            dense[f] = 0
+            size += 1
+    return size
+
+
+@njit(inline="always")
+def emit_sorted(features, n, indices, counts, size):
+    """Append a row's buckets and counts in bucket order by sorting; returns the new size."""
+    row = np.sort(features[:n])
+    j = 0
+    while j < n:
+        k = j
+        while k < n and row[k] == row[j]:
+            k += 1
+        indices[size] = row[j]
+        counts[size] = k - j
+        size += 1
+        j = k
+    return size
+
+
 @njit(cache=True, nogil=True)
 def style_counts(codes, offsets, table, n_features):
     """CSR parts (indptr int64, indices int32 sorted per row, counts float32) of the hashed
@@ -173,33 +213,8 @@ def style_counts(codes, offsets, table, n_features):
             features[n] = bucket(murmur3_32(buf, starts[t], ends[t + 1]), n_features)
             n += 1
         if scan:
-            for j in range(n):
-                f = features[j]
-                dense[f] += 1
-                bitmap[f >> 6] |= np.uint64(1) << np.uint64(f & 63)
-            for w in range(words):
-                bits = bitmap[w]
-                if bits == 0:
-                    continue
-                bitmap[w] = 0
-                while bits:
-                    low = bits & (~bits + np.uint64(1))  # the lowest set bit
-                    f = (w << 6) + DE_BRUIJN_BITS[(low * DE_BRUIJN) >> np.uint64(58)]
-                    bits ^= low
-                    indices[size] = f
-                    counts[size] = dense[f]
-                    dense[f] = 0
-                    size += 1
+            size = emit_scanned(features, n, dense, bitmap, indices, counts, size)
         else:
-            row = np.sort(features[:n])
-            j = 0
-            while j < n:
-                k = j
-                while k < n and row[k] == row[j]:
-                    k += 1
-                indices[size] = row[j]
-                counts[size] = k - j
-                size += 1
-                j = k
+            size = emit_sorted(features, n, indices, counts, size)
         indptr[r + 1] = size
     return indptr, indices[:size].copy(), counts[:size].copy()
