@@ -27,7 +27,16 @@ def write_options(f: Any) -> Any:
                           "failing.")(f)
     f = click.option("--workers", type=click.IntRange(1, 256), default=None,
                      help="Processes that fingerprint a large input [default: the cores "
-                          "available].")(f)
+                          "available]; with --engine ray, the workers (actors) of the cluster "
+                          "[default: its CPUs].")(f)
+    f = click.option("--address", default=None, metavar="auto|ray://HOST:PORT",
+                     help="With --engine ray: the Ray cluster to run on ('auto': the one "
+                          "started on this machine with 'ray start') [default: a new local "
+                          "cluster on this machine's cores].")(f)
+    f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="Where fingerprinting runs: this machine's processes, or a Ray "
+                          "cluster (the 'ray' extra), committed at once either way.")(f)
     return click.option("--batch-size", type=click.IntRange(1, 4096), default=32,
                         show_default=True, help="Embedding batch size.")(f)
 
@@ -56,6 +65,8 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
     from index import build_index
 
     config = dataclasses.replace(FingerprintConfig(), **config_overrides)
+    if write["engine"] == "ray":
+        from distributed import build_index_on_ray as build_index  # noqa: F811
     _append(build_index, inputs, index_path, Fingerprinter(config, batch_size=batch_size),
             fields, **write)
 
@@ -68,23 +79,35 @@ def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
     from index import add_files, fingerprinter_for
 
     fingerprinter = fingerprinter_for(index_path, config_overrides, batch_size=batch_size)
+    if write["engine"] == "ray":
+        from distributed import add_files_on_ray as add_files  # noqa: F811
     _append(add_files, inputs, index_path, fingerprinter, fields, **write)
 
 
 def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,
             fields: FieldMap, *, no_store_text: bool, skip_duplicates: bool,
-            workers: int | None, as_json: bool) -> None:
-    """Run ``build_index`` or ``add_files`` with a progress bar and report what it stored."""
+            workers: int | None, engine: str, address: str | None, as_json: bool) -> None:
+    """Run ``build_index`` or ``add_files`` (or their Ray engine's) with a progress bar and
+    report what it stored."""
     from fingerprint.parallel import default_workers
 
+    if engine == "local" and address is not None:
+        raise click.UsageError("--address is for --engine ray")
+    if engine == "ray":
+        from cli.logs import quiet_ray
+
+        quiet_ray()
+    engine_options = {"address": address, "workers": workers} if engine == "ray" else \
+        {"workers": workers or default_workers()}
     with progress_bar(inputs, "indexing") as progress:
         result = write(index_path, list(inputs), fingerprinter, fields=fields,
                        store_text=not no_store_text, skip_duplicates=skip_duplicates,
-                       progress=progress, workers=workers or default_workers())
+                       progress=progress, **engine_options)
     if as_json:
         echo_json({"index": str(index_path), **dataclasses.asdict(result)})
         return
-    where = f"segment {result.segment}" if result.segment else "no new segment"
+    plural = "s" if result.segment and "," in result.segment else ""
+    where = f"segment{plural} {result.segment}" if result.segment else "no new segment"
     click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
                f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
                f"records skipped); the index holds {result.total}")
