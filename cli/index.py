@@ -180,3 +180,23 @@ def index_info(index_path: Path, as_json: bool) -> None:
     for s in info["segments"]:
         click.echo(f"  {s['name']}  {s['rows']:>9} rows  {human_bytes(s['bytes']):>9}  "
                    f"{s['created_at']}  {', '.join(s['sources'])}")
+
+
+@index_group.command("compact", context_settings=CONTEXT)
+@index_path_argument
+@click.option("--target-rows", type=click.IntRange(2, None), default=5_000_000,
+              show_default=True,
+              help="Merge consecutive segments into segments of up to this many rows.")
+@json_option("Print one JSON object (segments_before, segments_after, merged, rows_moved).")
+def index_compact(index_path: Path, target_rows: int, as_json: bool) -> None:
+    """Merge small segments (many adds, or the Ray engine's tasks) into larger ones, with the
+    search index their size calls for, atomically; rows, marks and search results stay."""
+    from index import compact_index
+
+    result = compact_index(index_path, target_rows=target_rows)
+    if as_json:
+        echo_json({"index": str(index_path), **dataclasses.asdict(result)})
+        return
+    click.echo(f"compacted {index_path}: {result.segments_before} segment(s) -> "
+               f"{result.segments_after} ({result.merged} merged, {result.rows_moved} rows "
+               f"moved)")
