@@ -61,14 +61,14 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
                 config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Create an index from served responses (JSON Lines, JSON, CSV, TSV, Parquet or a
     Hugging Face dataset; gzip; '-' for stdin)."""
+    from distributed import build_index_on_ray
     from fingerprint import FingerprintConfig, Fingerprinter
     from index import build_index
 
     config = dataclasses.replace(FingerprintConfig(), **config_overrides)
-    if write["engine"] == "ray":
-        from distributed import build_index_on_ray as build_index  # noqa: F811
-    _append(build_index, inputs, index_path, Fingerprinter(config, batch_size=batch_size),
-            fields, **write)
+    build = build_index_on_ray if write["engine"] == "ray" else build_index
+    _append(build, inputs, index_path, Fingerprinter(config, batch_size=batch_size), fields,
+            **write)
 
 
 @index_group.command("add", context_settings=CONTEXT)
@@ -76,12 +76,12 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
               config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Append a batch of served responses to an existing index, atomically."""
+    from distributed import add_files_on_ray
     from index import add_files, fingerprinter_for
 
     fingerprinter = fingerprinter_for(index_path, config_overrides, batch_size=batch_size)
-    if write["engine"] == "ray":
-        from distributed import add_files_on_ray as add_files  # noqa: F811
-    _append(add_files, inputs, index_path, fingerprinter, fields, **write)
+    add = add_files_on_ray if write["engine"] == "ray" else add_files
+    _append(add, inputs, index_path, fingerprinter, fields, **write)
 
 
 def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,

@@ -6,8 +6,14 @@ Ray cluster and one commit on the driver (distributed.engine tells how). Ray is 
 extra (``pip install 'output-fingerprint[ray]'``); this package imports it only when called.
 """
 
-from distributed.engine import DEFAULT_RETRIES, RAY_HINT, add_files_on_ray, build_index_on_ray
+from distributed.engine import (DEFAULT_RETRIES, RAY_HINT, add_files_on_ray, build_index_on_ray)
 from distributed.errors import EngineError, EngineNotInstalledError
 
-__all__ = ["DEFAULT_RETRIES", "EngineError", "EngineNotInstalledError", "RAY_HINT",
-           "add_files_on_ray", "build_index_on_ray"]
+__all__ = [
+           "DEFAULT_RETRIES",
+           "RAY_HINT",
+           "EngineError",
+           "EngineNotInstalledError",
+           "add_files_on_ray",
+           "build_index_on_ray",
+]

@@ -27,18 +27,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from distributed.errors import EngineError, EngineNotInstalledError
+from distributed.plan import Plan, Scan, Shard, plan_tasks, shards_of
+from distributed.transport import rebuild_error
 from fingerprint.fingerprinter import Fingerprinter
 from fingerprint.records import FieldMap
 from index import (AppendResult, ConfigMismatchError, Manifest, WriterLock, build_index,
                    open_index, remove_debris)
 from index.staging import DEFAULT_CHUNK, Progress
-from distributed.errors import EngineError, EngineNotInstalledError
-from distributed.plan import Plan, Scan, Shard, plan_tasks, shards_of
-from distributed.transport import rebuild_error
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def connect(address: str | None) -> tuple[Any, bool]:
     on this machine's cores); and whether this call started the connection."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the ``data`` extra: a plain ``pip install ray`` lacks it)
+        import ray.data
     except ImportError:
         raise EngineNotInstalledError(f"--engine ray needs Ray Data, which is not installed: "
                                       f"{RAY_HINT}") from None
@@ -70,13 +71,16 @@ def add_files_on_ray(path: str | os.PathLike[str], inputs: Sequence[str | os.Pat
                      address: str | None = None, workers: int | None = None,
                      store_text: bool = True, skip_duplicates: bool = False,
                      chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None,
-                     retries: int = DEFAULT_RETRIES, verify: bool = True) -> AppendResult:
+                     retries: int = DEFAULT_RETRIES, verify: bool = True,
+                     timings: dict[str, float] | None = None) -> AppendResult:
     """Add every input to the index as one batch, fingerprinted on a Ray cluster.
 
     ``workers``: actors fingerprinting at once (default: the cluster's CPUs); ``retries``: how
     often a task lost with its worker is run again (0: the first loss fails the command);
     ``verify``: check every staged file's sha256 before the commit. The result's ``segment``
-    names every new segment, comma-separated."""
+    names every new segment, comma-separated. ``timings``, if given, receives the seconds
+    spent scanning, planning, staging and committing (benchmarks/distributed.py reads them)."""
+    timings = timings if timings is not None else {}
     shards = shards_of(inputs)
     ray, started = connect(address)
     try:
@@ -90,13 +94,17 @@ def add_files_on_ray(path: str | os.PathLike[str], inputs: Sequence[str | os.Pat
                     raise ConfigMismatchError(str(root), [("embedding_dim", stored_dim,
                                                            fingerprinter.embedding_dim)])
                 workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-                plan = plan_tasks(index, _scan(ray, shards, fields), workers=workers,
-                                  skip_duplicates=skip_duplicates,
+                start = time.perf_counter()
+                scans = _scan(ray, shards, fields)
+                timings["scan"] = time.perf_counter() - start
+                plan = plan_tasks(index, scans, workers=workers, skip_duplicates=skip_duplicates,
                                   first_number=len(index.segments) + 1)
+                timings["plan"] = time.perf_counter() - start - timings["scan"]
                 if plan.tasks:
                     _stage_and_commit(ray, root, index.manifest, plan, fingerprinter,
                                       fields=fields, workers=workers, store_text=store_text,
-                                      chunk_size=chunk_size, retries=retries, verify=verify)
+                                      chunk_size=chunk_size, retries=retries, verify=verify,
+                                      timings=timings)
                 first = len(index)
             finally:
                 index.close()
@@ -139,7 +147,8 @@ def _scan(ray: Any, shards: list[Shard], fields: FieldMap) -> list[Scan]:
 
 def _stage_and_commit(ray: Any, root: Path, manifest: Manifest, plan: Plan,
                       fingerprinter: Fingerprinter, *, fields: FieldMap, workers: int,
-                      store_text: bool, chunk_size: int, retries: int, verify: bool) -> Manifest:
+                      store_text: bool, chunk_size: int, retries: int, verify: bool,
+                      timings: dict[str, float]) -> Manifest:
     """Passes 3 and 4: stage every task on the actor pool, then commit them all at once."""
     from distributed.sink import CommitSink
     from distributed.tasks import SegmentStager
@@ -158,9 +167,12 @@ def _stage_and_commit(ray: Any, root: Path, manifest: Manifest, plan: Plan,
             max_restarts=retries, max_task_retries=retries)
     sink = CommitSink(root, manifest, plan.tasks, fingerprinter.config,
                       fingerprinter.embedding_dim, verify)
+    start = time.perf_counter()
     try:  # the commit's tasks only collect entries: they must not wait for the actors' CPUs
         _run(ray, lambda: staged.write_datasink(sink, ray_remote_args={"num_cpus": 0}))
     finally:
+        timings["commit"] = sink.commit_seconds
+        timings["stage"] = time.perf_counter() - start - sink.commit_seconds
         if sink.committed is None:
             sink.discard()  # also after an interrupt, which on_write_failed does not see
     return sink.committed

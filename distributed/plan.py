@@ -24,9 +24,9 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Iterable, NamedTuple, Sequence
 
+from distributed.errors import EngineError
 from fingerprint.io import source_name
 from index import DuplicateFilter, SegmentGroup
-from distributed.errors import EngineError
 
 # Rows fingerprinted and checked for duplicates against the index at a time.
 CHECK_CHUNK = 4096

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,12 +24,12 @@ from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 from ray.data.datasource.datasink import WriteResult
 
-from fingerprint.config import FingerprintConfig
-from index import STAGING_PREFIX, Manifest, StagedSegment, commit
-from index.manifest import SegmentEntry
 from distributed.errors import EngineError
 from distributed.plan import StageTask
 from distributed.transport import rebuild_error
+from fingerprint.config import FingerprintConfig
+from index import STAGING_PREFIX, Manifest, StagedSegment, commit
+from index.manifest import SegmentEntry
 
 
 class CommitSink(Datasink):
@@ -44,6 +45,7 @@ class CommitSink(Datasink):
         self.embedding_dim = embedding_dim
         self.verify = verify
         self.committed: Manifest | None = None
+        self.commit_seconds = 0.0  # checks and manifest swap, on the driver
 
     def write(self, blocks: Iterable[Block], ctx: Any) -> list[tuple[str, str, str]]:
         out = []
@@ -67,7 +69,9 @@ class CommitSink(Datasink):
                               f"{[t.name for t in self.tasks]}; nothing was committed")
         staged = [StagedSegment(self.directory / f"{STAGING_PREFIX}{e.name}", e, None,
                                 self.embedding_dim, self.config) for e in entries]
+        start = time.perf_counter()
         self.committed = commit(self.root, self.manifest, staged, verify=self.verify)
+        self.commit_seconds = time.perf_counter() - start
 
     def on_write_failed(self, error: Exception) -> None:
         self.discard()

@@ -19,6 +19,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+from distributed.errors import EngineError
+from distributed.plan import Part, StageTask, digest_ids
+from distributed.transport import error_payload
 from fingerprint.config import FingerprintConfig
 from fingerprint.errors import FingerprintError
 from fingerprint.fingerprinter import Fingerprinter
@@ -28,9 +31,6 @@ from fingerprint.records import FieldMap, ResponseRecord
 from index import STAGING_PREFIX
 from index.manifest import SegmentEntry
 from index.segment_writer import SegmentWriter
-from distributed.errors import EngineError
-from distributed.plan import Part, StageTask, digest_ids
-from distributed.transport import error_payload
 
 
 def scan_shard(row: dict[str, Any], fields: FieldMap) -> dict[str, Any]:

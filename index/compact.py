@@ -30,7 +30,7 @@ from fingerprint.atomic import fsync_path
 from fingerprint.fingerprinter import Fingerprints
 from fingerprint.records import ResponseRecord
 from index.errors import IndexStoreError
-from index.manifest import Manifest, SegmentEntry, library_versions, now_iso, write_manifest
+from index.manifest import (Manifest, SegmentEntry, library_versions, now_iso, write_manifest)
 from index.segment import Segment
 from index.segment_writer import SegmentWriter
 from index.staging import STAGING_PREFIX

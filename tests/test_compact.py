@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import served_text
 
 from cli import main
-from conftest import served_text
 from fingerprint import FingerprintConfig, Fingerprinter
 from fingerprint.records import ResponseRecord
-from index import (AccountMark, IndexStoreError, append_records, compact_index, create_index, mark_accounts,
-                   open_index, verify_index)
+from index import (AccountMark, IndexStoreError, append_records, compact_index, create_index,
+                   mark_accounts, open_index, verify_index)
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES, PER_BATCH = 12, 40

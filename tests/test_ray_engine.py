@@ -31,7 +31,7 @@ pytest.importorskip("ray.data")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from distributed import (EngineError, add_files_on_ray, build_index_on_ray)  # noqa: E402
+from distributed import EngineError, add_files_on_ray, build_index_on_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 DUPLICATES, EMPTY = 40, 12
@@ -227,10 +227,19 @@ def test_a_killed_worker_commits_nothing_and_a_rerun_completes(cluster, inputs, 
 def test_a_killed_worker_is_retried_by_default(cluster, inputs, base_index, local_index):
     """With Ray's retries (the default), the lost task runs again on a new actor and the build
     completes: the rows are those of the local build."""
-    threading.Thread(target=lambda: (wait_for_staging(base_index),
-                                     os.kill(stager_pids()[0], signal.SIGKILL))).start()
+    killed = []
+
+    def kill_one() -> None:
+        wait_for_staging(base_index)
+        killed.append(stager_pids()[0])
+        os.kill(killed[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
     result = add_files_on_ray(base_index, inputs[1:], Fingerprinter(FingerprintConfig()),
                               workers=2, skip_duplicates=True)
+    killer.join()
+    assert killed
     assert result.total == stored(local_index)["totals"][0]
     assert ids_of(base_index) == ids_of(local_index)
     assert verify_index(base_index).ok
