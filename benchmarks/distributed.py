@@ -24,9 +24,10 @@ committed segment is hard-linked as a staged one into a new empty index and comm
 without the sha256 check of its files: the swap (rename, manifest) should not grow with rows;
 the check reads every byte, so it does.
 
-The estimate for N nodes is paper arithmetic from the measured per-worker rate: stage time =
-rows / (nodes x cores per node x per-worker rate), plus the driver's scan and plan time per row
-(measured) and the commit (swap + check, measured per byte). It assumes the workers scale as
+The estimate for N nodes is paper arithmetic from the measured per-worker rates: scan and
+stage time = rows / (nodes x cores per node x per-worker rate) (the scan is spread over the
+input files, so there must be many), plus the driver's plan time per row (the duplicate check,
+one process) and the commit (swap + check, measured per byte). It assumes the workers scale as
 they did from 1 to 2 here and a file system that keeps up; it is not a measurement.
 """
 
@@ -42,9 +43,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# This file's name is the toolkit's package's: its directory must not come first on the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 NODES = (1, 4, 16, 64)
 ESTIMATE_ROWS = 100_000_000  # a provider's day, for the estimate
@@ -91,13 +94,17 @@ class WorkerMemory:
 
 def corpus(data: Path, out: Path, rows: int, shards: int) -> list[Path]:
     """``shards`` files holding ``rows`` synthetic responses (scaling.py's generator)."""
-    from scaling import sentence_pool, write_corpus
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scaling", HERE / "scaling.py")
+    scaling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scaling)
 
     out.mkdir(parents=True, exist_ok=True)
     whole = out / f"corpus-{rows}.jsonl"
     if not whole.exists():
-        pool, lengths = sentence_pool(data)
-        write_corpus(whole, pool, lengths, rows)
+        pool, lengths = scaling.sentence_pool(data)
+        scaling.write_corpus(whole, pool, lengths, rows)
     paths = [out / f"shard-{rows}-{i:03d}.jsonl" for i in range(shards)]
     if not all(p.exists() for p in paths):
         with ExitStack() as stack, open(whole, encoding="utf-8") as f:
@@ -161,18 +168,21 @@ def estimate(ray_runs: list[dict], commits: list[dict], cores_per_node: int) -> 
     """Hours for ESTIMATE_ROWS on N nodes, from the measured per-worker rate (see above)."""
     best = max(ray_runs, key=lambda r: r["workers"])
     rate = best["rows"] / best["stage_seconds"] / best["workers"]
-    driver_per_row = (best["scan_seconds"] + best["plan_seconds"]) / best["rows"]
+    scan_rate = best["rows"] / best["scan_seconds"] / best["workers"]  # spread over files
+    driver_per_row = best["plan_seconds"] / best["rows"]  # the duplicate check: the driver's
     big = max(commits, key=lambda c: c["rows"])
     verify_per_byte = big["verify_seconds"] / big["bytes"]
     bytes_per_row = big["bytes"] / big["rows"]
     out = []
     for nodes in NODES:
         stage = ESTIMATE_ROWS / (nodes * cores_per_node * rate)
+        stage += ESTIMATE_ROWS / (nodes * cores_per_node * scan_rate)
         driver = ESTIMATE_ROWS * driver_per_row
         check = ESTIMATE_ROWS * bytes_per_row * verify_per_byte
         total = stage + driver + check + big["swap_seconds"]
         out.append({"nodes": nodes, "cores_per_node": cores_per_node, "rows": ESTIMATE_ROWS,
-                    "stage_hours": round(stage / 3600, 2), "driver_hours": round(driver / 3600, 2),
+                    "scan_and_stage_hours": round(stage / 3600, 2),
+                    "driver_hours": round(driver / 3600, 2),
                     "commit_check_hours": round(check / 3600, 2),
                     "total_hours": round(total / 3600, 2),
                     "responses_per_second": round(ESTIMATE_ROWS / total)})
@@ -197,8 +207,8 @@ def table(report: dict) -> str:
     lines.append(f"estimate for {ESTIMATE_ROWS:,} responses (paper arithmetic, not measured)")
     for e in report["estimate"]:
         lines.append(f"  {e['nodes']:>3} nodes x {e['cores_per_node']} cores: "
-                     f"{e['total_hours']:>6.2f} h ({e['responses_per_second']:,}/s; stage "
-                     f"{e['stage_hours']} h, driver {e['driver_hours']} h, check "
+                     f"{e['total_hours']:>6.2f} h ({e['responses_per_second']:,}/s; scan and stage "
+                     f"{e['scan_and_stage_hours']} h, driver plan {e['driver_hours']} h, check "
                      f"{e['commit_check_hours']} h)")
     return "\n".join(lines)
 

@@ -125,6 +125,7 @@ def test_ray_stores_what_a_local_build_stores(cluster, inputs, local_index, tmp_
     assert verify_index(path).ok
 
 
+@pytest.mark.slow  # not itself, but the cluster it starts takes ~20 s on two busy cores
 def test_bad_input_fails_with_the_local_error(cluster, inputs, tmp_path):
     """A bad record stops the Ray build with the error a local build gives (file, line, field),
     and leaves no index behind."""
@@ -141,6 +142,7 @@ def test_bad_input_fails_with_the_local_error(cluster, inputs, tmp_path):
     assert not (tmp_path / "remote").exists()
 
 
+@pytest.mark.slow
 def test_a_duplicate_without_skip_fails_with_the_local_error(cluster, inputs, tmp_path):
     fingerprinter = Fingerprinter(FingerprintConfig())
     with pytest.raises(DuplicateIdError) as local:
@@ -285,4 +287,18 @@ def test_without_ray_the_error_says_what_to_install(tmp_path, monkeypatch):
     assert result.output.strip().splitlines()[-1] == (
         "Error: --engine ray needs Ray Data, which is not installed: "
         "pip install 'output-fingerprint[ray]'")
+    assert not (tmp_path / "idx").exists()
+
+
+def test_address_is_for_the_ray_engine(tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    served = tmp_path / "s.jsonl"
+    served.write_text('{"id": "a", "response": "an answer"}\n')
+    result = CliRunner().invoke(main, ["index", "build", str(served), "--index",
+                                       str(tmp_path / "idx"), "--address", "auto"])
+    assert result.exit_code == 2
+    assert "--address is for --engine ray" in result.output
     assert not (tmp_path / "idx").exists()
