@@ -63,6 +63,9 @@ def connect(address: str | None) -> tuple[Any, bool]:
                  logging_level=logging.WARNING)
     except ConnectionError as exc:
         raise EngineError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    except ImportError as exc:  # ray:// needs Ray Client (grpcio), which ray[data] lacks
+        raise EngineNotInstalledError(f"--address {address} needs Ray Client ({exc}): pip "
+                                      f"install 'ray[client]'") from None
     return ray, True
 
 
@@ -163,7 +166,7 @@ def _stage_and_commit(ray: Any, root: Path, manifest: Manifest, plan: Plan,
                                    "batch_size": fingerprinter.batch_size,
                                    "directory": str(root / "segments"), "fields": fields,
                                    "store_text": store_text, "chunk_size": chunk_size},
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
+            compute=_pool(ray, min(workers, len(items))),
             max_restarts=retries, max_task_retries=retries)
     sink = CommitSink(root, manifest, plan.tasks, fingerprinter.config,
                       fingerprinter.embedding_dim, verify)
@@ -176,6 +179,15 @@ def _stage_and_commit(ray: Any, root: Path, manifest: Manifest, plan: Plan,
         if sink.committed is None:
             sink.discard()  # also after an interrupt, which on_write_failed does not see
     return sink.committed
+
+
+def _pool(ray: Any, workers: int) -> Any:
+    """Up to ``workers`` actors, each given one task at a time: the tasks are few and large,
+    and Ray Data's default would queue several on the first actor that is ready while the
+    others still load their model. Starting with those that are ready (``min_size=1``), so that
+    asking for more workers than the cluster has CPUs waits for none of them."""
+    return ray.data.ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers,
+                                      max_tasks_in_flight_per_actor=1)
 
 
 def _run(ray: Any, job: Any) -> Any:
