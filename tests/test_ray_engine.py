@@ -213,12 +213,12 @@ def test_a_killed_worker_commits_nothing_and_a_rerun_completes(cluster, inputs, 
     killer = threading.Thread(target=kill_one)
     killer.start()
     with pytest.raises(EngineError, match="nothing was added to the index"):
-        add_files_on_ray(base_index, inputs[1:3], fingerprinter, workers=2, retries=0)
+        add_files_on_ray(base_index, inputs[1:2], fingerprinter, workers=2, retries=0)
     killer.join()
     assert killed
     assert snapshot(base_index) == before
     assert verify_index(base_index).ok
-    result = add_files_on_ray(base_index, inputs[1:3], fingerprinter, workers=2)
+    result = add_files_on_ray(base_index, inputs[1:2], fingerprinter, workers=2)
     ids = ids_of(base_index)
     assert len(ids) == len(set(ids)) == result.total
     assert not list((base_index / "segments").glob(".tmp-*"))
@@ -254,7 +254,7 @@ def test_a_killed_driver_leaves_the_index_as_it_was(cluster, inputs, base_index)
     before = snapshot(base_index)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     driver = subprocess.Popen(
-        [sys.executable, "-m", "cli", "index", "add", *map(str, inputs[1:3]), "--index",
+        [sys.executable, "-m", "cli", "index", "add", str(inputs[1]), "--index",
          str(base_index), "--engine", "ray", "--address", cluster, "--workers", "2"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -265,7 +265,7 @@ def test_a_killed_driver_leaves_the_index_as_it_was(cluster, inputs, base_index)
     assert driver.returncode == -signal.SIGKILL
     assert snapshot(base_index) == before
     assert verify_index(base_index).ok
-    result = add_files_on_ray(base_index, inputs[1:3], Fingerprinter(FingerprintConfig()),
+    result = add_files_on_ray(base_index, inputs[1:2], Fingerprinter(FingerprintConfig()),
                               workers=2)
     ids = ids_of(base_index)
     assert len(ids) == len(set(ids)) == result.total
