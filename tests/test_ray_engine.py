@@ -26,11 +26,6 @@ from fingerprint import FingerprintConfig, Fingerprinter
 from fingerprint.errors import InputError
 from index import DuplicateIdError, build_index, open_index, verify_index
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-
 from distributed import EngineError, add_files_on_ray, build_index_on_ray
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +34,10 @@ DUPLICATES, EMPTY = 40, 12
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A real Ray cluster on this machine, shared by the module's tests."""
+    """A real Ray cluster on this machine, shared by the module's tests (skipped without Ray;
+    the tests of what happens without it run anyway)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
     context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
@@ -60,6 +58,8 @@ def alpacaeval_records(alpacaeval: Path) -> list[dict]:
 def inputs(alpacaeval, tmp_path_factory) -> list[Path]:
     """Four inputs, three formats; the last repeats 40 records of the first and has 12 empty
     answers (so the skips are exercised across workers)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
     records = alpacaeval_records(alpacaeval)
     assert len(records) > 19_000
     quarter = len(records) // 4
