@@ -17,6 +17,7 @@ from attribution.share import provider_shares
 from attribution.signals import SIGNALS, SIGNALS_BY_NAME, SignalSpec, signal_spec
 from attribution.style_model import RelativeAttributor, StyleClassifier, TargetAttribution
 from attribution.teacher import TeacherRanking, TeacherScore, rank_teachers
+from attribution.partners import Partner, PartnerEvidence, PartnerMatch, ProviderProfile
 from attribution.provenance import library_versions, provenance
 from attribution.verdict import ALPHA, Verdict, verdict_of
 from attribution.watermark import join_watermark
@@ -24,6 +25,7 @@ from attribution.watermark import join_watermark
 __all__ = [
     "ALPHA", "PromptEvidence", "ReferenceAnswer", "Verdict", "library_versions", "prompt_evidence",
     "provenance", "strongest_first", "verdict_of",
+    "Partner", "PartnerEvidence", "PartnerMatch", "ProviderProfile",
     "PROVIDER", "SIGNALS", "SIGNALS_BY_NAME", "AttributionError", "AttributionOptions",
     "AttributionResult", "Calibration", "Match", "MatchedPair", "PairedComparison",
     "ReferenceData", "ReferenceIsProviderError", "ReferenceNameError", "RelativeAttributor",

@@ -27,6 +27,7 @@ import numpy as np
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
 from attribution.evidence import (PromptEvidence, prompt_evidence, reference_answers,
                                   strongest_first)
+from attribution.partners import Partner, ProviderProfile
 from attribution.provenance import provenance
 from attribution.references import ReferenceData, choose_references, stored_references
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
@@ -80,7 +81,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                    reference_files: Sequence[str | os.PathLike[str]] = (),
                    watermark_key: WatermarkKey | None = None,
                    watermark_tokenizer: str | None = None,
-                   provider_names: Sequence[str] | None = None) -> AttributionResult:
+                   provider_names: Sequence[str] | None = None,
+                   partners: Sequence[Partner] = ()) -> AttributionResult:
     """Read a suspect's outputs from a file and attribute them against an index.
 
     References: ``reference_files`` (each named after its file) if given, else ``references``,
@@ -92,6 +94,9 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     likely teacher (attribution.teacher), named by ``provider_names`` (one per index) or their
     directories; the full attribution is then made against the top one, with the ranking's
     provider share (one definition: attribution.share), and carries the ranking in ``teachers``.
+    ``partners`` (attribution.partners: partners' shared bundles) join the ranking as providers
+    where they shared a style profile, and each checks the suspect for near-duplicates of its
+    shared signatures; the full attribution is against the best-ranked of the indexes.
     """
     paths = ([index_path] if isinstance(index_path, (str, os.PathLike))
              else list(index_path))
@@ -109,20 +114,37 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
         indexes = [stack.enter_context(open_index(p)) for p in paths]
         # the same references for the ranking and the attribution
         references = choose_references(indexes, fingerprinter, references, reference_files)
-        ranking: TeacherRanking | None = None
-        target, share = indexes[0], None
-        if len(indexes) > 1:
-            ranking = rank_teachers(indexes, records, references, BOOTSTRAP_RESAMPLES, provider_names)
-            target = indexes[[str(i.path) for i in indexes].index(ranking.teacher.index)]
-            share = ranking.shares[ranking.teacher.provider]
+        ranking, target, share = _ranking(indexes, records, references, provider_names,
+                                          [p.profile for p in partners if p.profile is not None])
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,
                            progress=progress, suspect=str(suspect_path),
                            skipped_empty=stats.empty, references=references,
                            provider_share=share)
     if marks is not None:
         result = join_watermark(result, marks)
-    return dataclasses.replace(result, teachers=ranking,
+    evidence = tuple(e for e in (p.near_duplicates(records, options.near_duplicate_threshold)
+                                 for p in partners) if e is not None)
+    notes = result.notes
+    if ranking is not None and ranking.teacher.origin is not None:
+        notes += (f"the likely teacher is a partner's provider, {ranking.teacher.provider} "
+                  f"({ranking.teacher.index}), known here by its shared style profile only; "
+                  f"the full attribution is against your best-ranked index, {result.index}",)
+    return dataclasses.replace(result, teachers=ranking, partners=evidence, notes=notes,
                                provenance=provenance(suspect_path, paths, references))
+
+
+def _ranking(indexes: Sequence[FingerprintIndex], records: Sequence[ResponseRecord],
+             references: Sequence[ReferenceData], names: Sequence[str] | None,
+             profiles: Sequence[ProviderProfile]
+             ) -> tuple[TeacherRanking | None, FingerprintIndex, TargetAttribution | None]:
+    """The teacher ranking (None for one index and no partner), the index the full attribution
+    is made against (the best-ranked index: a partner's profile has none) and its share."""
+    if len(indexes) + len(profiles) < 2:
+        return None, indexes[0], None
+    ranking = rank_teachers(indexes, records, references, BOOTSTRAP_RESAMPLES, names, profiles)
+    best = next(s for s in ranking.ranking if s.origin is None)
+    return (ranking, indexes[[str(i.path) for i in indexes].index(best.index)],
+            ranking.shares[best.provider])
 
 
 def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,

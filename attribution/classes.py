@@ -2,8 +2,9 @@
 
 Every class should answer the same prompts, so that topic cancels out and only style tells them
 apart: each class is trained on its answers to the suspect's prompts where it has enough of them,
-else on an even sample of all its answers. The number of rows per class is bounded, which bounds
-the cost of fitting.
+else on an even sample of all its answers. A provider is a served index's segment group or a
+partner's shared profile (attribution.partners), which answers the same questions. The number
+of rows per class is bounded, which bounds the cost of fitting.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from attribution.errors import ReferenceIsProviderError, ReferenceNameError
+from attribution.partners import ProviderProfile
 from attribution.references import ReferenceData, check_unique_names
 from index.store import SegmentGroup
 
@@ -35,7 +37,7 @@ def spread_rows(rows: Sequence[int], limit: int) -> list[int]:
     return [rows[int(i)] for i in np.linspace(0, len(rows) - 1, limit)]
 
 
-def provider_training_rows(group: SegmentGroup,
+def provider_training_rows(group: SegmentGroup | ProviderProfile,
                            suspect_hashes: Sequence[str | None]) -> list[int]:
     """Served rows to fit on: the answers to the suspect's prompts (the first answer of each),
     else an even sample of all rows."""
@@ -57,7 +59,7 @@ def reference_training_rows(ref: ReferenceData,
     return spread_rows(range(len(ref)), MAX_CLASS_ROWS)
 
 
-def check_references_are_not_providers(providers: Mapping[str, SegmentGroup],
+def check_references_are_not_providers(providers: Mapping[str, SegmentGroup | ProviderProfile],
                                        references: Sequence[ReferenceData]) -> None:
     """Refuse a reference that is one of the candidate teachers, by name or by its answers.
 
@@ -85,8 +87,7 @@ def check_references_are_not_providers(providers: Mapping[str, SegmentGroup],
                                 SAME_ANSWERS_SAMPLE)
             if len(pairs) < SAME_ANSWERS_MIN_PROMPTS:
                 continue
-            same = np.all(ref.signatures[[r for r, _ in pairs]]
-                          == group.signatures([s for _, s in pairs]), axis=1)
+            same = same_answers(ref, group, pairs)
             if same.mean() >= SAME_ANSWERS_SHARE:
                 raise ReferenceIsProviderError(
                     f"reference {ref.name!r} gives the same answers as provider {label!r} on "
@@ -96,7 +97,21 @@ def check_references_are_not_providers(providers: Mapping[str, SegmentGroup],
                     f"(--reference files replace the stored ones) or of the providers")
 
 
-def style_classes(providers: Mapping[str, SegmentGroup], references: Sequence[ReferenceData],
+def same_answers(ref: ReferenceData, group: SegmentGroup | ProviderProfile,
+                 pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per (reference row, provider row): the same answer? Equal MinHash signatures for a
+    served index; for a partner's profile, which shares no public signature, equal style rows
+    (the hashed counts of every token and token pair: independent answers practically never
+    have equal ones)."""
+    ref_rows, rows = [r for r, _ in pairs], [s for _, s in pairs]
+    if isinstance(group, ProviderProfile):
+        differ = (ref.style[ref_rows] != group.style(rows)).tocsr()
+        return np.diff(differ.indptr) == 0
+    return np.all(ref.signatures[ref_rows] == group.signatures(rows), axis=1)
+
+
+def style_classes(providers: Mapping[str, SegmentGroup | ProviderProfile],
+                  references: Sequence[ReferenceData],
                   suspect_hashes: Sequence[str | None]) -> dict[str, Any]:
     """Class name -> style matrix: each provider's (by its label), then each reference's."""
     check_unique_names(references)

@@ -105,6 +105,7 @@ class AttributionResult:
     teachers: Any = None  # attribution.teacher.TeacherRanking, when several indexes were ranked
     prompts: tuple[Any, ...] = ()  # attribution.evidence.PromptEvidence, one per response
     provenance: dict[str, Any] = field(default_factory=dict)
+    partners: tuple[Any, ...] = ()  # attribution.partners.PartnerEvidence, per partner bundle
 
     @property
     def verdict(self) -> Any:
@@ -139,6 +140,8 @@ class AttributionResult:
             "top_pairs": [asdict(p) for p in self.top_pairs],
         }
         out["provenance"] = dict(self.provenance)
+        if self.partners:  # only when partners' bundles were used (attribute --bundle)
+            out["partners"] = [p.to_dict() for p in self.partners]
         if include_responses:
             out["responses"] = [asdict(r) for r in self.responses]
             out["prompts"] = [{**asdict(p), "excess": p.excess} for p in self.prompts]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from attribution.classes import style_classes
+from attribution.partners import ProviderProfile
 from attribution.references import ReferenceData
 from attribution.style_model import RelativeAttributor, TargetAttribution
 from index.store import SegmentGroup
@@ -26,12 +27,14 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
 
-def provider_shares(providers: Mapping[str, SegmentGroup], references: Sequence[ReferenceData],
+def provider_shares(providers: Mapping[str, SegmentGroup | ProviderProfile],
+                    references: Sequence[ReferenceData],
                     suspect_hashes: Sequence[str | None], suspect_style: Any,
                     bootstrap: int = BOOTSTRAP_RESAMPLES) -> dict[str, TargetAttribution]:
     """Each provider's share of the suspect's responses, calibrated on the references.
 
-    ``providers`` maps each provider's label to its served responses; ``suspect_style`` holds
+    ``providers`` maps each provider's label to its served responses (or a partner's shared
+    profile, attribution.partners); ``suspect_style`` holds
     the suspect's style fingerprints (a CSR matrix, one row per response) and
     ``suspect_hashes`` its prompts' hashes, row for row; ``bootstrap`` resamples for the derived
     fraction's interval (0: none)."""

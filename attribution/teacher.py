@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from attribution.errors import AttributionError, TooFewClassesError
+from attribution.partners import ProviderProfile
 from attribution.references import ReferenceData, stored_references
 from attribution.share import provider_shares
 from attribution.style_model import TargetAttribution
@@ -35,6 +36,7 @@ class TeacherScore:
     p_value: float | None
     z: float | None
     derived_fraction: float | None
+    origin: dict | None = None  # a partner's profile: org, bundle_id, created, age_days
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ class TeacherRanking:
         return {"teacher": self.teacher.provider, "index": self.teacher.index,
                 "margin": self.margin, "p_value": self.teacher.p_value,
                 "references": list(self.references),
-                "ranking": [s.__dict__ for s in self.ranking]}
+                "ranking": [{k: v for k, v in s.__dict__.items()
+                             if k != "origin" or v is not None} for s in self.ranking]}
 
 
 def provider_labels(indexes: Sequence[FingerprintIndex],
@@ -79,13 +82,34 @@ def provider_labels(indexes: Sequence[FingerprintIndex],
     return labels
 
 
+def check_profiles(config: FingerprintConfig, labels: Sequence[str],
+                   profiles: Sequence[ProviderProfile]) -> None:
+    """A partner's profile must be in the indexes' style space and named apart from them."""
+    for p in profiles:
+        expected = {"style_version": config.style_version,
+                    "style_features": config.style_features,
+                    "normalizer_version": config.normalizer_version}
+        actual = {k: p.style_config.get(k) for k in expected}
+        if actual != expected:
+            raise AttributionError(f"{p.source}: style config {actual} differs from your "
+                                   f"index's {expected}: its style rows cannot be compared")
+    names = list(labels) + [p.name for p in profiles]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise AttributionError(f"two candidate teachers are named {clash}: name your indexes "
+                               f"apart from partners' providers (--name)")
+
+
 def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[ResponseRecord],
                   references: Sequence[ReferenceData] | None = None,
-                  bootstrap: int = 0, names: Sequence[str] | None = None) -> TeacherRanking:
+                  bootstrap: int = 0, names: Sequence[str] | None = None,
+                  profiles: Sequence[ProviderProfile] = ()) -> TeacherRanking:
     """Rank providers by provider share; references default to those stored in the indexes,
-    providers are named by ``names`` (one per index) or their directories."""
-    if len(indexes) < 2:
-        raise TooFewClassesError("ranking teachers needs at least two providers' indexes")
+    providers are named by ``names`` (one per index) or their directories. ``profiles`` are
+    partners' providers given as data (attribution.partners): classes like the indexes."""
+    if len(indexes) + len(profiles) < 2 or not indexes:
+        raise TooFewClassesError("ranking teachers needs at least two providers (indexes or "
+                                 "partners' profiles), one of them an index")
     config: FingerprintConfig = indexes[0].config
     for idx in indexes[1:]:
         differences = config.differences(idx.config)
@@ -94,14 +118,18 @@ def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[Respons
     if references is None:
         references = stored_references(indexes)
     labels = provider_labels(indexes, names)
+    check_profiles(config, labels, profiles)
     hashes = prompt_hashes((r.prompt for r in records), config.normalizer_version)
     suspect = StyleVectorizer(config.style_features, config.style_version).transform(
         [r.response for r in records])
-    results = provider_shares(dict(zip(labels, indexes)), references, hashes, suspect, bootstrap)
-    scores = [TeacherScore(label, str(idx.path), results[label].share,
+    providers = {**dict(zip(labels, indexes)), **{p.name: p for p in profiles}}
+    results = provider_shares(providers, references, hashes, suspect, bootstrap)
+    sources = [(label, str(idx.path), None) for label, idx in zip(labels, indexes)] + \
+        [(p.name, p.source, dict(p.origin)) for p in profiles]
+    scores = [TeacherScore(label, source, results[label].share,
                            results[label].calibrated.p_value, results[label].calibrated.z,
-                           results[label].fraction)
-              for label, idx in zip(labels, indexes)]
+                           results[label].fraction, origin)
+              for label, source, origin in sources]
     scores.sort(key=lambda s: -s.share)
     return TeacherRanking(tuple(scores), scores[0].share - scores[1].share,
                           tuple(r.name for r in references), results)

@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.embed import Embedder
-from monitor import Request, read_requests
+from monitor import Request, read_requests, requests_by_account
 
 ALPHA = 0.003  # the anchor's benign FPR: per window (MMD), per account (PRADA here)
 BANDWIDTHS = (0.5, 1.0, 2.0)  # RBF bandwidths, times the median distance
@@ -119,16 +119,6 @@ class Embeddings:
         if not prompts:
             return np.zeros((0, 256), dtype=np.float32)
         return np.stack([self.cache[p] for p in prompts])
-
-
-def by_account(requests: Iterable[Request]) -> dict[str, list[Request]]:
-    """Each account's requests in time order (timestamp, then line)."""
-    out: dict[str, list[Request]] = defaultdict(list)
-    for r in requests:
-        out[r.account].append(r)
-    for reqs in out.values():
-        reqs.sort(key=lambda r: (r.timestamp, r.line))
-    return dict(out)
 
 
 # MMD-only ---------------------------------------------------------------------------------------
@@ -203,7 +193,7 @@ def mmd_only(benign: Iterable[Request], accounts: dict[str, list[Request]], wind
     account (its requests in time order) tested at ``test_points``."""
     started = time.perf_counter()
     embed = embed or Embeddings()
-    reference, null = split_benign(by_account(benign), seed)
+    reference, null = split_benign(requests_by_account(benign), seed)
     ref = MmdReference(embed([r.prompt for r in reference]), seed)
     stream = embed([r.prompt for reqs in null for r in reqs])
     stream_cross = ref.cross(stream)
@@ -271,7 +261,7 @@ def prada_only(calibration: Iterable[Request], accounts: dict[str, list[Request]
     """PRADA-only (module docstring): delta from the calibration accounts, then every account."""
     started = time.perf_counter()
     embed = embed or Embeddings()
-    benign = by_account(calibration)
+    benign = requests_by_account(calibration)
     lowest = sorted(shapiro_path(min_distances(embed([r.prompt for r in reqs]))).extreme
                     for reqs in benign.values() if len(reqs) > PRADA_MIN)
     allowed = int(ALPHA * len(benign))  # calibration accounts a delta may flag
@@ -293,7 +283,7 @@ def run_all(traffic: Path, accounts: dict[str, list[Request]] | None = None,
     """Every baseline on one traffic directory (``accounts``: the evaluation log's, grouped by
     ``by_account``; read from ``requests.jsonl.gz`` when not given)."""
     if accounts is None:
-        accounts = by_account(read_requests(traffic / "requests.jsonl.gz"))
+        accounts = requests_by_account(read_requests(traffic / "requests.jsonl.gz"))
     embed = Embeddings()
     runs = [mmd_only(read_requests(traffic / "baseline.jsonl.gz"), accounts, w, embed, seed)
             for w in windows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -46,13 +47,24 @@ from fingerprint.records import FieldMap
 @click.option("--watermark-key", type=click.Path(dir_okay=False, path_type=Path),
               help="Also test the outputs for the provider's watermark (key from 'fingerprint "
                    "watermark keygen'); its exact p-value joins the others.")
+@click.option("--bundle", "bundles", multiple=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Partners' signals: an import directory of 'fingerprint share import' (or "
+                   "one bundle in it); each partner's provider joins the teacher ranking and "
+                   "its keyed signatures a near-duplicate check. Repeatable; needs "
+                   "--consortium-key.")
+@click.option("--consortium-key", "consortium_keys", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Consortium key file(s) the bundles are keyed with (repeatable); a bundle "
+                   "keyed with none of them is refused.")
 @tokenizer_option
 def attribute_command(suspect: str, index_paths: tuple[Path, ...],
                       provider_names: tuple[str, ...], fields: FieldMap, as_json: bool,
                       as_rows: bool, reports: tuple[Path, ...], k: int,
                       near_duplicate_threshold: float, batch_size: int,
                       reference_files: tuple[Path, ...], no_references: bool,
-                      watermark_key: Path | None, tokenizer: str | None) -> None:
+                      watermark_key: Path | None, bundles: tuple[Path, ...],
+                      consortium_keys: tuple[Path, ...], tokenizer: str | None) -> None:
     """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses.
 
     With reference models (stored in the index or given with --reference) every signal is
@@ -71,8 +83,16 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
         check_report_path(report)
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
     key = load_key(watermark_key) if watermark_key is not None else None
+    if consortium_keys and not bundles:
+        raise click.UsageError("--consortium-key is for --bundle: give the partners' bundles")
+    run = attribute_file
+    if bundles:
+        from sharing import attribute_with_bundles
+
+        run = functools.partial(attribute_with_bundles, bundles=bundles,
+                                consortium_keys=consortium_keys)
     with progress_bar((suspect,), "attributing") as progress:
-        result = attribute_file(
+        result = run(
             list(index_paths), suspect, fields=fields, options=options,
             fingerprinter=fingerprinter_for(index_paths[0], batch_size=batch_size),
             progress=progress, references=[] if no_references else None,

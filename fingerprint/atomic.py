@@ -37,3 +37,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
         if tmp.exists():
             tmp.unlink()
     fsync_path(target.parent)
+
+
+def output_file_problem(path: str | os.PathLike[str], option: str) -> str | None:
+    """Why a file cannot be written at ``path`` (``option``: the command-line option that named
+    it), or None. Checked before a long job starts, so that an hour's scan is not lost to a
+    typo in the output's directory; the caller raises it in its own error type."""
+    target = Path(path)
+    if target.is_dir():
+        return f"{target}: is a directory; {option} names the file to write"
+    parent = target.parent
+    if not parent.is_dir():
+        return f"{target}: directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{target}: directory {parent} is not writable"
+    return None

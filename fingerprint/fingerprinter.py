@@ -9,6 +9,7 @@ import numpy as np
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.embed import Embedder
+from fingerprint.folding import fold_texts
 from fingerprint.minhash import MinHasher
 from fingerprint.style import StyleVectorizer
 
@@ -41,7 +42,11 @@ class Fingerprinter:
         return self.embedder.dim
 
     def fingerprint(self, texts: Sequence[str], embed: bool = True) -> Fingerprints:
-        """``embed=False`` skips the embedding, by far the costliest part (reference sets)."""
-        return Fingerprints(self.minhasher.signatures(texts),
-                            self.embedder.embed(texts) if embed else None,
-                            self.styler.transform(texts))
+        """``embed=False`` skips the embedding (reference sets). The batch is folded once
+        (fingerprint.folding) for the MinHash words and the style tokens."""
+        folded = fold_texts(texts)
+        signatures = (self.minhasher.folded_signatures(folded)
+                      if self.config.hash_function == "xxh32"
+                      else self.minhasher.signatures(texts))
+        return Fingerprints(signatures, self.embedder.embed(texts) if embed else None,
+                            self.styler.transform_folded(folded))

@@ -21,7 +21,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from fingerprint.config import FingerprintConfig
-from fingerprint.shingles import word_shingles, word_stream
+from fingerprint.errors import ConfigError
+from fingerprint.folding import FoldedTexts, char_classes, fold_texts
+from fingerprint.shingles import word_shingles
 
 SIGNATURE_DTYPE = np.dtype("<u4")
 EMPTY_HASH = np.uint32(0xFFFFFFFF)
@@ -99,13 +101,19 @@ class MinHasher:
         return self.signatures_from_hashes([sha1_hash32_array(s) for s in shingle_sets])
 
     def _compiled_signatures(self, texts: Sequence[str]) -> np.ndarray:
-        from fingerprint.minhash_kernels import WORD_BYTES, pack, text_signatures
+        return self.folded_signatures(fold_texts(texts))
 
-        version = self.config.normalizer_version
-        data, offsets = pack([word_stream(t, version) for t in texts])
-        out = np.empty((len(texts), self.num_perm), dtype=SIGNATURE_DTYPE)
-        text_signatures(data, offsets, WORD_BYTES, self.config.shingle_size, self._a, self._b,
-                        out)
+    def folded_signatures(self, folded: FoldedTexts) -> np.ndarray:
+        """``signatures`` of texts already folded (fingerprint.folding), as the fingerprinter
+        folds a batch once for MinHash and style; xxh32 configurations only."""
+        from fingerprint.minhash_kernels import folded_signatures
+
+        if self.config.hash_function != "xxh32":
+            raise ConfigError(f"folded signatures need hash_function 'xxh32', not "
+                              f"{self.config.hash_function!r}")
+        out = np.empty((len(folded), self.num_perm), dtype=SIGNATURE_DTYPE)
+        folded_signatures(folded.codes, folded.offsets, char_classes(),
+                          self.config.shingle_size, self._a, self._b, out)
         return out
 
     def signatures_from_hashes(self, hashes: Sequence[np.ndarray]) -> np.ndarray:

@@ -1,16 +1,14 @@
 """Compiled (numba) inner loops of the xxh32 MinHash: tokenise, shingle, hash and permute in one pass.
 
 From raw text, Python-level shingling costs more than all the hashing (a 3-gram set per response
-is ~30 string objects per 100 bytes). Here a whole batch travels as one UTF-8 byte buffer with
-offsets: each document is split into words and joined by single spaces in a scratch buffer, every
-word n-gram is then a contiguous slice whose xxh32 is computed in place, and the 32-bit hash goes
-straight through datasketch's affine32 permutations into the running minimum. No shingle string or
-set is ever built; duplicates need no removal because the minimum ignores them.
-
-The word rule is the one in fingerprint.shingles (``\\w+`` over the normalised text). ASCII text
-reaches the kernel raw (for ASCII, NFKC is the identity, casefold is lowercasing and ``\\w`` is
-``[A-Za-z0-9_]``, which the byte table applies); other text is normalised and split in Python and
-arrives as words joined by spaces, which the same table splits identically.
+is ~30 string objects per 100 bytes). Here a whole batch travels as the folded code points of
+fingerprint.folding with offsets: each document's words (runs of code points the table says
+``\\w`` matches, the rule of fingerprint.shingles) are written as UTF-8 joined by single spaces in
+a scratch buffer, every word n-gram is then a contiguous slice whose xxh32 is computed in place,
+and the 32-bit hash goes straight through datasketch's affine32 permutations into the running
+minimum. No shingle string or set is ever built; duplicates need no removal because the minimum
+ignores them. (Until 2026-11-28 non-ASCII texts were normalised and split in Python, at ~400 us a
+text; folding every text once, for MinHash and style together, is what made that go.)
 
 fingerprint.minhash imports this module (and so numba) only when a kernel is first needed, so
 ``import fingerprint`` stays light; the compiled code is cached on disk (``cache=True``), so only
@@ -22,11 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# byte -> 0 if it separates words, otherwise the byte itself (ASCII letters lowercased). Bytes of
-# multi-byte UTF-8 sequences (>= 0x80) only ever reach the kernel inside words (see module doc).
-WORD_BYTES = np.array([0 if c < 0x80 and not (chr(c).isalnum() or c == 0x5F)
-                       else (ord(chr(c).lower()) if c < 0x80 else c) for c in range(256)],
-                      dtype=np.uint8)
+from fingerprint.style_kernels import put_utf8
 
 # 32-bit arithmetic is done in uint64 and masked: numba types mixed unsigned arithmetic as
 # floats otherwise, and the masking compiles to plain 32-bit operations.
@@ -98,42 +92,51 @@ def xxh32_many(data, offsets, out):
         out[d] = np.uint32(xxh32(data, offsets[d], offsets[d + 1]))
 
 
+@njit(inline="always")
+def minhash_words(clean, starts, ends, words, ngram, a, b, sig):
+    """The MinHash of the word n-grams of ``words`` words (spans starts/ends in ``clean``, one
+    space between consecutive words, so an n-gram is one contiguous slice) into ``sig``. Fewer
+    than ``ngram`` words: one shingle of all of them; none: the empty signature."""
+    for j in range(a.shape[0]):
+        sig[j] = 0xFFFFFFFF
+    span = ngram if words >= ngram else words
+    for s in range(words - span + 1 if words > 0 else 0):
+        h = fmix32(xxh32(clean, starts[s], ends[s + span - 1]))
+        for j in range(a.shape[0]):
+            sig[j] = min(sig[j], np.uint32(h * a[j] + b[j]))
+
+
 @njit(cache=True, nogil=True)
-def text_signatures(data, offsets, word_bytes, ngram, a, b, out):
-    k = a.shape[0]
-    longest = 0
+def folded_signatures(codes, offsets, classes, ngram, a, b, out):
+    """Signatures of folded texts (fingerprint.folding): each text's words (runs of WORD code
+    points) are written as UTF-8 into a scratch buffer joined by single spaces, exactly
+    ``" ".join(words(normalize(text)))``, and its n-grams hashed in place."""
+    longest = 1
     for d in range(offsets.shape[0] - 1):
         longest = max(longest, offsets[d + 1] - offsets[d])
-    clean = np.empty(longest + 1, np.uint8)
+    clean = np.empty(5 * longest + 8, np.uint8)  # 4 bytes a code point at most, plus spaces
     starts = np.empty(longest // 2 + 2, np.int64)
     ends = np.empty(longest // 2 + 2, np.int64)
-    sig = np.empty(k, np.uint32)
+    sig = np.empty(a.shape[0], np.uint32)
     for d in range(offsets.shape[0] - 1):
         i = offsets[d]
         stop = offsets[d + 1]
         words = 0
         size = 0
         while i < stop:
-            if word_bytes[data[i]] == 0:
+            if classes[codes[i]] != 1:
                 i += 1
                 continue
             if words > 0:
                 clean[size] = 32
                 size += 1
             starts[words] = size
-            while i < stop and word_bytes[data[i]] != 0:
-                clean[size] = word_bytes[data[i]]
-                size += 1
+            while i < stop and classes[codes[i]] == 1:
+                size = put_utf8(clean, size, codes[i])
                 i += 1
             ends[words] = size
             words += 1
-        for j in range(k):
-            sig[j] = 0xFFFFFFFF
-        span = ngram if words >= ngram else words
-        for s in range(words - span + 1 if words > 0 else 0):
-            h = fmix32(xxh32(clean, starts[s], ends[s + span - 1]))
-            for j in range(k):
-                sig[j] = min(sig[j], np.uint32(h * a[j] + b[j]))
+        minhash_words(clean, starts, ends, words, ngram, a, b, sig)
         out[d, :] = sig
 
 

@@ -96,8 +96,11 @@ def detect_shape(first: dict[str, Any], fields: FieldMap) -> str:
 def lookup(obj: Any, dotted: str) -> tuple[bool, Any]:
     """(found, value) of a field: a key as given, else a dotted path through objects and, by
     non-negative integer index, lists."""
-    if isinstance(obj, dict) and dotted in obj:
-        return True, obj[dotted]
+    if isinstance(obj, dict):
+        if dotted in obj:
+            return True, obj[dotted]
+        if "." not in dotted:  # a plain key that is absent (most optional fields of most lines)
+            return False, None
     current: Any = obj
     for part in dotted.split("."):
         if isinstance(current, dict) and part in current:

@@ -26,15 +26,3 @@ def word_shingles(text: str, n: int = 3, normalizer_version: int = 1) -> set[str
     if len(tokens) < n:
         return {" ".join(tokens)}
     return {" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
-
-
-def word_stream(text: str, normalizer_version: int = 1) -> bytes:
-    """The text as bytes in which the compiled shingler finds exactly ``words(normalize(text))``.
-
-    ASCII text passes unchanged: NFKC is the identity on it, casefolding is lowercasing and ``\\w``
-    is ``[A-Za-z0-9_]``, all of which the kernel's byte table applies. Other text is normalised and
-    split here, and its words joined by single spaces.
-    """
-    if text.isascii():
-        return text.encode("ascii")
-    return " ".join(words(normalize(text, normalizer_version))).encode("utf-8")

@@ -20,7 +20,8 @@ from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult
                              LimitPolicy)
 from monitor.online import Decision, Monitor, load_policy
 from monitor.report import ReportSummary, check_report_path, write_report
-from monitor.requests import Request, RequestStats, parse_timestamp, read_requests
+from monitor.requests import (Request, RequestStats, parse_timestamp, read_requests,
+                              requests_by_account)
 from monitor.scan import ScanResult, ScanRow, scan_file, scan_log
 from monitor.scoring import AccountScorer, Assessment
 from monitor.server import MonitorServer, serve
@@ -36,6 +37,6 @@ __all__ = [
     "LimitPolicy", "LimiterError", "MonitorConfigError", "MonitorError", "Recovery", "Request",
     "RequestStats", "StateCorruptedError", "StateEntryError", "StateError", "StateLockedError",
     "StateStore", "StateVersionError", "StateWriteError", "THROTTLE", "parse_timestamp",
-    "read_requests",
+    "read_requests", "requests_by_account",
     "CheckError", "Decision", "Monitor", "MonitorServer", "ServeError", "load_policy", "serve",
 ]

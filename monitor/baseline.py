@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -40,7 +39,7 @@ from monitor.config import MonitorConfig
 from monitor.detector import AccountState, is_reuse, remember
 from monitor.errors import BaselineError
 from monitor.features import PromptFeatures
-from monitor.requests import Request, RequestStats, read_requests
+from monitor.requests import Request, RequestStats, read_requests, requests_by_account
 from monitor.skeleton import stripped
 
 BASELINE_FORMAT = 1
@@ -106,7 +105,7 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
                  features: PromptFeatures | None = None) -> Baseline:
     """Fit a baseline from benign traffic (the whole log is held in memory: a few hundred bytes
     a request)."""
-    accounts = _by_account(requests)
+    accounts = requests_by_account(requests)
     half_a, half_b = _split(accounts, config.seed)
     if not half_a or not half_b:
         raise BaselineError(f"a baseline needs benign traffic from at least two accounts; got "
@@ -144,15 +143,6 @@ def build_baseline(log: str | os.PathLike[str], out: str | os.PathLike[str],
     baseline = fit_baseline(read_requests(log, fields, stats), config)
     baseline.save(root)
     return baseline, stats
-
-
-def _by_account(requests: Iterable[Request]) -> dict[str, list[Request]]:
-    out: dict[str, list[Request]] = defaultdict(list)
-    for r in requests:
-        out[r.account].append(r)
-    for reqs in out.values():
-        reqs.sort(key=lambda r: (r.timestamp, r.line))
-    return dict(out)
 
 
 def _split(accounts: dict[str, list[Request]], seed: int) -> tuple[list[str], list[str]]:

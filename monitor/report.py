@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from fingerprint.atomic import atomic_write_bytes
+from fingerprint.atomic import atomic_write_bytes, output_file_problem
 from fingerprint.io import source_name
 from fingerprint.records import FieldMap
 from monitor.errors import MonitorReportError
@@ -101,13 +101,9 @@ def check_report_path(path: str | os.PathLike[str], log: str | os.PathLike[str])
     if target.suffix.lower() not in REPORT_SUFFIXES:
         raise MonitorReportError(f"{target}: the monitor's report is an HTML page; name it "
                                  f".html or .htm")
-    if target.is_dir():
-        raise MonitorReportError(f"{target}: is a directory; --report names the file to write")
-    parent = target.parent
-    if not parent.is_dir():
-        raise MonitorReportError(f"{target}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MonitorReportError(f"{target}: directory {parent} is not writable")
+    problem = output_file_problem(target, "--report")
+    if problem:
+        raise MonitorReportError(problem)
 
 
 def shown_rows(result: "ScanResult", max_flagged: int = MAX_FLAGGED,

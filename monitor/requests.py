@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime
 import math
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from fingerprint.io import ReadStats, read_records
 from fingerprint.records import FieldMap
@@ -111,3 +112,14 @@ def read_requests(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
                       record.prior_turns)
     for line in read.skipped_lines:
         stats.skip("no prompt", line)
+
+
+def requests_by_account(requests: Iterable[Request]) -> dict[str, list[Request]]:
+    """Each account's requests in time order (timestamp, then line: equal times keep the log's
+    order), as every per-account pass over a log wants them."""
+    out: dict[str, list[Request]] = defaultdict(list)
+    for r in requests:
+        out[r.account].append(r)
+    for reqs in out.values():
+        reqs.sort(key=lambda r: (r.timestamp, r.line))
+    return dict(out)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from fingerprint.atomic import atomic_write_bytes
+from fingerprint.atomic import atomic_write_bytes, output_file_problem
 from fingerprint.records import FieldMap
 from monitor.baseline import Baseline
 from monitor.detector import AccountState
@@ -283,13 +283,9 @@ def scan_log(path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str],
     if report is not None:
         check_report_path(report, path)
     target = Path(out)
-    if target.is_dir():
-        raise ScanError(f"{target}: is a directory; --out names the file to write")
-    parent = target.parent
-    if not parent.is_dir():
-        raise ScanError(f"{target}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ScanError(f"{target}: directory {parent} is not writable")
+    problem = output_file_problem(target, "--out")
+    if problem:
+        raise ScanError(problem)
     baseline = Baseline.load(baseline_dir)
     result = scan_file(path, baseline, fields, reorder_seconds=reorder_seconds,
                        progress=progress)

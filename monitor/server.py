@@ -1,8 +1,8 @@
 """``fingerprint monitor serve``: the online monitor over HTTP on 127.0.0.1 (stdlib http.server).
 
 What it answers is monitor.service's (``POST /v1/check``, ``GET /v1/health``); how requests are
-read off the socket, with limits against hostile clients, is monitor.protocol's; this module
-puts them together, runs the flush timer, and starts and stops them. ``serve`` is what the
+read off the socket, with limits against hostile clients, is fingerprint.http_server's (shared
+with the replay server); this module puts them together, runs the flush timer, and starts and stops them. ``serve`` is what the
 command runs: it opens the monitor's state, listens, and on SIGTERM or SIGINT stops accepting,
 lets the requests being answered finish (a few seconds at most), then flushes and snapshots the
 state and releases its directory.
@@ -13,24 +13,36 @@ goes through the monitor's one lock (monitor.online says why one is enough).
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
 import threading
 from typing import Any, Callable
 
+from fingerprint.http_server import (BACKLOG, MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT,
+                                     HTTPAdapter, Reply, adapter_class, limit_problem, listen)
 from monitor.baseline import Baseline
 from monitor.errors import MonitorError, ServeError
 from monitor.limiter import LimitPolicy
 from monitor.online import Monitor
-from monitor.protocol import (BACKLOG, MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT,
-                              BoundedHTTPServer, http_adapter)
-from monitor.service import CheckService
+from monitor.service import CheckService, error_reply
 
 log = logging.getLogger(__name__)
 MIN_TIMER_SECONDS = 0.05
 POLL_SECONDS = 0.1  # how long stopping waits for the accept loop to notice, at most
+
+
+class MonitorHTTPAdapter(HTTPAdapter):
+    """The hardened HTTP framing (fingerprint.http_server) around the check service."""
+
+    service: CheckService
+    failure_message = "the monitor failed on this request"
+
+    def answer(self, body: bytes) -> Reply:
+        return self.service.handle(self.command, self.path, body)
+
+    def error_reply(self, status: int, message: str, code: str | None) -> Reply:
+        return error_reply(status, message, code or "bad_request")
 
 
 class MonitorServer:
@@ -45,15 +57,10 @@ class MonitorServer:
                  max_connections: int = MAX_CONNECTIONS, backlog: int = BACKLOG):
         check_limits(request_timeout, max_body_bytes, max_connections, backlog)
         self.monitor = monitor
-        adapter = http_adapter(CheckService(monitor), request_timeout, max_body_bytes)
-        try:
-            self._httpd = BoundedHTTPServer((host, port), adapter,
-                                            max_connections=max_connections, backlog=backlog)
-        except OSError as exc:
-            hint = (" (another process holds it; --port 0 picks a free port)"
-                    if exc.errno == errno.EADDRINUSE else "")
-            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-                             f"{hint}") from None
+        adapter = adapter_class(MonitorHTTPAdapter, request_timeout, max_body_bytes,
+                                service=CheckService(monitor))
+        self._httpd = listen(host, port, adapter, max_connections=max_connections,
+                             backlog=backlog, error=ServeError)
         self._stopped = threading.Event()
         self._timer = threading.Thread(target=self._flush_timer, daemon=True,
                                        name="monitor-flush")
@@ -116,13 +123,9 @@ class MonitorServer:
 def check_limits(request_timeout: float, max_body_bytes: int, max_connections: int,
                  backlog: int) -> None:
     """A limit that would refuse every request (or none) is a mistake: say so at once."""
-    if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) \
-            or not request_timeout > 0:
-        raise ServeError(f"request_timeout must be > 0 seconds, got {request_timeout!r}")
-    for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections),
-                        ("backlog", backlog)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ServeError(f"{name} must be an integer >= 1, got {value!r}")
+    problem = limit_problem(request_timeout, max_body_bytes, max_connections, backlog)
+    if problem:
+        raise ServeError(problem)
 
 
 def serve(baseline: Baseline | str | os.PathLike[str], state_dir: str | os.PathLike[str],

@@ -25,9 +25,9 @@ be read or written gets a 503. ``GET /v1/health`` answers the monitor's counters
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from fingerprint.http_server import Reply, read_json_object
 from fingerprint.records import last_user_message, prior_turns
 from monitor.errors import CheckError, MonitorError
 from monitor.online import Monitor
@@ -36,16 +36,6 @@ from monitor.requests import parse_timestamp
 CHECK_ROUTE = "/v1/check"
 HEALTH_ROUTE = "/v1/health"
 ROUTES = {CHECK_ROUTE: "POST", HEALTH_ROUTE: "GET"}  # each route answers one method (and HEAD)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What to send: status, body and headers."""
-
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
 
 
 def error_reply(status: int, message: str, code: str,
@@ -61,22 +51,10 @@ def json_reply(data: Any) -> Reply:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any] | Reply:
-    """The body as a JSON object, or the 400 saying why it is not one (UTF-8 only, as JSON over
-    HTTP must be; nesting too deep for the parser is refused, not a crash)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return error_reply(400, f"request body is not valid UTF-8 (byte {exc.start})",
-                           "invalid_json")
-    try:
-        request = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return error_reply(400, f"request body is not JSON ({exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno})", "invalid_json")
-    except RecursionError:
-        return error_reply(400, "request body nests too deeply", "invalid_json")
-    if not isinstance(request, dict):
-        return error_reply(400, "request body is not a JSON object", "invalid_json")
+    """The body as a JSON object, or the 400 saying why it is not one."""
+    request = read_json_object(body)
+    if isinstance(request, str):
+        return error_reply(400, request, "invalid_json")
     return request
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from fingerprint.errors import ConfigError
+from fingerprint.http_server import Reply, read_json_object
 from fingerprint.records import last_user_message
 
 FAULT_KINDS = ("rate_limit", "server_error", "slow", "drop", "non_json")
@@ -82,19 +83,6 @@ class ReplayLog:
     def count(self, outcome: str) -> int:
         with self.lock:
             return sum(e["outcome"] == outcome for e in self.events)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What to send: status, body and headers; ``delay`` seconds first, and with ``drop`` only
-    half the body before the connection is closed (a fault)."""
-
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-    delay: float = 0.0
-    drop: bool = False
 
 
 def error_reply(status: int, message: str, kind: str, code: str | None = None,
@@ -182,24 +170,10 @@ class ReplayHandler:
 
 
 def parse_json_object(body: bytes) -> dict[str, Any] | Reply:
-    """The request body as a JSON object, or the 400 saying why it is not one (UTF-8 only, as
-    JSON over HTTP must be; nesting too deep for the parser is refused, not a crash)."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return error_reply(400, f"request body is not valid UTF-8 (byte {exc.start})",
-                           "invalid_request_error", "invalid_json")
-    try:
-        request = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return error_reply(400, f"request body is not JSON ({exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno})", "invalid_request_error", "invalid_json")
-    except RecursionError:
-        return error_reply(400, "request body nests too deeply", "invalid_request_error",
-                           "invalid_json")
-    if not isinstance(request, dict):
-        return error_reply(400, "request body is not a JSON object", "invalid_request_error",
-                           "invalid_json")
+    """The request body as a JSON object, or the 400 saying why it is not one."""
+    request = read_json_object(body)
+    if isinstance(request, str):
+        return error_reply(400, request, "invalid_request_error", "invalid_json")
     return request
 
 

@@ -5,22 +5,40 @@ dropped connections. Testing that against mocks of the HTTP protocol would test 
 server speaks real HTTP on 127.0.0.1 (``/v1/chat/completions``, ``/v1/models``). What it answers
 is replay.handler's (a pure request -> reply function, faults included); how requests are read
 off the socket and replies written onto it, with limits against hostile clients, is
-replay.protocol's; this module puts the two together and starts and stops them.
+fingerprint.http_server's (shared with the monitor's server); this module puts the two together
+and starts and stops them.
 """
 
 from __future__ import annotations
 
-import errno
 import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from fingerprint.http_server import (BACKLOG, MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT,
+                                     HTTPAdapter, Reply, adapter_class, limit_problem, listen)
 from fingerprint.io import read_records
 from fingerprint.records import FieldMap
 from replay.errors import ReplayError
-from replay.handler import ReplayFaults, ReplayHandler, ReplayLog
-from replay.protocol import (BACKLOG, MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT,
-                             BoundedHTTPServer, http_adapter)
+from replay.handler import ReplayFaults, ReplayHandler, ReplayLog, error_reply
+
+
+class ReplayHTTPAdapter(HTTPAdapter):
+    """The hardened HTTP framing (fingerprint.http_server) around a ReplayHandler, with errors
+    in OpenAI's shape, which its client parses into typed exceptions."""
+
+    replay_handler: ReplayHandler
+    failure_message = "the replay server failed on this request"
+    malformed_code = None  # as OpenAI's API, whose errors mostly carry no code
+
+    def answer(self, body: bytes) -> Reply:
+        return self.replay_handler.handle(self.command, self.path, self.headers, body)
+
+    def error_reply(self, status: int, message: str, code: str | None) -> Reply:
+        """OpenAI's shape: a request the server cannot frame is the client's error (even a 501
+        for an unknown method); only our own failure is a ``server_error``."""
+        kind = "server_error" if code == "server_error" else "invalid_request_error"
+        return error_reply(status, message, kind, code)
 
 
 def load_recorded(path: str | Path, fields: FieldMap = FieldMap()) -> tuple[dict[str, str], str]:
@@ -59,15 +77,10 @@ class ReplayServer:
                  backlog: int = BACKLOG):
         check_limits(request_timeout, max_body_bytes, max_connections, backlog)
         self.handler = ReplayHandler(answers, model, faults=faults, api_key=api_key)
-        adapter = http_adapter(self.handler, request_timeout, max_body_bytes)
-        try:
-            self._httpd = BoundedHTTPServer((host, port), adapter,
-                                            max_connections=max_connections, backlog=backlog)
-        except OSError as exc:
-            hint = (" (another process holds it; --port 0 picks a free port)"
-                    if exc.errno == errno.EADDRINUSE else "")
-            raise ReplayError(f"cannot listen on {host}:{port}: "
-                              f"{exc.strerror or exc}{hint}") from None
+        adapter = adapter_class(ReplayHTTPAdapter, request_timeout, max_body_bytes,
+                                replay_handler=self.handler)
+        self._httpd = listen(host, port, adapter, max_connections=max_connections,
+                             backlog=backlog, error=ReplayError)
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -136,9 +149,6 @@ class ReplayServer:
 def check_limits(request_timeout: float, max_body_bytes: int, max_connections: int,
                  backlog: int) -> None:
     """A limit that would refuse every request (or none) is a mistake: say so at once."""
-    if not request_timeout > 0:
-        raise ReplayError(f"request_timeout must be > 0 seconds, got {request_timeout!r}")
-    for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections),
-                        ("backlog", backlog)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ReplayError(f"{name} must be an integer >= 1, got {value!r}")
+    problem = limit_problem(request_timeout, max_body_bytes, max_connections, backlog)
+    if problem:
+        raise ReplayError(problem)

@@ -21,7 +21,7 @@ from attribution import SIGNALS_BY_NAME, AttributionResult
 from reports.evidence import (SORT_SCRIPT, evidence_csv, evidence_table_html,
                               strongest_pairs_html)
 from reports.plots import fraction_plot, signal_plot
-from reports.text import fmt_number, methodology, methodology_sections
+from reports.text import fmt_number, methodology, methodology_sections, partner_lines
 
 _STYLE = """<style>
 body{font:14px/1.45 system-ui,"DejaVu Sans",sans-serif;max-width:1100px;margin:2em auto;
@@ -96,15 +96,18 @@ def _figures(result: AttributionResult) -> str:
 
 
 def _teachers(result: AttributionResult) -> str:
-    if result.teachers is None:
-        return ""
-    t = result.teachers
     e = html.escape
+    items = "".join(f"<li>{e(line.split(None, 1)[1])}</li>" for line in partner_lines(result))
+    partners = f"<p>Partners' shared signals:</p><ul>{items}</ul>" if items else ""
+    if result.teachers is None:
+        return partners
+    t = result.teachers
     rows = "".join(f"<tr><td>{e(s.provider)}</td><td>{fmt_number(s.share)}</td>"
                    f"<td>{fmt_number(s.p_value)}</td></tr>" for s in t.ranking)
     return (f"<h2>Likely teacher: {e(t.teacher.provider)}</h2><p>Margin "
             f"{fmt_number(t.margin)} in provider share over the runner-up.</p><table><tr>"
-            f"<th>provider</th><th>provider share</th><th>p-value</th></tr>{rows}</table>")
+            f"<th>provider</th><th>provider share</th><th>p-value</th></tr>{rows}</table>"
+            + partners)
 
 
 def _signals(result: AttributionResult) -> str:

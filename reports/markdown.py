@@ -8,7 +8,8 @@ import html
 import json
 
 from attribution import AttributionResult, MatchedPair
-from reports.text import fmt_fixed, fmt_number, methodology, methodology_sections
+from reports.text import (fmt_fixed, fmt_number, methodology, methodology_sections,
+                          partner_lines)
 
 _PAIR_CHARS = 700
 
@@ -59,17 +60,28 @@ def _header(result: AttributionResult) -> list[str]:
     ]
 
 
+def _partners(result: AttributionResult) -> list[str]:
+    lines = partner_lines(result)
+    if not lines:
+        return []
+    return ["", "Partners' shared signals:", ""] + [f"- {line.split(None, 1)[1]}"
+                                                     for line in lines] + [""]
+
+
 def _teachers(result: AttributionResult) -> list[str]:
     if result.teachers is None:
-        return []
+        return _partners(result)
     t = result.teachers
+    rest = ("The rest of this report is against that index." if t.teacher.origin is None else
+            f"It is a partner's provider, known by its shared style profile only; the rest of "
+            f"this report is against your best-ranked index, `{result.index}`.")
     out = ["", f"**Likely teacher: {t.teacher.provider}** (`{t.teacher.index}`), margin "
            f"{t.margin:.3f} in provider share over the runner-up, p-value "
-           f"{fmt_number(t.teacher.p_value)}. The rest of this report is against that index.",
+           f"{fmt_number(t.teacher.p_value)}. {rest}",
            "", "| provider | provider share | p-value | z |", "|---|---|---|---|"]
     out += [f"| {s.provider} | {s.share:.3f} | {fmt_number(s.p_value)} | {fmt_fixed(s.z)} |"
             for s in t.ranking]
-    return out + [""]
+    return out + _partners(result) + [""]
 
 
 def _figures(result: AttributionResult) -> list[str]:

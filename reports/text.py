@@ -80,6 +80,7 @@ def summary_text(result: AttributionResult) -> str:
         lines.append(f"teacher   {t.teacher.provider} (margin {t.margin:.3f} in provider share, "
                      f"p={fmt_number(t.teacher.p_value)}); ranking: "
                      + ", ".join(f"{s.provider} {s.share:.3f}" for s in t.ranking))
+    lines += partner_lines(result)
     if result.calibrated:
         ci = result.derived_fraction_ci
         interval = "" if ci is None else f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}"
@@ -101,3 +102,21 @@ def summary_text(result: AttributionResult) -> str:
         lines.append(f"  {s.name:<{width}}  {fmt_fixed(s.value)}{p}  (n={s.n}) {s.description}")
     lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)
+
+
+def partner_lines(result: AttributionResult) -> list[str]:
+    """One line per partner bundle used: who, which bundle, how old, its provider share (where
+    it shared a style profile) and its near-duplicates."""
+    shares = {} if result.teachers is None else {s.provider: s for s in result.teachers.ranking}
+    lines = []
+    for p in result.partners:
+        o, score = p.origin, shares.get(p.name)
+        share = "no style profile" if score is None else (
+            f"provider share {score.share:.3f} (rank "
+            f"{list(shares).index(p.name) + 1} of {len(shares)})")
+        near = (f"{p.near_duplicates} of {p.compared} responses near-duplicate its "
+                f"{p.signatures} shared signatures (best Jaccard {fmt_fixed(p.best)})"
+                if p.signatures else "no shared signatures")
+        lines.append(f"partner   {p.name}: bundle {o.get('bundle_id')} of {o.get('org')}, "
+                     f"{o.get('age_days')} days old; {share}; {near}")
+    return lines

@@ -5,7 +5,10 @@ own ids; a partner cannot use those and must not learn them. Each flagged accoun
 Indicator whose pattern matches ``user-account:user_id`` against the keyed HMAC of the id
 (sharing.keyed.account_hash): a partner holding the consortium key hashes its own account ids
 the same way and compares, nobody else learns anything. Confidence is the risk in percent;
-the description says what Lantern's signals say: a lead, not proof. Read here (and not through
+the description says what Lantern's signals say: a lead, not proof. STIX ids are UUIDv5 of the
+keyed account hash (and of the org, for the producer's Identity), so an account's indicator keeps
+its id from one export to the next and feedback on it (``share feedback --signal``) adds up
+across bundles; the id reveals nothing the pattern does not already hold. Read here (and not through
 the monitor, a capability beside this one) with the toolkit's one input reader, every line
 checked, errors naming file, line and field.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +30,12 @@ from sharing.keys import SHARE_HINT
 NOT_PROOF = ("Not proof: an account the producer's extraction monitor flagged for traffic that "
              "looks like systematic harvesting of model outputs. A lead to check against your "
              "own evidence, never a verdict on its own.")
+STIX_NAMESPACE = uuid.UUID("5f0c1c52-3a7e-4d0b-9a55-6f1d2a8e4b17")
+
+
+def stix_id(kind: str, value: str) -> str:
+    """A deterministic STIX id (UUIDv5 in this toolkit's namespace)."""
+    return f"{kind}--{uuid.uuid5(STIX_NAMESPACE, f'{kind}:{value}')}"
 
 
 def stix() -> Any:
@@ -72,13 +82,15 @@ def indicators(accounts: list[tuple[str, float]], secret: bytes, org: str,
                valid_from: datetime, valid_until: datetime) -> bytes:
     """A STIX 2.1 bundle (JSON bytes): the producer's Identity and one Indicator per account."""
     stix2 = stix()
-    producer = stix2.Identity(name=org, identity_class="organization")
+    producer = stix2.Identity(id=stix_id("identity", org), name=org,
+                              identity_class="organization")
     objects: list[Any] = [producer]
     for account, risk in accounts:
+        hashed = account_hash(secret, account)
         objects.append(stix2.Indicator(
-            name="Account flagged for model-output extraction",
+            id=stix_id("indicator", hashed), name="Account flagged for model-output extraction",
             description=NOT_PROOF, indicator_types=["anomalous-activity"],
-            pattern=f"[user-account:user_id = '{account_hash(secret, account)}']",
+            pattern=f"[user-account:user_id = '{hashed}']",
             pattern_type="stix", confidence=round(risk * 100),
             valid_from=valid_from, valid_until=valid_until, created_by_ref=producer.id))
     return stix2.Bundle(objects=objects).serialize(sort_keys=True).encode("utf-8")

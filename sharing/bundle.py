@@ -42,7 +42,8 @@ FORMAT = "fingerprint-share-bundle"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
-PARTS = ("signatures.bin", "signatures.json", "accounts.json")
+PARTS = ("signatures.bin", "signatures.json", "accounts.json", "prompts.json", "texts.json")
+PARTS += ("style.bin", "style.json")  # the provider's style profile (sharing.profile)
 MEMBERS = (MANIFEST, SIGNATURE) + PARTS
 _ZIP_TIME = (2000, 1, 1, 0, 0, 0)
 MAX_MEMBER_BYTES = 2 << 30
@@ -79,7 +80,27 @@ class Bundle:
                 "created": m.get("created"), "valid_from": m["valid_from"],
                 "valid_until": m["valid_until"], "consortium_key_id": m["consortium_key_id"],
                 "select": m.get("select"), "config": m.get("config"), "counts": m["counts"],
-                "parts": m["parts"]}
+                "parts": m["parts"],
+                "include_text": m.get("include_text") is True or "texts.json" in m["parts"],
+                "style": m.get("style")}
+
+    def signals(self) -> dict[str, list[str]]:
+        """Every signal id a partner can give feedback on (``share feedback --signal``), by kind:
+        each response row's keyed id (signatures.json, stable across exports) and each account
+        indicator's STIX id (accounts.json)."""
+        out: dict[str, list[str]] = {"responses": [], "accounts": []}
+        try:
+            rows = json.loads(self.parts.get("signatures.json", b"[]").decode("utf-8"))
+            stix = json.loads(self.parts.get("accounts.json", b"{}").decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{self.path}: a part is not JSON ({exc})") from None
+        if not isinstance(rows, list) or not isinstance(stix, dict) or \
+                not all(isinstance(r, dict) and isinstance(r.get("signal"), str) for r in rows):
+            raise BundleError(f"{self.path}: signatures.json or accounts.json is malformed")
+        out["responses"] = [r["signal"] for r in rows]
+        out["accounts"] = [o["id"] for o in stix.get("objects") or []
+                           if isinstance(o, dict) and o.get("type") == "indicator"]
+        return out
 
 
 def write_bundle(out: str | os.PathLike[str], manifest: Mapping[str, Any],
@@ -103,9 +124,10 @@ def write_bundle(out: str | os.PathLike[str], manifest: Mapping[str, Any],
 
 def read_bundle(path: str | os.PathLike[str], trust: Mapping[str, PublicKey], *,
                 consortium_key_ids: set[str] | None = None,
-                now: datetime | None = None) -> Bundle:
+                now: datetime | None = None, check_period: bool = True) -> Bundle:
     """Read and verify a bundle, or raise the error naming the first reason to refuse it:
-    names (zip slip), schema, signer, signature, each part's sha256, validity period, and the
+    names (zip slip), schema, signer, signature, each part's sha256, validity period (unless
+    ``check_period`` is False: feedback on a bundle may come after it expired), and the
     consortium key id when ``consortium_key_ids`` says which the recipient holds."""
     name = str(path)
     members = _members(Path(path))
@@ -126,7 +148,8 @@ def read_bundle(path: str | os.PathLike[str], trust: Mapping[str, PublicKey], *,
                                    f" but is signed by {signer.org!r}'s key {signer.key_id}")
     parts = _checked_parts(name, manifest, members)
     _check_sizes(name, manifest, parts)
-    _check_period(name, manifest, now or datetime.now(timezone.utc))
+    if check_period:
+        _check_period(name, manifest, now or datetime.now(timezone.utc))
     wanted = _text(manifest, "consortium_key_id", name)
     if consortium_key_ids is not None and wanted not in consortium_key_ids:
         raise ConsortiumMismatchError(
@@ -246,3 +269,33 @@ def _check_period(name: str, manifest: dict[str, Any], now: datetime) -> None:
     if now >= end:
         raise ExpiredBundleError(f"{name}: expired on {utc_iso(end)} (now {utc_iso(now)}); "
                                  f"ask {manifest['producer'].get('org')!r} for a fresh export")
+
+
+def read_imported(directory: str | os.PathLike[str], *,
+                  consortium_key_ids: set[str] | None = None,
+                  now: datetime | None = None) -> Bundle:
+    """A bundle ``share import`` stored (``INTO/<bundle_id>/``), checked again at use: every
+    part against the stored signed manifest's sha256, the sizes, the validity period (an
+    expired bundle is refused at use too) and the consortium key id. The signature was checked
+    against the trust directory at import; the signer is the producer the manifest names."""
+    root = Path(directory)
+    name = str(root)
+    members = {}
+    for path in sorted(root.iterdir()):
+        _check_name(name, path.name)
+        members[path.name] = path.read_bytes()
+    manifest_bytes, signature = members.get(MANIFEST), members.get(SIGNATURE)
+    if manifest_bytes is None or signature is None:
+        raise BundleError(f"{name}: not an imported bundle ({MANIFEST} or {SIGNATURE} missing)")
+    manifest = _manifest(name, manifest_bytes)
+    parts = _checked_parts(name, manifest, members)
+    _check_sizes(name, manifest, parts)
+    _check_period(name, manifest, now or datetime.now(timezone.utc))
+    wanted = _text(manifest, "consortium_key_id", name)
+    if consortium_key_ids is not None and wanted not in consortium_key_ids:
+        raise ConsortiumMismatchError(
+            f"{name}: keyed with consortium key {wanted}, which you do not hold (yours: "
+            f"{', '.join(sorted(consortium_key_ids)) or 'none'})")
+    producer = manifest["producer"]
+    signer = PublicKey(str(producer.get("org")), str(producer.get("key_id")), b"")
+    return Bundle(name, manifest, manifest_bytes, signature, signer, parts)

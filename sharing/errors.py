@@ -78,5 +78,22 @@ class ConsortiumMismatchError(BundleError):
     they cannot be compared with anything the recipient computes."""
 
 
+class StyleConfigError(BundleError):
+    """A bundle's style profile was made with another style configuration (style version,
+    buckets, prompt normaliser) than the recipient's index, or its arrays do not form the
+    matrix its manifest states: its rows cannot be compared."""
+
+
 class ImportStoreError(SharingError):
     """The import directory cannot be used (a file where a directory should be)."""
+
+
+class FeedbackError(SharingError):
+    """An opinion cannot be written (a signal id the bundle does not hold, an unknown opinion)
+    or a feedback file is refused: not one, signed by a reviewer not in the trust directory, a
+    signature that does not verify (a field changed after signing), or about another bundle."""
+
+
+class OwnBundleError(SharingError):
+    """The bundle to import was signed by the importer's own key or org: imported, the
+    importer's own outputs would count as a partner's evidence."""

@@ -8,7 +8,8 @@ keyed signal ids and the model name of each response, nothing else of it.
 
 Selections: ``all``, ``marked:LABEL`` (rows carrying an index mark, e.g. ``monitor-flagged``
 from ``monitor export-flagged``), ``since:DATE`` (rows whose timestamp is that ISO date or
-later; rows without one are left out).
+later; rows without one are left out). The style profile (sharing.profile, on unless
+``style=False``) covers the same selection.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from sharing.bundle import utc_iso, write_bundle
 from sharing.errors import ExportError
 from sharing.keyed import KEYED_HASH, KeyedMinHasher, signal_id
 from sharing.keys import load_consortium_key, load_signing_key
+from sharing.profile import DEFAULT_STYLE_ROWS, style_parts
+from sharing.prompts import PROMPT_HASH, prompt_part
 
 BATCH_ROWS = 512
 
@@ -42,7 +45,8 @@ class ExportResult:
         return {"out": self.out, "bundle_id": self.bundle_id, "producer": m["producer"],
                 "consortium_key_id": m["consortium_key_id"], "select": m["select"],
                 "valid_from": m["valid_from"], "valid_until": m["valid_until"],
-                "counts": m["counts"], "bytes": os.path.getsize(self.out)}
+                "counts": m["counts"], "bytes": os.path.getsize(self.out),
+                "style_rows": (m.get("style") or {}).get("rows", 0)}
 
 
 def select_rows(index: Any, select: str) -> list[int]:
@@ -91,26 +95,54 @@ def keyed_parts(index: Any, rows: list[int], secret: bytes) -> dict[str, bytes]:
             "signatures.json": json.dumps(signals, separators=(",", ":")).encode("utf-8")}
 
 
+def text_part(index: Any, rows: list[int], secret: bytes) -> dict[str, bytes]:
+    """``texts.json`` (``--include-text`` only): one {signal, response} per exported row, in the
+    order of signatures.json: the one way raw served text leaves, asked for explicitly and
+    recorded in the signed manifest (``include_text``) so that ``verify`` says so loudly."""
+    texts = []
+    for batch in _batches(rows):
+        stored = index.responses(batch)
+        texts += [{"signal": signal_id(secret, stored[r].id), "response": stored[r].response or ""}
+                  for r in batch]
+    return {"texts.json": json.dumps(texts, ensure_ascii=False).encode("utf-8")} if texts else {}
+
+
 def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.PathLike[str],
                   signing_key: str | os.PathLike[str], out: str | os.PathLike[str], *,
                   select: str = "all", accounts: str | os.PathLike[str] | None = None,
-                  valid_days: float = 90, now: datetime | None = None) -> ExportResult:
+                  valid_days: float = 90, now: datetime | None = None,
+                  requests: str | os.PathLike[str] | None = None,
+                  include_text: bool = False, style: bool = True,
+                  style_rows: int = DEFAULT_STYLE_ROWS) -> ExportResult:
     """Write a signed bundle of the index's selected rows (and the risk file's flagged
-    accounts) to ``out``, valid from ``now`` for ``valid_days``."""
+    accounts, and with ``requests`` the keyed prompt hashes of their requests; with
+    ``include_text`` the raw response texts too) to ``out``, valid from ``now`` for
+    ``valid_days``; with ``style``, the style profile of at most ``style_rows`` of the
+    selected rows too (sharing.profile)."""
     from index import open_index
 
+    if style and not (isinstance(style_rows, int) and style_rows >= 1):
+        raise ExportError(f"--style-rows must be a positive number of rows, got {style_rows}")
     if not (valid_days > 0):
         raise ExportError(f"--valid-days must be a positive number of days, got {valid_days}")
     key, consortium = load_signing_key(signing_key), load_consortium_key(consortium_key)
     start = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     end = start + timedelta(days=valid_days)
     with open_index(index_path) as index:
-        parts = keyed_parts(index, select_rows(index, select), consortium.secret)
+        rows = select_rows(index, select)
+        parts = keyed_parts(index, rows, consortium.secret)
+        if include_text and parts:
+            parts.update(text_part(index, rows, consortium.secret))
+        style_part, style_section = (style_parts(index, rows, consortium.secret, style_rows)
+                                     if style else ({}, {}))
+        parts.update(style_part)
         config = {k: getattr(index.config, k) for k in
                   ("normalizer_version", "shingle_size", "num_perm", "seed", "minhash_scheme")}
     flagged = flagged_accounts(accounts) if accounts is not None else []
     if flagged:
         parts["accounts.json"] = indicators(flagged, consortium.secret, key.org, start, end)
+    parts.update(prompt_part(requests, flagged, consortium.secret))
+    prompts = len(json.loads(parts["prompts.json"])) if "prompts.json" in parts else 0
     signatures = len(parts.get("signatures.bin", b"")) // (4 * config["num_perm"])
     if not signatures and not flagged:
         raise ExportError(f"nothing to export: --select {select} selects no response"
@@ -119,6 +151,14 @@ def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.P
                 "valid_until": utc_iso(end), "consortium_key_id": consortium.key_id,
                 "select": select, "config": {**config, "keyed_hash": KEYED_HASH},
                 "counts": {"signatures": signatures, "accounts": len(flagged)}}
+    if requests is not None:
+        manifest["counts"]["prompts"] = prompts
+        manifest["config"]["prompt_hash"] = PROMPT_HASH
+    if "texts.json" in parts:
+        manifest["include_text"] = True
+        manifest["counts"]["texts"] = signatures
+    if style_section:
+        manifest["style"] = style_section
     data = write_bundle(out, manifest, parts, key)
     return ExportResult(str(out), hashlib.sha256(data).hexdigest()[:16], json.loads(data))
 

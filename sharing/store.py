@@ -20,8 +20,8 @@ from typing import Any
 
 from fingerprint.atomic import fsync_path
 from sharing.bundle import MANIFEST, SIGNATURE, Bundle, read_bundle
-from sharing.errors import ImportStoreError
-from sharing.keys import load_consortium_key, read_trust_dir
+from sharing.errors import ImportStoreError, OwnBundleError
+from sharing.keys import load_consortium_key, read_public_key, read_trust_dir
 
 STAGING_PREFIX = ".staging-"
 
@@ -49,9 +49,19 @@ def verify_bundle(path: str | os.PathLike[str], trust_dir: str | os.PathLike[str
 def import_bundle(path: str | os.PathLike[str], trust_dir: str | os.PathLike[str],
                   into: str | os.PathLike[str], *,
                   consortium_keys: tuple[str | os.PathLike[str], ...] = (),
+                  own_key: str | os.PathLike[str] | None = None,
                   now: datetime | None = None) -> ImportResult:
-    """Verify, then store under ``into`` atomically (module docstring)."""
+    """Verify, then store under ``into`` atomically (module docstring). With ``own_key`` (the
+    importer's own .pub file), a bundle signed by that key or in that org's name is refused:
+    imported, the importer's own outputs would count as a partner's evidence."""
     bundle = verify_bundle(path, trust_dir, consortium_keys=consortium_keys, now=now)
+    if own_key is not None:
+        own = read_public_key(Path(own_key))
+        if bundle.signer.key_id == own.key_id or bundle.signer.org == own.org:
+            raise OwnBundleError(
+                f"{bundle.path}: is your own bundle (signed by {bundle.signer.org!r}, key "
+                f"{bundle.signer.key_id}; you are {own.org!r}, key {own.key_id}); importing it "
+                f"would count your own outputs as a partner's evidence")
     root = Path(into)
     if root.exists() and not root.is_dir():
         raise ImportStoreError(f"{root}: exists and is not a directory")

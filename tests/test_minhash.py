@@ -60,6 +60,17 @@ def test_compiled_text_path_equals_datasketch_over_python_shingles(texts, shingl
         assert np.array_equal(row, datasketch_signature(shingles, 64).hashvalues), (text, shingles)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=60), min_size=1,
+                max_size=6))
+def test_compiled_text_path_equals_datasketch_on_any_unicode(texts):
+    """The kernel reads words through a code point table made from ``\\w`` itself: any code
+    point, not only the alphabet above, splits words as the regular expression does."""
+    hasher = hasher_for("xxh32", shingle_size=2, num_perm=32)
+    for row, text in zip(hasher.signatures(texts), texts):
+        assert np.array_equal(row, datasketch_signature(word_shingles(text, 2), 32).hashvalues)
+
+
 def test_compiled_path_on_real_responses(alpacaeval):
     texts = [r.response for name in ("gemini-pro", "baize-v2-7b")  # many non-ASCII answers
              for r in read_records(alpacaeval / "outputs" / f"{name}.jsonl")]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import traffic_module
 
-from monitor import Request, read_requests
+from monitor import Request, read_requests, requests_by_account
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MONITOR_DATA", ROOT.parent / "shared" / "data" / "monitor"))
@@ -51,7 +51,7 @@ def accounts(traffic) -> dict[str, list[Request]]:
     """A T0 campaign (300 fillings of five templates, in turn) and the longest benign
     individual of the evaluation log."""
     truth = json.loads((traffic / "truth.json").read_text())["accounts"]
-    log = mb.by_account(read_requests(traffic / "requests.jsonl.gz"))
+    log = requests_by_account(read_requests(traffic / "requests.jsonl.gz"))
     benign = max((a for a in log if truth[a]["kind"] == "benign-individual"),
                  key=lambda a: (len(log[a]), a))
     by_template = defaultdict(list)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 from monitor import AccountScorer, Baseline
-from test_monitor_scan import DATA, baseline_dir, traffic  # noqa: F401 (fixtures)
+from monitor_fixtures import DATA
+
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline_dir
 
 
 def _turns(n: int) -> list[str]:

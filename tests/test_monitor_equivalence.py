@@ -3,7 +3,7 @@ optimised code gives is compared with the code it replaced, kept here as the ref
 versions of monitor.skeleton, monitor.detector.is_reuse, the static embedding and the RFF of
 commit 3af4e39).
 
-- the small simulated traffic (real prompt text, tests/monitor_online_helpers.py) scored request
+- the small simulated traffic (real prompt text, tests/monitor_fixtures.py) scored request
   by request both ways: every assessment (risk, p-value, flag, reasons, activity), every reuse
   flag and, per account, the RFF sums, signature rings, skeleton edges, template counts, and the
   state after a ``to_bytes``/``from_bytes`` round trip are the same, bit for bit;
@@ -39,7 +39,7 @@ from monitor.requests import parse_timestamp
 from monitor.skeleton import (EDGE_WORDS, ID_MIN_WORDS, ID_WORDS, MIN_SKELETON_WORDS, RECENT,
                               TEMPLATES_KEPT, Skeleton)
 
-pytest_plugins = ("monitor_online_helpers",)  # its fixtures: traffic, baseline(_dir)
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline(_dir)
 
 REQUESTS = 1200  # the log's first requests in time order: campaigns flagged among them
 

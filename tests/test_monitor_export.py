@@ -20,7 +20,7 @@ from conftest import served_rows, write_jsonl
 from index import IndexCorruptedError, mark_accounts, open_index, verify_index
 from index.marks import MARKS_DIR
 from monitor import ExportError, export_flagged
-from test_monitor_scan import invoke, one_error_line
+from monitor_fixtures import invoke, one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 RISK = [{"account": "acct-1", "risk": 1.0, "flagged": True, "requests": 40},

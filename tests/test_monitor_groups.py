@@ -15,7 +15,9 @@ from monitor import AccountScorer, Baseline, MonitorConfig, scan_file
 from monitor.detector import AccountState
 from monitor.groups import link_accounts
 from monitor.skeleton import TEMPLATES_KEPT, Skeleton, template_id
-from test_monitor_scan import CONFIG, DATA, baseline_dir, traffic  # noqa: F401 (fixtures)
+from monitor_fixtures import DATA
+
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline_dir
 
 WRAP_HEAD = "You are the support assistant of Nimbus Routers Ltd. A customer writes:"
 WRAP_TAIL = "Answer in a friendly tone and suggest a next step."

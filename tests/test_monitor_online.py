@@ -2,7 +2,7 @@
 state survives closing and reopening, eviction from the cache and snapshots; a state directory
 made with another baseline, or damaged, is refused at start; clock skew, retries and bad
 arguments are handled as documented. Real baseline on the small simulated traffic
-(tests/monitor_online_helpers.py); the HTTP server is tested in test_monitor_server.py."""
+(tests/monitor_fixtures.py); the HTTP server is tested in test_monitor_server.py."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from cli import main
 from monitor import (ALLOW, BLOCK, THROTTLE, CheckError, LimitPolicy, Monitor,
                      MonitorConfigError, StateCorruptedError, StateVersionError, load_policy)
 from monitor.account import state_fingerprint
-from monitor_online_helpers import START
+from monitor_fixtures import START
 
-pytest_plugins = ("monitor_online_helpers",)  # its fixtures: traffic, baseline(_dir), rising
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline(_dir), rising
 
 PACED = LimitPolicy(rate_per_second=1.0, burst=1)  # one request a second, no burst
 

@@ -2,7 +2,7 @@
 over the log that shows each flagged account's timeline, signals, templates, example prompts
 and coordinated group; hostile prompts stay text; what cannot work is refused before the scan.
 
-The real pipeline runs on the simulated traffic of tests/test_monitor_scan.py (its fixtures);
+The real pipeline runs on the simulated traffic of tests/monitor_fixtures.py;
 the hostile-text cases use a hand-made log and scan result, so what they feed the page is known
 to the byte. The browser test renders the page in a real headless Chromium (conftest.browse)."""
 
@@ -22,8 +22,9 @@ from monitor.report import BUCKETS, TEMPLATE_SAMPLE, collect, shown_rows
 from monitor.report_html import text
 from monitor.scan import ScanResult, ScanRow, iso_time
 from monitor.templates import Edges, find_templates
-from test_monitor_scan import (baseline_dir, invoke, log_lines, one_error_line,  # noqa: F401
-                               served_log, tiny_baseline, traffic, write_lines)
+from monitor_fixtures import invoke, one_error_line, served_log, write_lines
+
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline_dir, log_lines, tiny_baseline
 
 T0 = 1_795_000_000
 HOSTILE = ("<script>parent.document.title='pwned';window.top.ran=1</script>"

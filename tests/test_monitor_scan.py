@@ -8,75 +8,25 @@ checkpoints and the fewest null accounts the configuration allows for them, to s
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
-from conftest import traffic_module, write_jsonl
+from conftest import write_jsonl
 from monitor import (Baseline, BaselineError, MonitorConfig, MonitorConfigError, Request,
-                     ScanError, build_baseline, fit_baseline, parse_timestamp, scan_file,
-                     scan_log)
+                     ScanError, build_baseline, scan_file, scan_log)
 from monitor.scan import ReorderBuffer
+from monitor_fixtures import (CONFIG, LOG_LINES, ROOT, invoke, one_error_line, served_log,
+                              write_lines)
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("MONITOR_DATA", ROOT.parent / "shared" / "data" / "monitor"))
-ALPACA = Path(os.environ.get("ALPACAEVAL", ROOT.parent / "shared" / "data" / "alpacaeval")) \
-    / "prompts.jsonl"
-CONFIG = MonitorConfig(checkpoints=2, null_accounts=2001)  # 3 signals x 2 / 0.003 + 1 at least
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline_dir, log_lines, tiny_baseline
+
 WINDOW = 300.0
-LOG_LINES = 3000  # the first lines of the simulated log: enough for 95 accounts, fast to scan
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    return lines[0]
-
-
-
-
-@pytest.fixture(scope="module")
-def traffic(tmp_path_factory) -> Path:
-    if not (DATA / "benign" / "sharegpt.jsonl").is_file() or not ALPACA.is_file():
-        pytest.skip(f"monitor data not found at {DATA} (set MONITOR_DATA=..., ALPACAEVAL=...)")
-    module = traffic_module()
-    out = tmp_path_factory.mktemp("traffic")
-    module.build(module.TrafficConfig.preset("small", 7), out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def baseline_dir(traffic, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("baseline") / "b"
-    build_baseline(traffic / "baseline.jsonl.gz", out, CONFIG)
-    return out
-
-
-@pytest.fixture(scope="module")
-def log_lines(traffic) -> list[tuple[float, str]]:
-    """(time, line) of the log's first lines, in file order."""
-    with gzip.open(traffic / "requests.jsonl.gz", "rt", encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for _, line in zip(range(LOG_LINES), f)]
-    return [(parse_timestamp(json.loads(line)["timestamp"]), line) for line in lines]
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def comparable(row) -> dict:
@@ -85,25 +35,6 @@ def comparable(row) -> dict:
     data = row.to_dict()
     data["reasons"] = [{**r, "value": round(r["value"], 6)} for r in data["reasons"]]
     return data
-
-
-@pytest.fixture(scope="module")
-def tiny_baseline(tmp_path_factory) -> Path:
-    """A baseline fitted on 8 hand-made accounts: too little traffic to test any checkpoint,
-    enough for what the CLI does around the scan."""
-    requests = [Request(f"b{a}", f"question {i} from user {a} about topic {(a * i) % 7}",
-                        1_795_000_000.0 + 60 * i + a, f"r{a}-{i}")
-                for a in range(8) for i in range(12)]
-    out = tmp_path_factory.mktemp("tiny") / "b"
-    fit_baseline(requests, CONFIG).save(out)
-    return out
-
-
-def served_log(path: Path, accounts: int = 12, per_account: int = 4) -> Path:
-    rows = [{"id": f"q{a}-{i}", "account": f"acct-{a}", "timestamp": 1_795_000_000 + 10 * i + a,
-             "prompt": f"please list {i} facts about subject {a}"}
-            for i in range(per_account) for a in range(accounts)]
-    return write_jsonl(path, rows)
 
 
 # the reorder buffer ------------------------------------------------------------------------------

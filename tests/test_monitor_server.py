@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from monitor import ALLOW, Monitor, MonitorServer
-from monitor_online_helpers import START
+from monitor_fixtures import START
 
-pytest_plugins = ("monitor_online_helpers",)  # its fixtures: traffic, baseline(_dir), rising
+pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline(_dir), rising
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = ("acct-0", "acct-1", "acct-2")

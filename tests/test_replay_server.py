@@ -268,7 +268,7 @@ def test_unusable_limits_are_refused(option, value):
 
 
 def test_the_command_defaults_are_the_library_defaults():
-    from replay.protocol import MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT
+    from fingerprint.http_server import MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_TIMEOUT
 
     defaults = {p.name: p.default for p in main.commands["serve-replay"].params}
     assert (defaults["request_timeout"], defaults["max_body_bytes"],

@@ -114,7 +114,8 @@ def test_round_trip_export_verify_import_and_reimport(built_index, keys, tmp_pat
     stored = Path(first["into"])
     assert first["imported"] and stored.parent == into
     assert sorted(p.name for p in stored.iterdir()) == [
-        "manifest.json", "manifest.sig", "signatures.bin", "signatures.json"]
+        "manifest.json", "manifest.sig", "signatures.bin", "signatures.json", "style.bin",
+        "style.json"]
     assert (stored / "signatures.bin").stat().st_size == 24 * 128 * 4
     snapshot = {p.name: p.read_bytes() for p in stored.iterdir()}
     again = json.loads(ok("share", "import", out, "--trust", keys["trust"], "--into", into,

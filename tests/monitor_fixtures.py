@@ -1,5 +1,5 @@
-"""Fixtures and helpers shared by the online monitor's tests (test_monitor_online.py,
-test_monitor_server.py): the small simulated traffic (benchmarks/monitor_traffic.py, real prompt
+"""Fixtures and helpers shared by the monitor's tests (every tests/test_monitor_*.py that needs
+them): the small simulated traffic (benchmarks/monitor_traffic.py, real prompt
 text from ../shared/data; skipped without it), a baseline fitted on its benign log with two
 checkpoints and the fewest null accounts the configuration allows (fast), and a campaign whose
 risk passes through the middle on its way to a flag, with a policy that makes that middle a
@@ -9,8 +9,14 @@ The campaign and the policy are chosen from the detector's own figures (an Accou
 each campaign account), not written down, so the tests keep their meaning when the detector's
 signals change; if no campaign passes through the middle any more, the fixture says so.
 
-The test modules load it with ``pytest_plugins`` and import ``START`` from it, so it is imported
-before pytest could rewrite its asserts (it has none): PYTEST_DONT_REWRITE."""
+Also a tiny hand-made baseline (too little traffic to test any checkpoint, enough for what the
+CLI does around a scan), the first lines of the simulated log, and small helpers (``invoke``,
+``one_error_line``, ``served_log``, ``write_lines``).
+
+The test modules load it with ``pytest_plugins = ("monitor_fixtures",)`` (module-scoped
+fixtures: each module builds its own traffic, as before) and import helpers from it; the
+module is imported before pytest could rewrite its asserts, so it has none (failures go through
+``pytest.fail``): PYTEST_DONT_REWRITE."""
 
 from __future__ import annotations
 
@@ -21,9 +27,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from conftest import traffic_module
-from monitor import AccountScorer, Baseline, LimitPolicy, MonitorConfig, build_baseline
+from cli import main
+from conftest import traffic_module, write_jsonl
+from monitor import (AccountScorer, Baseline, LimitPolicy, MonitorConfig, Request,
+                     build_baseline, fit_baseline)
 from monitor.requests import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +41,34 @@ ALPACA = Path(os.environ.get("ALPACAEVAL", ROOT.parent / "shared" / "data" / "al
     / "prompts.jsonl"
 CONFIG = MonitorConfig(checkpoints=2, null_accounts=2001)  # 3 signals x 2 / 0.003 + 1 at least
 START = 1_795_000_000.0  # 2026-11-18: the requests' times, one second apart
+LOG_LINES = 3000  # the first lines of the simulated log: enough for 95 accounts, fast to scan
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(result) -> str:
+    """The single ``Error: ...`` line of a failed command (exit 1), or a failure saying why."""
+    if result.exit_code != 1:
+        pytest.fail(f"exit code {result.exit_code}, not 1: {result.output}")
+    lines = result.output.strip().splitlines()
+    if len(lines) != 1 or not lines[0].startswith("Error: "):
+        pytest.fail(f"not one 'Error: ' line: {result.output}")
+    return lines[0]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def served_log(path: Path, accounts: int = 12, per_account: int = 4) -> Path:
+    """A small hand-made request log: ``accounts`` accounts, ``per_account`` requests each."""
+    rows = [{"id": f"q{a}-{i}", "account": f"acct-{a}", "timestamp": 1_795_000_000 + 10 * i + a,
+             "prompt": f"please list {i} facts about subject {a}"}
+            for i in range(per_account) for a in range(accounts)]
+    return write_jsonl(path, rows)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +91,26 @@ def baseline_dir(traffic, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def baseline(baseline_dir) -> Baseline:
     return Baseline.load(baseline_dir)
+
+
+@pytest.fixture(scope="module")
+def log_lines(traffic) -> list[tuple[float, str]]:
+    """(time, line) of the log's first lines, in file order."""
+    with gzip.open(traffic / "requests.jsonl.gz", "rt", encoding="utf-8") as f:
+        lines = [line.rstrip("\n") for _, line in zip(range(LOG_LINES), f)]
+    return [(parse_timestamp(json.loads(line)["timestamp"]), line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def tiny_baseline(tmp_path_factory) -> Path:
+    """A baseline fitted on 8 hand-made accounts: too little traffic to test any checkpoint,
+    enough for what the CLI does around the scan."""
+    requests = [Request(f"b{a}", f"question {i} from user {a} about topic {(a * i) % 7}",
+                        1_795_000_000.0 + 60 * i + a, f"r{a}-{i}")
+                for a in range(8) for i in range(12)]
+    out = tmp_path_factory.mktemp("tiny") / "b"
+    fit_baseline(requests, CONFIG).save(out)
+    return out
 
 
 def campaign_prompts(traffic: Path) -> dict[str, list[tuple[str, int | None]]]:

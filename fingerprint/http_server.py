@@ -1,15 +1,18 @@
-"""HTTP/1.1 on the socket for the online monitor, hardened against hostile and malformed clients.
+"""HTTP/1.1 on a socket, hardened against hostile and malformed clients: the one copy that both
+servers of the toolkit use (``replay serve``, which plays a suspect's API in tests, and
+``monitor serve``, which a gateway asks before every request).
 
-The same hardening as the replay server's (replay/protocol.py), copied rather than imported
-because capabilities do not import each other. The service (monitor.service) decides what a
-request means; this module decides what a request *is*: where its body starts and ends, how long
-the server waits for it, how much it will hold in memory, and how many connections it serves at
-once. Every client mistake gets a JSON error (never a traceback on the server's stderr, never a
-silently closed socket):
+It lives in the bottom layer because it is a reader of inputs (network ones) and because the
+capabilities that serve HTTP may not import each other. What a request *means* is each server's
+(an ``HTTPAdapter`` subclass answers a framed body with a ``Reply``); this module decides what a
+request *is*: where its body starts and ends, how long the server waits for it, how much it will
+hold in memory, and how many connections it serves at once. Every client mistake gets a JSON
+answer in the server's error shape (never a traceback on the server's stderr, never a silently
+closed socket):
 
 - the body is framed by one valid ``Content-Length`` of at most ``max_body_bytes`` (else 400, 411
-  or 413); ``Transfer-Encoding`` (chunked) is refused with 411 (a gateway's hook forwards a body
-  it has read whole);
+  or 413); ``Transfer-Encoding`` (chunked) is refused with 411: OpenAI clients never send it, and
+  a gateway's hook forwards a body it has read whole;
 - a request must arrive whole within ``request_timeout`` seconds (a total deadline, not per read,
   so a client trickling one byte at a time cannot hold a thread): a late body gets 408, and an
   idle kept-alive connection is closed after as long;
@@ -24,51 +27,72 @@ with unread data resets it, and the client would lose the answer it was about to
 
 from __future__ import annotations
 
+import errno
 import io
+import json
 import re
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Mapping
 
-from monitor.service import CheckService, Reply, error_reply
-
-MAX_BODY_BYTES = 1 << 20        # 1 MiB: a long chat request, not a book
+MAX_BODY_BYTES = 1 << 20        # 1 MiB: far above any chat request, not a book
 REQUEST_TIMEOUT = 10.0          # seconds; above httpx's 5 s keep-alive, so clients close first
 MAX_CONNECTIONS = 64
 BACKLOG = 1024                  # the kernel caps it at net.core.somaxconn
 LINGER_SECONDS = 1.0            # reading away a refused body before closing, at most this long
 LINGER_BYTES = 4 << 20          # ... and at most this much
 STOP_SECONDS = 5.0              # stopping waits this long at most for handler threads to end
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # others: 501
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def body_length(method: str, headers: Any, max_body_bytes: int) -> int | Reply:
-    """How many body bytes follow the headers, or the error reply when the framing is unusable
-    (after which the connection must be closed: where the next request starts is unknown).
-    ``headers``: an ``email.message.Message`` (what http.server parses)."""
-    if headers.get_all("Transfer-Encoding"):
-        return error_reply(411, "Transfer-Encoding (chunked) is not supported: send the body "
-                           "with a Content-Length header", "length_required")
-    values = {v.strip() for v in headers.get_all("Content-Length") or ()}
-    if not values:
-        if method in ("POST", "PUT", "PATCH"):
-            return error_reply(411, "a Content-Length header is required", "length_required")
-        return 0
-    if len(values) > 1:
-        return error_reply(400, "conflicting Content-Length headers", "invalid_content_length")
-    value = values.pop()
-    if not _DIGITS.fullmatch(value):
-        return error_reply(400, f"Content-Length {value[:40]!r} is not a number of bytes",
-                           "invalid_content_length")
-    if len(value) > 18 or int(value) > max_body_bytes:
-        return error_reply(413, f"request body of {value[:40]} bytes is over the limit of "
-                           f"{max_body_bytes} bytes", "request_too_large")
-    return int(value)
+@dataclass(frozen=True)
+class Reply:
+    """What to send: status, body and headers; ``delay`` seconds first, and with ``drop`` only
+    half the body before the connection is closed (faults the replay server plays)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    delay: float = 0.0
+    drop: bool = False
+
+
+def read_json_object(body: bytes) -> dict[str, Any] | str:
+    """The request body as a JSON object, or the sentence saying why it is not one (UTF-8 only,
+    as JSON over HTTP must be; nesting too deep for the parser is refused, not a crash)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"request body is not valid UTF-8 (byte {exc.start})"
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"request body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except RecursionError:
+        return "request body nests too deeply"
+    if not isinstance(request, dict):
+        return "request body is not a JSON object"
+    return request
+
+
+def limit_problem(request_timeout: float, max_body_bytes: int, max_connections: int,
+                  backlog: int) -> str | None:
+    """What is wrong with a server's limits, if anything: a limit that would refuse every
+    request (or none) is a mistake to report at once, in the caller's error type."""
+    if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)) \
+            or not request_timeout > 0:
+        return f"request_timeout must be > 0 seconds, got {request_timeout!r}"
+    for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections),
+                        ("backlog", backlog)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"{name} must be an integer >= 1, got {value!r}"
+    return None
 
 
 class DeadlineReader(io.RawIOBase):
@@ -107,20 +131,30 @@ def linger(sock: socket.socket) -> None:
 
 
 class HTTPAdapter(BaseHTTPRequestHandler):
-    """Frames a request, hands it to ``service`` and copies its Reply onto the socket;
-    ``http_adapter`` makes the subclass with the handler and limits filled in."""
+    """Frames a request and copies the Reply that ``answer`` gives onto the socket. A server
+    subclasses it with ``answer`` (what a framed body means) and ``error_reply`` (its error
+    shape); ``adapter_class`` fills in the limits (http.server makes one instance a connection)."""
 
     protocol_version = "HTTP/1.1"
-    service: CheckService
     timeout: float = REQUEST_TIMEOUT  # StreamRequestHandler puts it on the socket: every write
     max_body_bytes = MAX_BODY_BYTES
+    failure_message = "the server failed on this request"
+    malformed_code: str | None = "bad_request"  # the code of http.server's own refusals
     unread = False  # a refused body may still be arriving: linger before closing
+
+    def answer(self, body: bytes) -> Reply:
+        """The reply to this request (``self.command``, ``self.path``, ``self.headers``)."""
+        raise NotImplementedError
+
+    def error_reply(self, status: int, message: str, code: str | None) -> Reply:
+        """An error in this server's JSON shape."""
+        raise NotImplementedError
 
     def setup(self) -> None:
         """A deadline reader on the socket, and no Nagle delay: an answer's headers and body go
         out as two writes, and with Nagle the second waits for the client's delayed ACK (40 ms
-        on Linux) on every request of a kept-alive connection, whose checks must take about a
-        millisecond."""
+        on Linux) on every request of a kept-alive connection (measured: 10 requests took
+        0.40 s)."""
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = DeadlineReader(self.connection)
@@ -136,8 +170,8 @@ class HTTPAdapter(BaseHTTPRequestHandler):
             linger(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: request lines and client timeouts are not the operator's problem (the
-        monitor's counters, ``GET /v1/health``, say what it did)."""
+        """Quiet: request lines and client timeouts are not the operator's problem (each
+        server's own log or counters say what it did)."""
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
@@ -147,32 +181,58 @@ class HTTPAdapter(BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.1"
         text = message or self.responses.get(code, ("error",))[0]
-        self.refuse(error_reply(code, text[:300], "bad_request"))
+        self.refuse(self.error_reply(code, text[:300], self.malformed_code))
+
+    def body_length(self) -> int | Reply:
+        """How many body bytes follow the headers, or the error reply when the framing is
+        unusable (after which the connection must be closed: where the next request starts is
+        unknown)."""
+        headers = self.headers
+        if headers.get_all("Transfer-Encoding"):
+            return self.error_reply(411, "Transfer-Encoding (chunked) is not supported: send the "
+                                    "body with a Content-Length header", "length_required")
+        values = {v.strip() for v in headers.get_all("Content-Length") or ()}
+        if not values:
+            if self.command in ("POST", "PUT", "PATCH"):
+                return self.error_reply(411, "a Content-Length header is required",
+                                        "length_required")
+            return 0
+        if len(values) > 1:
+            return self.error_reply(400, "conflicting Content-Length headers",
+                                    "invalid_content_length")
+        value = values.pop()
+        if not _DIGITS.fullmatch(value):
+            return self.error_reply(400, f"Content-Length {value[:40]!r} is not a number of "
+                                    "bytes", "invalid_content_length")
+        if len(value) > 18 or int(value) > self.max_body_bytes:
+            return self.error_reply(413, f"request body of {value[:40]} bytes is over the limit "
+                                    f"of {self.max_body_bytes} bytes", "request_too_large")
+        return int(value)
 
     def handle_expect_100(self) -> bool:
         """No ``100 Continue`` for a body that will be refused anyway."""
-        if isinstance(body_length(self.command, self.headers, self.max_body_bytes), Reply):
+        if isinstance(self.body_length(), Reply):
             return True
         return super().handle_expect_100()
 
     def serve(self) -> None:
-        length = body_length(self.command, self.headers, self.max_body_bytes)
+        length = self.body_length()
         if isinstance(length, Reply):
             return self.refuse(length)
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            return self.refuse(error_reply(
+            return self.refuse(self.error_reply(
                 408, f"the request body did not arrive within {self.timeout:g} s",
                 "request_timeout"))
         if len(body) < length:  # the client half-closed: nothing more will come
-            return self.refuse(error_reply(
+            return self.refuse(self.error_reply(
                 400, f"the request body ended after {len(body)} of {length} bytes",
                 "incomplete_body"))
         try:
-            reply = self.service.handle(self.command, self.path, body)
+            reply = self.answer(body)
         except Exception:  # a bug of ours: the client still gets an answer, stderr the trace
-            self.refuse(error_reply(500, "the monitor failed on this request", "server_error"))
+            self.refuse(self.error_reply(500, self.failure_message, "server_error"))
             raise
         self.reply(reply)
 
@@ -184,6 +244,8 @@ class HTTPAdapter(BaseHTTPRequestHandler):
 
     def reply(self, reply: Reply) -> None:
         self.connection.settimeout(self.timeout)  # whatever the read deadline left
+        if reply.delay:
+            time.sleep(reply.delay)
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -194,14 +256,20 @@ class HTTPAdapter(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        if reply.drop:  # half the body, then the connection is closed under the client
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.wfile.write(reply.body)
 
 
-def http_adapter(service: CheckService, request_timeout: float,
-                 max_body_bytes: int) -> type[HTTPAdapter]:
-    """The HTTPAdapter class for one server (http.server makes one instance per connection)."""
-    return type("MonitorHTTPAdapter", (HTTPAdapter,), {
-        "service": service, "timeout": request_timeout, "max_body_bytes": max_body_bytes})
+def adapter_class(base: type[HTTPAdapter], request_timeout: float, max_body_bytes: int,
+                  **attributes: Any) -> type[HTTPAdapter]:
+    """``base`` with one server's limits (and ``attributes``, e.g. its handler) filled in."""
+    return type(base.__name__, (base,), {"timeout": request_timeout,
+                                         "max_body_bytes": max_body_bytes, **attributes})
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -265,7 +333,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         """Close the listening socket, then wake every handler thread by shutting its socket
-        and wait (a few seconds at most) for them to end."""
+        and wait (a few seconds at most: a slow fault may be sleeping) for them to end."""
         self.closing.set()
         super().server_close()
         with self.open_lock:
@@ -277,3 +345,17 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                 pass
         with self.all_closed:
             self.all_closed.wait_for(lambda: not self.open, timeout=STOP_SECONDS)
+
+
+def listen(host: str, port: int, handler_class: type[HTTPAdapter], *, max_connections: int,
+           backlog: int, error: Callable[[str], Exception]) -> BoundedHTTPServer:
+    """A bound, listening BoundedHTTPServer. When it cannot listen, ``error(message)`` (the
+    caller's error type) says which address failed and, when the port is taken, how to get a
+    free one."""
+    try:
+        return BoundedHTTPServer((host, port), handler_class,
+                                 max_connections=max_connections, backlog=backlog)
+    except OSError as exc:
+        hint = (" (another process holds it; --port 0 picks a free port)"
+                if exc.errno == errno.EADDRINUSE else "")
+        raise error(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None

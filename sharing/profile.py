@@ -1,0 +1,135 @@
+"""The style profile part: what teacher identification knows a provider by, without its text.
+
+Attribution recognises a provider by the style rows of its served responses (fingerprint.style:
+hashed counts of every token and every pair of adjacent tokens, 2**18 buckets by default) and
+fits its classifier on the answers to the suspect's prompts (attribution.classes). A bundle's
+style profile therefore holds, for the exported responses (the export's selection, an even
+spread of at most ``--style-rows``), exactly those rows, in index order, each with a keyed
+pairing key for its prompt: ``HMAC(consortium subkey, public prompt hash)``. A recipient holding
+the consortium key computes the same key from the public prompt hash of its suspect's and its
+references' prompts (which it stores anyway), so it pairs by prompt as the provider's own index
+would, and nobody without the key can test a guessed prompt. Given every row, the recipient's
+ranking equals the one the raw index gives (a test checks it).
+
+Can a style row leak text? Yes, and this module does not pretend otherwise. A row is a bag of
+unigram and bigram counts. The buckets are MurmurHash3 with a public seed, so anyone with a
+dictionary can hash every candidate word and bigram and read off which occur (at 2**18 buckets
+a dictionary word rarely collides), and the bigrams chain words into phrases: the content of an
+answer, in large part, though not the text itself (order beyond pairs, and exact repetition
+structure, are lost). Two defences, with their limits:
+- Outsiders (anyone who obtains the bundle file without the consortium key): the bucket columns
+  are permuted by a keyed permutation (the order of the buckets by keyed BLAKE2b of their
+  number), so a dictionary lookup finds nothing (a test shows it). This is a substitution over
+  262,144 symbols, not encryption: counting how often each column occurs over many rows can
+  name the commonest features (punctuation, function words); rare content words stay unnamed.
+- Partners (who hold the key and must compute the same features for their suspect): no
+  defence. A partner can undo the permutation and read each exported response's words and word
+  pairs (a test shows it). Export a style profile only to partners you would trust with that,
+  or export without it (``--no-style``); ``--style-rows`` bounds how many responses it covers.
+The part is written as ``style.bin`` (CSR: indptr ``<i8`` rows+1, indices ``<i4``, data ``<f4``,
+concatenated) and ``style.json`` (the pairing key of each row, or null), the manifest's
+``style`` section stating the configuration a recipient must share and the array sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from attribution.classes import spread_rows
+from sharing.errors import StyleConfigError
+from sharing.keyed import subkey
+
+STYLE_PROMPT_DOMAIN = b"fingerprint-share/style-prompt/v1"
+STYLE_COLUMNS_DOMAIN = b"fingerprint-share/style-columns/v1"
+PERMUTATION = "blake2b-keyed-sort/v1"
+DEFAULT_STYLE_ROWS = 20000
+CONFIG_FIELDS = ("style_version", "style_features", "normalizer_version")
+
+
+def style_prompt_key(secret: bytes, public_hash: str) -> str:
+    """The pairing key of a prompt in style profiles: keyed HMAC of its public prompt hash."""
+    return hmac.new(subkey(secret, STYLE_PROMPT_DOMAIN), public_hash.encode("ascii"),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+@lru_cache(maxsize=4)
+def column_permutation(secret: bytes, n_features: int) -> np.ndarray:
+    """Bucket b is written as column ``permutation[b]``: the buckets sorted by keyed BLAKE2b
+    of their number (the same on every machine, whatever numpy's random streams)."""
+    key = subkey(secret, STYLE_COLUMNS_DOMAIN)
+    digests = b"".join(hashlib.blake2b(int(b).to_bytes(4, "little"), key=key,
+                                       digest_size=8).digest() for b in range(n_features))
+    order = np.argsort(np.frombuffer(digests, dtype="<u8"), kind="stable")
+    permutation = np.empty(n_features, dtype=np.int64)
+    permutation[order] = np.arange(n_features)
+    return permutation
+
+
+def style_config(config: Any) -> dict[str, int]:
+    return {name: int(getattr(config, name)) for name in CONFIG_FIELDS}
+
+
+def style_parts(index: Any, rows: Sequence[int], secret: bytes,
+                limit: int = DEFAULT_STYLE_ROWS) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The style part of the selected rows (an even spread of at most ``limit``) and its
+    manifest section; nothing when no row is selected."""
+    chosen = spread_rows(sorted(rows), limit)
+    if not chosen:
+        return {}, {}
+    by_row: dict[int, str] = {}
+    for h, hash_rows in index.prompt_hashes().items():
+        for row in hash_rows:
+            by_row[row] = h
+    matrix = index.style(chosen).tocsr()
+    columns = column_permutation(secret, matrix.shape[1])[matrix.indices]
+    keys = [style_prompt_key(secret, by_row[r]) if r in by_row else None for r in chosen]
+    data = (matrix.indptr.astype("<i8").tobytes() + columns.astype("<i4").tobytes()
+            + matrix.data.astype("<f4").tobytes())
+    section = {**style_config(index.config), "rows": len(chosen), "nnz": int(matrix.nnz),
+               "permutation": PERMUTATION, "prompt_key": "hmac-sha256-style-prompt/v1"}
+    return ({"style.bin": data, "style.json": json.dumps(keys, separators=(",", ":"))
+             .encode("utf-8")}, section)
+
+
+def read_style(name: str, manifest: dict[str, Any], parts: dict[str, bytes], secret: bytes,
+               expected: dict[str, int]) -> tuple[Any, list[str | None]] | None:
+    """The profile's rows (CSR, columns back in the public bucket order) and pairing keys, or
+    None when the bundle has none; refuses a style config other than ``expected``."""
+    from scipy import sparse
+
+    section = manifest.get("style")
+    if not section or "style.bin" not in parts:
+        return None
+    actual = {k: section.get(k) for k in CONFIG_FIELDS}
+    if actual != expected or section.get("permutation") != PERMUTATION:
+        raise StyleConfigError(f"{name}: style profile made with {actual} "
+                               f"({section.get('permutation')}), your index uses {expected} "
+                               f"({PERMUTATION}): its rows cannot be compared with yours")
+    rows, nnz, width = section.get("rows"), section.get("nnz"), expected["style_features"]
+    data = parts["style.bin"]
+    try:
+        keys = json.loads(parts.get("style.json", b"").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        keys = None
+    if not (isinstance(rows, int) and isinstance(nnz, int) and rows >= 0 and nnz >= 0
+            and len(data) == 8 * (rows + 1) + 8 * nnz and isinstance(keys, list)
+            and len(keys) == rows and all(k is None or isinstance(k, str) for k in keys)):
+        raise StyleConfigError(f"{name}: style.bin/style.json do not hold the {rows} rows and "
+                               f"{nnz} values the manifest states")
+    indptr = np.frombuffer(data, "<i8", rows + 1)
+    columns = np.frombuffer(data, "<i4", nnz, offset=8 * (rows + 1))
+    values = np.frombuffer(data, "<f4", nnz, offset=8 * (rows + 1) + 4 * nnz)
+    if indptr[0] != 0 or indptr[-1] != nnz or np.any(np.diff(indptr) < 0) or \
+            (nnz and (columns.min() < 0 or columns.max() >= width)):
+        raise StyleConfigError(f"{name}: style.bin is not a ({rows} x {width}) sparse matrix")
+    inverse = np.argsort(column_permutation(secret, width))
+    matrix = sparse.csr_matrix((values.astype(np.float32), inverse[columns].astype(np.int32),
+                                indptr.astype(np.int64)), shape=(rows, width))
+    matrix.sort_indices()
+    return matrix, keys

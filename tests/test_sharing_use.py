@@ -1,0 +1,279 @@
+"""Using partners' bundles (issue 16, "Use"): ``attribute --bundle`` on real AlpacaEval answers.
+
+Two partners (ACME serves gpt-3.5-turbo's answers, Beta claude-2's) export bundles with style
+profiles; the recipient (its own index: gpt4's answers, with five stored references) imports
+them and attributes suspects through the real CLI: vicuna-7b, a real student of ChatGPT, must
+rank ACME first. The ranking with bundles must equal the ranking with
+the partners' raw indexes side by side, a suspect copying ACME's answers must show near-
+duplicates attributed to ACME, and no text may be in the style part (or readable from it
+without the key).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+
+N = 120  # prompts each provider served
+REFERENCES = ("guanaco-33b", "guanaco-7b", "oasst-sft-pythia-12b", "Meta-Llama-3-8B-Instruct",
+              "Mistral-7B-Instruct-v0.2")  # independent of the providers, 5: p-values
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def ok(*args):
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def refused(*args, reason: str) -> str:
+    result = run(*args)
+    lines = [line for line in result.output.splitlines() if line]
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") \
+        and reason in lines[0], result.output
+    return lines[0]
+
+
+def answers(alpacaeval: Path, model: str, rows) -> list[dict]:
+    lines = (alpacaeval / "outputs" / f"{model}.jsonl").read_text().splitlines()
+    out = []
+    for i in rows:
+        row = json.loads(lines[i])
+        if row["output"].strip():
+            out.append({"id": f"{model}-{row['prompt_id']}", "prompt": row["instruction"],
+                        "response": row["output"]})
+    return out
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(alpacaeval, tmp_path_factory) -> dict:
+    """Keys, three indexes (ACME, Beta, the recipient's own with references), two bundles
+    exported with style profiles and imported into the recipient's partner-signals."""
+    tmp = tmp_path_factory.mktemp("share-use")
+    w = {"tmp": tmp, "trust": tmp / "partners", "consortium": tmp / "consortium.key",
+         "other": tmp / "other.key", "signals": tmp / "partner-signals"}
+    w["trust"].mkdir()
+    for org in ("ACME", "Beta"):
+        ok("share", "keygen", "--org", org, "--out", tmp / f"{org.lower()}.signing.key")
+        (w["trust"] / f"{org.lower()}.pub").write_bytes((tmp / f"{org.lower()}.pub").read_bytes())
+    ok("share", "consortium-key", "--out", w["consortium"])
+    ok("share", "consortium-key", "--out", w["other"])
+    for name, model in (("ACME", "gpt-3.5-turbo-0301"), ("Beta", "claude-2"), ("own", "gpt4")):
+        w[f"{name}-rows"] = answers(alpacaeval, model, range(N))
+        served = write(tmp / f"{name}.jsonl", w[f"{name}-rows"])
+        ok("index", "build", "--index", tmp / name, served)
+        w[name] = tmp / name
+    for ref in REFERENCES:
+        ok("reference", "add", "--index", w["own"], "--name", ref,
+           write(tmp / f"{ref}.jsonl", answers(alpacaeval, ref, range(N))))
+    for org in ("ACME", "Beta"):
+        out = tmp / f"{org}.bundle"
+        w[f"{org}-export"] = json.loads(ok(
+            "share", "export", "--index", w[org], "--consortium-key", w["consortium"],
+            "--sign", tmp / f"{org.lower()}.signing.key", "--out", out, "--json").stdout)
+        shown = ok("share", "import", out, "--trust", w["trust"], "--into", w["signals"]).stdout
+        assert f"{len(w[org + '-rows'])} style rows" in shown
+        w[f"{org}-bundle"] = out
+    # a real student of ChatGPT (lineage.csv: vicuna-7b, teacher chatgpt), on the same prompts
+    w["suspect"] = write(tmp / "vicuna.jsonl", answers(alpacaeval, "vicuna-7b", range(N)))
+    return w
+
+
+def attribute_json(*args) -> dict:
+    return json.loads(ok("attribute", *args, "--json").stdout)
+
+
+def test_a_partners_provider_is_ranked_teacher_and_equals_the_raw_index_ranking(world):
+    report = world["tmp"] / "shared.md"
+    shared = attribute_json(world["suspect"], "--index", world["own"], "--bundle",
+                            world["signals"], "--consortium-key", world["consortium"],
+                            "--report", report)
+    raw = attribute_json(world["suspect"], "--index", world["own"], "--index", world["ACME"],
+                         "--index", world["Beta"], "--name", "own", "--name", "ACME",
+                         "--name", "Beta")
+    t = shared["teachers"]
+    assert t["teacher"] == "ACME" and t["ranking"][0]["origin"]["org"] == "ACME"
+    assert t["ranking"][0]["origin"]["bundle_id"] == world["ACME-export"]["bundle_id"]
+    assert 0 <= t["ranking"][0]["origin"]["age_days"] < 1
+    key = [(s["provider"], s["share"], s["p_value"], s["derived_fraction"])
+           for s in t["ranking"]]
+    assert key == [(s["provider"], s["share"], s["p_value"], s["derived_fraction"])
+                   for s in raw["teachers"]["ranking"]]
+    assert t["margin"] == raw["teachers"]["margin"] and t["margin"] > 0
+    assert [s["origin"]["org"] for s in t["ranking"] if "origin" in s] != []
+    assert "origin" not in raw["teachers"]["ranking"][0]  # raw indexes: no partner origin
+    assert any("partner's provider, ACME" in n for n in shared["notes"])
+    assert shared["index"] == str(world["own"])  # the full attribution is against an index
+    assert {p["name"] for p in shared["partners"]} == {"ACME", "Beta"}
+    markdown = report.read_text()
+    assert "It is a partner's provider" in markdown and f"`{world['own']}`" in markdown
+    assert "Partners' shared signals" in markdown and \
+        f"bundle {world['ACME-export']['bundle_id']} of ACME" in markdown
+
+
+def test_a_suspect_copying_a_partner_gets_near_duplicates_attributed_to_it(world):
+    copied = [{**r, "id": f"copy-{i}", "response": r["response"] + " Hope that helps."}
+              for i, r in enumerate(world["ACME-rows"][:30])]
+    suspect = write(world["tmp"] / "copier.jsonl", copied)
+    data = attribute_json(suspect, "--index", world["own"], "--bundle", world["signals"],
+                          "--consortium-key", world["consortium"])
+    partners = {p["name"]: p for p in data["partners"]}
+    acme, beta = partners["ACME"], partners["Beta"]
+    assert acme["near_duplicates"] == acme["compared"] == 30
+    assert acme["signatures"] == len(world["ACME-rows"])
+    assert acme["origin"]["org"] == "ACME" and \
+        acme["origin"]["bundle_id"] == world["ACME-export"]["bundle_id"]
+    assert {m["suspect_id"] for m in acme["matches"]} <= {f"copy-{i}" for i in range(30)}
+    assert all(m["jaccard"] > 0.8 for m in acme["matches"]) and len(acme["matches"]) == 10
+    assert beta["near_duplicates"] == 0 and beta["best"] < 0.5
+    text = ok("attribute", suspect, "--index", world["own"], "--bundle", world["signals"],
+              "--consortium-key", world["consortium"]).stdout
+    lines = [line for line in text.splitlines() if line.startswith("partner ")]
+    assert len(lines) == 2 and any("ACME" in x and "30 of 30 responses near-duplicate" in x
+                                   for x in lines), text
+
+
+def test_no_text_in_the_style_part_and_no_word_readable_without_the_key(world):
+    from fingerprint.style import StyleVectorizer, style_tokens
+    from sharing import load_consortium_key, read_imported
+    from sharing.profile import read_style, style_config
+
+    with zipfile.ZipFile(world["ACME-bundle"]) as zf:
+        style_bytes = zf.read("style.bin") + zf.read("style.json")
+        everything = b"".join(zf.read(n) for n in zf.namelist())
+    for row in world["ACME-rows"]:
+        for blob in (style_bytes, everything):
+            assert row["response"][:40].encode() not in blob
+            assert row["prompt"][:40].encode() not in blob and row["id"].encode() not in blob
+    # What a dictionary attack recovers: hash every word of the answers and look the buckets up.
+    from index import open_index
+
+    with open_index(world["ACME"]) as idx:
+        config = idx.config
+    bundle = read_imported(next(p for p in world["signals"].iterdir()
+                                if p.name == world["ACME-export"]["bundle_id"]))
+    key = load_consortium_key(world["consortium"])
+    with_key, _ = read_style(bundle.path, bundle.manifest, bundle.parts, key.secret,
+                             style_config(config))
+    section = bundle.manifest["style"]
+    raw = bundle.parts["style.bin"]
+    rows, nnz = section["rows"], section["nnz"]
+    columns = np.frombuffer(raw, "<i4", nnz, offset=8 * (rows + 1))
+    indptr = np.frombuffer(raw, "<i8", rows + 1)
+    vectorizer = StyleVectorizer(config.style_features)
+    found_with = found_without = total = 0
+    for i, row in enumerate(world["ACME-rows"][:40]):
+        words = sorted({t for t in style_tokens(row["response"]) if t.isalpha()})
+        buckets = vectorizer.transform(words).indices
+        # A single word's row holds its own bucket: the dictionary attacker's lookup table.
+        public = set(columns[indptr[i]:indptr[i + 1]].tolist())
+        keyed = set(with_key[i].indices.tolist())
+        found_with += sum(b in keyed for b in buckets)
+        found_without += sum(b in public for b in buckets)
+        total += len(buckets)
+    assert found_with == total  # with the key a partner reads every word (README says so)
+    assert found_without < 0.02 * total  # without it, chance (nnz / 2**18 per lookup)
+
+
+def test_a_mismatched_style_config_is_refused_naming_expected_and_actual(world, fingerprinter):
+    from fingerprint import FingerprintConfig, Fingerprinter
+    from index import build_index
+
+    other = world["tmp"] / "own-2e17"
+    build_index(other, [write(world["tmp"] / "own-small.jsonl", world["own-rows"][:20])],
+                Fingerprinter(FingerprintConfig(style_features=2**17)))
+    line = refused("attribute", world["suspect"], "--index", other, "--bundle",
+                   world["signals"], "--consortium-key", world["consortium"],
+                   reason="style profile made with")
+    assert "'style_features': 262144" in line and "'style_features': 131072" in line
+
+
+def test_a_bundle_keyed_with_a_key_the_user_does_not_hold_is_refused(world):
+    line = refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+                   world["signals"], "--consortium-key", world["other"],
+                   reason="which you do not hold")
+    assert json.loads(world["consortium"].read_text())["key_id"] in line
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            world["signals"], reason="--bundle needs --consortium-key")
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            world["signals"], "--bundle", world["signals"] / world["ACME-export"]["bundle_id"],
+            "--consortium-key", world["consortium"], reason="is given twice")
+
+
+def test_an_expired_bundle_is_refused_at_use(world):
+    from sharing import ExpiredBundleError, load_partners
+    from index import open_index
+
+    with open_index(world["own"]) as idx:
+        config = idx.config
+    later = datetime.now(timezone.utc) + timedelta(days=91)
+    with pytest.raises(ExpiredBundleError, match="expired on"):
+        load_partners([world["signals"]], [world["consortium"]], config, now=later)
+    partners = load_partners([world["signals"]], [world["consortium"]], config)
+    assert sorted(p.name for p in partners) == ["ACME", "Beta"]
+    assert all(p.profile is not None and len(p.profile) == len(world[f"{p.name}-rows"])
+               for p in partners)
+
+
+def test_without_a_style_profile_a_partner_gives_near_duplicates_only(world):
+    out = world["tmp"] / "nostyle.bundle"
+    made = json.loads(ok("share", "export", "--index", world["ACME"], "--consortium-key",
+                         world["consortium"], "--sign", world["tmp"] / "acme.signing.key",
+                         "--out", out, "--no-style", "--json").stdout)
+    assert made["style_rows"] == 0
+    assert world["ACME-export"]["style_rows"] == len(world["ACME-rows"])
+    with zipfile.ZipFile(out) as zf:
+        assert "style.bin" not in zf.namelist()
+    into = world["tmp"] / "nostyle-signals"
+    ok("share", "import", out, "--trust", world["trust"], "--into", into)
+    copier = write(world["tmp"] / "copier-2.jsonl", world["ACME-rows"][:5])
+    data = attribute_json(copier, "--index", world["own"], "--bundle", into,
+                          "--consortium-key", world["consortium"])
+    assert data["teachers"] is None  # one index and no profile: nothing to rank
+    assert [(p["name"], p["near_duplicates"]) for p in data["partners"]] == [("ACME", 5)]
+    text = ok("attribute", copier, "--index", world["own"], "--bundle", into / made["bundle_id"],
+              "--consortium-key", world["consortium"]).stdout
+    assert "partner   ACME: bundle" in text and "no style profile" in text, text
+
+
+def test_a_reference_that_is_a_partners_outputs_is_refused(world):
+    """The partner's answers given as a reference would put the candidate teacher into the
+    null; with no public signature shared, equal style rows give it away."""
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            world["signals"], "--consortium-key", world["consortium"], "--reference",
+            write(world["tmp"] / "acme-outputs.jsonl", world["ACME-rows"]),
+            reason="gives the same answers as provider 'ACME'")
+
+
+def test_an_imported_bundle_changed_on_disk_is_refused_at_use(world, tmp_path):
+    import shutil
+
+    copy = tmp_path / world["ACME-export"]["bundle_id"]
+    shutil.copytree(world["signals"] / world["ACME-export"]["bundle_id"], copy)
+    data = bytearray((copy / "style.bin").read_bytes())
+    data[len(data) // 2] ^= 1
+    (copy / "style.bin").write_bytes(bytes(data))
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle", copy,
+            "--consortium-key", world["consortium"], reason="part 'style.bin' has sha256")
+    (copy / "stray.txt").write_text("x")
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle", copy,
+            "--consortium-key", world["consortium"], reason="'stray.txt' is not a part")
+    refused("attribute", world["suspect"], "--index", world["own"], "--bundle",
+            tmp_path / "nowhere", "--consortium-key", world["consortium"],
+            reason="no such import directory")
