@@ -27,7 +27,16 @@ def write_options(f: Any) -> Any:
                           "failing.")(f)
     f = click.option("--workers", type=click.IntRange(1, 256), default=None,
                      help="Processes that fingerprint a large input [default: the cores "
-                          "available].")(f)
+                          "available]; with --engine ray, the workers (actors) of the cluster "
+                          "[default: its CPUs].")(f)
+    f = click.option("--address", default=None, metavar="auto|ray://HOST:PORT",
+                     help="With --engine ray: the Ray cluster to run on ('auto': the one "
+                          "started on this machine with 'ray start') [default: a new local "
+                          "cluster on this machine's cores].")(f)
+    f = click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="Where fingerprinting runs: this machine's processes, or a Ray "
+                          "cluster (the 'ray' extra), committed at once either way.")(f)
     return click.option("--batch-size", type=click.IntRange(1, 4096), default=32,
                         show_default=True, help="Embedding batch size.")(f)
 
@@ -52,12 +61,14 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
                 config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Create an index from served responses (JSON Lines, JSON, CSV, TSV, Parquet or a
     Hugging Face dataset; gzip; '-' for stdin)."""
+    from distributed import build_index_on_ray
     from fingerprint import FingerprintConfig, Fingerprinter
     from index import build_index
 
     config = dataclasses.replace(FingerprintConfig(), **config_overrides)
-    _append(build_index, inputs, index_path, Fingerprinter(config, batch_size=batch_size),
-            fields, **write)
+    build = build_index_on_ray if write["engine"] == "ray" else build_index
+    _append(build, inputs, index_path, Fingerprinter(config, batch_size=batch_size), fields,
+            **write)
 
 
 @index_group.command("add", context_settings=CONTEXT)
@@ -65,26 +76,38 @@ def index_build(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
 def index_add(inputs: tuple[str, ...], index_path: Path, fields: FieldMap,
               config_overrides: dict[str, Any], batch_size: int, **write: Any) -> None:
     """Append a batch of served responses to an existing index, atomically."""
+    from distributed import add_files_on_ray
     from index import add_files, fingerprinter_for
 
     fingerprinter = fingerprinter_for(index_path, config_overrides, batch_size=batch_size)
-    _append(add_files, inputs, index_path, fingerprinter, fields, **write)
+    add = add_files_on_ray if write["engine"] == "ray" else add_files
+    _append(add, inputs, index_path, fingerprinter, fields, **write)
 
 
 def _append(write: Any, inputs: tuple[str, ...], index_path: Path, fingerprinter: Any,
             fields: FieldMap, *, no_store_text: bool, skip_duplicates: bool,
-            workers: int | None, as_json: bool) -> None:
-    """Run ``build_index`` or ``add_files`` with a progress bar and report what it stored."""
+            workers: int | None, engine: str, address: str | None, as_json: bool) -> None:
+    """Run ``build_index`` or ``add_files`` (or their Ray engine's) with a progress bar and
+    report what it stored."""
     from fingerprint.parallel import default_workers
 
+    if engine == "local" and address is not None:
+        raise click.UsageError("--address is for --engine ray")
+    if engine == "ray":
+        from cli.logs import quiet_ray
+
+        quiet_ray()
+    engine_options = {"address": address, "workers": workers} if engine == "ray" else \
+        {"workers": workers or default_workers()}
     with progress_bar(inputs, "indexing") as progress:
         result = write(index_path, list(inputs), fingerprinter, fields=fields,
                        store_text=not no_store_text, skip_duplicates=skip_duplicates,
-                       progress=progress, workers=workers or default_workers())
+                       progress=progress, **engine_options)
     if as_json:
         echo_json({"index": str(index_path), **dataclasses.asdict(result)})
         return
-    where = f"segment {result.segment}" if result.segment else "no new segment"
+    plural = "s" if result.segment and "," in result.segment else ""
+    where = f"segment{plural} {result.segment}" if result.segment else "no new segment"
     click.echo(f"indexed {result.added} responses into {index_path} ({where}; "
                f"{result.skipped_empty} empty and {result.skipped_duplicates} duplicate "
                f"records skipped); the index holds {result.total}")
@@ -157,3 +180,23 @@ def index_info(index_path: Path, as_json: bool) -> None:
     for s in info["segments"]:
         click.echo(f"  {s['name']}  {s['rows']:>9} rows  {human_bytes(s['bytes']):>9}  "
                    f"{s['created_at']}  {', '.join(s['sources'])}")
+
+
+@index_group.command("compact", context_settings=CONTEXT)
+@index_path_argument
+@click.option("--target-rows", type=click.IntRange(2, None), default=5_000_000,
+              show_default=True,
+              help="Merge consecutive segments into segments of up to this many rows.")
+@json_option("Print one JSON object (segments_before, segments_after, merged, rows_moved).")
+def index_compact(index_path: Path, target_rows: int, as_json: bool) -> None:
+    """Merge small segments (many adds, or the Ray engine's tasks) into larger ones, with the
+    search index their size calls for, atomically; rows, marks and search results stay."""
+    from index import compact_index
+
+    result = compact_index(index_path, target_rows=target_rows)
+    if as_json:
+        echo_json({"index": str(index_path), **dataclasses.asdict(result)})
+        return
+    click.echo(f"compacted {index_path}: {result.segments_before} segment(s) -> "
+               f"{result.segments_after} ({result.merged} merged, {result.rows_moved} rows "
+               f"moved)")

@@ -20,7 +20,8 @@ import click
 LOG_ENV = "FINGERPRINT_LOG_LEVEL"
 LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
           "ERROR": logging.ERROR}
-PACKAGES = ("fingerprint", "index", "attribution", "probing", "replay", "reports", "cli")
+PACKAGES = ("fingerprint", "index", "attribution", "probing", "replay", "reports",
+            "distributed", "cli")
 QUIET_KEY = "fingerprint.quiet"  # in the click context's meta: the level is above INFO
 
 
@@ -79,3 +80,17 @@ def configure_logging(level: int, libraries: bool = False) -> Callable[[], None]
         for logger, old in before:
             logger.setLevel(old)
     return restore
+
+
+def quiet_ray() -> None:
+    """Ray Data's progress messages (INFO, its own console handler) only with ``-vv``, like
+    every other library's. Imports Ray Data first, which sets up its loggers on import and
+    would undo a level set before; without Ray nothing happens (the engine says what to
+    install)."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        return
+    level = logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.WARNING
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(level)

@@ -107,15 +107,17 @@ def open_input(path: str | os.PathLike[str], name: str | None = None) -> IO[byte
 
 
 def read_records(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
-                 stats: ReadStats | None = None, *,
-                 require_response: bool = True) -> Iterator[ResponseRecord]:
+                 stats: ReadStats | None = None, *, require_response: bool = True,
+                 name: str | None = None) -> Iterator[ResponseRecord]:
     """Yield the records of one input file, validating each one as it is read.
 
     ``require_response=False`` reads request logs (the extraction monitor's input): the answer
     may be absent (its ``response`` is then ""), and what is skipped and counted as empty is a
-    request without a prompt instead."""
+    request without a prompt instead. ``name`` is how the input is named in errors and stored
+    records (default: the path as given): a worker of the Ray engine reads the file by its
+    absolute path but must name it as the user did, so that its records equal a local read's."""
     stats = stats if stats is not None else ReadStats()
-    name = source_name(path)
+    name = name or source_name(path)
     with _records_of(path, name) as items:
         yield from _parse_records(items, name, fields, stats, require_response)
 

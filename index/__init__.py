@@ -5,8 +5,10 @@ name through an ``Executor`` (the local process pool is one), ``commit`` makes s
 part of the index in one manifest swap. ``append_records``/``add_files``/``build_index`` do both
 under the writer lock. Marks (index.marks) label served rows, e.g. those served to accounts the
 extraction monitor flagged: ``mark_accounts`` writes them the same way (stage + commit), and
-``FingerprintIndex.marked_rows`` reads them."""
+``FingerprintIndex.marked_rows`` reads them. ``compact_index`` merges small segments into large
+ones (index.compact), also in one manifest swap."""
 
+from index.compact import DEFAULT_TARGET_ROWS, CompactResult, compact_index
 from index.errors import (ConfigMismatchError, DuplicateIdError, IndexCorruptedError,
                           IndexExistsError, IndexLockedError, IndexStoreError, IndexWriteError,
                           NotAnIndexError)
@@ -15,19 +17,21 @@ from index.mark_writer import MarkResult, mark_accounts
 from index.marks import AccountMark
 from index.metadata import StoredResponse
 from index.search import Hits
-from index.staging import (Executor, StagedSegment, StageResult, WriteOptions, commit,
-                           local_executor, stage_segment)
+from index.staging import (STAGING_PREFIX, DuplicateFilter, Executor, StagedSegment, StageResult,
+                           WriteOptions, commit, local_executor, stage_segment)
 from index.store import FingerprintIndex, SegmentGroup, fingerprinter_for, open_index
 from index.verify import VerifyReport, verify_index
 from index.writer import (AppendResult, WriterLock, add_files, add_reference, append_records,
-                          build_index, create_index)
+                          build_index, create_index, remove_debris)
 
 __all__ = [
-    "AccountMark", "AppendResult", "ConfigMismatchError", "DuplicateIdError", "Executor",
+    "AccountMark", "AppendResult", "CompactResult", "DEFAULT_TARGET_ROWS", "ConfigMismatchError", "DuplicateFilter", "DuplicateIdError",
+    "Executor", "STAGING_PREFIX",
     "FingerprintIndex", "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError",
     "IndexStoreError", "IndexWriteError", "Manifest", "MarkResult", "MarksEntry",
     "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment", "StoredResponse",
     "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference", "append_records",
-    "build_index", "commit", "create_index", "fingerprinter_for", "local_executor",
-    "mark_accounts", "open_index", "read_manifest", "stage_segment", "verify_index",
+    "build_index", "commit", "compact_index", "create_index", "fingerprinter_for", "local_executor",
+    "mark_accounts", "open_index", "read_manifest", "remove_debris", "stage_segment",
+    "verify_index",
 ]

@@ -144,6 +144,12 @@ class MetadataReader:
                 out[int(values[0])] = StoredResponse(*values)
         return out
 
+    def rows_between(self, start: int, stop: int) -> list[StoredResponse]:
+        """Rows ``start`` to ``stop - 1``, in row order (compaction copies them so)."""
+        return [StoredResponse(*values) for values in self.conn.execute(
+            "SELECT row, id, prompt_hash, model, timestamp, account, source, line, prompt, "
+            "response FROM responses WHERE row >= ? AND row < ? ORDER BY row", (start, stop))]
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 

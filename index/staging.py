@@ -137,7 +137,7 @@ def stage_segment(index: FingerprintIndex, records: Iterable[ResponseRecord],
     config = fingerprinter.config
     writer = SegmentWriter(directory / f"{STAGING_PREFIX}{name}", name, first_row,
                            config.num_perm, dim, config.style_features, options.store_text)
-    duplicates = _DuplicateFilter(group, options.skip_duplicates)
+    duplicates = DuplicateFilter(group, options.skip_duplicates)
     executor = executor or local_executor(fingerprinter, options.workers)
     try:
         chunks = duplicates.fresh_chunks(records, options.chunk_size, progress)
@@ -209,8 +209,12 @@ def _check_contiguous(manifest: Manifest, staged: Sequence[StagedSegment]) -> No
         ends[segment.reference] = end + segment.entry.rows
 
 
-class _DuplicateFilter:
-    """Drops (or refuses) records whose id is stored already or came earlier in the batch."""
+class DuplicateFilter:
+    """Drops (or refuses) records whose id is stored already or came earlier in the batch.
+
+    Public because every engine must skip (or refuse) exactly the same records with the same
+    error: the Ray engine (distributed.plan) runs its scanned ids through this one filter. It
+    reads only ``id``, ``source`` and ``line`` of what it is given."""
 
     def __init__(self, group: SegmentGroup, skip: bool):
         self.group = group

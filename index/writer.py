@@ -16,7 +16,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.errors import InputError
@@ -111,7 +111,7 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
     with WriterLock(root):
         index = open_index(root, expected_config=fingerprinter.config)
         try:
-            _remove_debris(root, index.manifest)
+            remove_debris(root, index.manifest)
             result = stage_segment(index, records, fingerprinter, reference=reference,
                                    options=write, read_stats=read_stats, progress=progress)
             staged = result.staged
@@ -151,13 +151,16 @@ def add_reference(path: str | os.PathLike[str], name: str,
 
 def build_index(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
                 fingerprinter: Fingerprinter, *, fields: FieldMap = FieldMap(),
-                **options) -> AppendResult:
-    """Create an index and add the inputs; if that fails, the new directory is removed again."""
+                add: Callable[..., AppendResult] | None = None, **options) -> AppendResult:
+    """Create an index and add the inputs; if that fails, the new directory is removed again.
+
+    ``add`` is how the inputs are added (``add_files`` by default; the Ray engine passes its
+    own), so every engine creates and cleans up a new index the same way."""
     root = Path(path)
     existed = root.exists()
     create_index(root, fingerprinter.config)
     try:
-        return add_files(root, inputs, fingerprinter, fields=fields, **options)
+        return (add or add_files)(root, inputs, fingerprinter, fields=fields, **options)
     except BaseException:
         if existed:
             for child in root.iterdir():
@@ -172,8 +175,9 @@ def _chain(iterables: Iterable[Iterable[ResponseRecord]]) -> Iterator[ResponseRe
         yield from it
 
 
-def _remove_debris(root: Path, manifest: Manifest) -> None:
-    """Delete what an interrupted writer left: unlisted segment dirs and temp files.
+def remove_debris(root: Path, manifest: Manifest) -> None:
+    """Delete what an interrupted writer left: unlisted segment dirs and temp files. Every
+    writer (the local one, the Ray engine, compaction) calls it under the writer lock.
 
     Only inside the index: a directory that resolves elsewhere (a symlink planted in the index)
     is refused before anything in it is removed."""
