@@ -49,6 +49,8 @@ STYLE_PROMPT_DOMAIN = b"fingerprint-share/style-prompt/v1"
 STYLE_COLUMNS_DOMAIN = b"fingerprint-share/style-columns/v1"
 PERMUTATION = "blake2b-keyed-sort/v1"
 DEFAULT_STYLE_ROWS = 20000
+DEFAULT_MIN_FEATURE_RESPONSES = 10
+DEFAULT_POOL = 1
 CONFIG_FIELDS = ("style_version", "style_features", "normalizer_version")
 
 
@@ -75,10 +77,49 @@ def style_config(config: Any) -> dict[str, int]:
     return {name: int(getattr(config, name)) for name in CONFIG_FIELDS}
 
 
+def common_features(matrix: Any, min_responses: int) -> Any:
+    """``matrix`` with every feature (column) that occurs in fewer than ``min_responses`` of
+    its rows removed: what identifies one response's content (names, numbers, topic words and
+    their pairs) is rare, what recognises a provider's style is common (module docstring)."""
+    if min_responses <= 1:
+        return matrix
+    counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    kept = matrix.copy()
+    kept.data[counts[kept.indices] < min_responses] = 0
+    kept.eliminate_zeros()
+    return kept
+
+
+def pool_members(hashes: Sequence[str | None], pool: int) -> np.ndarray:
+    """The pooled row each row goes into, ``pool`` rows to a pooled row, answers to different
+    prompts where the rows allow it: sorted by prompt hash, pooled row j takes sorted rows
+    j, j + m, j + 2m, ... (m pooled rows), so equal prompts, adjacent after sorting, part."""
+    order = sorted(range(len(hashes)), key=lambda i: (hashes[i] or "", i))
+    member = np.empty(len(order), dtype=np.int64)
+    member[order] = np.arange(len(order)) % -(-len(order) // pool)
+    return member
+
+
+def pooled_rows(matrix: Any, hashes: Sequence[str | None], pool: int) -> Any:
+    """Rows summed ``pool`` at a time (pool_members)."""
+    from scipy import sparse
+
+    member = pool_members(hashes, pool)
+    summing = sparse.csr_matrix((np.ones(len(member), dtype=np.float32),
+                                 (member, np.arange(len(member)))),
+                                shape=(int(member.max()) + 1, len(member)))
+    out = (summing @ matrix).tocsr()
+    out.sort_indices()
+    return out
+
+
 def style_parts(index: Any, rows: Sequence[int], secret: bytes,
-                limit: int = DEFAULT_STYLE_ROWS) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The style part of the selected rows (an even spread of at most ``limit``) and its
-    manifest section; nothing when no row is selected."""
+                limit: int = DEFAULT_STYLE_ROWS,
+                min_feature_responses: int = DEFAULT_MIN_FEATURE_RESPONSES,
+                pool: int = DEFAULT_POOL) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The style part of the selected rows (an even spread of at most ``limit``), features in
+    fewer than ``min_feature_responses`` of them removed and rows summed ``pool`` at a time,
+    and its manifest section; nothing when no row is selected."""
     chosen = spread_rows(sorted(rows), limit)
     if not chosen:
         return {}, {}
@@ -86,13 +127,19 @@ def style_parts(index: Any, rows: Sequence[int], secret: bytes,
     for h, hash_rows in index.prompt_hashes().items():
         for row in hash_rows:
             by_row[row] = h
-    matrix = index.style(chosen).tocsr()
+    matrix = common_features(index.style(chosen).tocsr(), min_feature_responses)
+    hashes = [by_row.get(r) for r in chosen]
+    if pool > 1:
+        matrix, keys = pooled_rows(matrix, hashes, pool), [None] * -(-len(chosen) // pool)
+    else:
+        keys = [style_prompt_key(secret, h) if h is not None else None for h in hashes]
     columns = column_permutation(secret, matrix.shape[1])[matrix.indices]
-    keys = [style_prompt_key(secret, by_row[r]) if r in by_row else None for r in chosen]
     data = (matrix.indptr.astype("<i8").tobytes() + columns.astype("<i4").tobytes()
             + matrix.data.astype("<f4").tobytes())
-    section = {**style_config(index.config), "rows": len(chosen), "nnz": int(matrix.nnz),
-               "permutation": PERMUTATION, "prompt_key": "hmac-sha256-style-prompt/v1"}
+    section = {**style_config(index.config), "rows": len(keys), "nnz": int(matrix.nnz),
+               "responses": len(chosen), "min_feature_responses": min_feature_responses,
+               "pool": pool, "permutation": PERMUTATION,
+               "prompt_key": "hmac-sha256-style-prompt/v1"}
     return ({"style.bin": data, "style.json": json.dumps(keys, separators=(",", ":"))
              .encode("utf-8")}, section)
 
