@@ -7,7 +7,8 @@ handled here: only the names the format defines are accepted (no directory, no '
 absolute path: nothing can be written outside an import directory), every part is covered by
 the signed manifest, and a member the manifest does not list is refused rather than ignored.
 
-The manifest holds the schema version (SCHEMA_VERSION: what changed, and what is read), producer (org, signing key id), created, valid_from,
+The manifest holds the schema version (SCHEMA_VERSION: what changed, what is read), producer
+(org, signing key id), created, valid_from,
 valid_until, the consortium key id, the config that makes signatures comparable, counts, and
 the sha256 and size of every part. ``manifest.sig`` is the Ed25519 signature over the manifest
 bytes exactly as stored (written canonically: sorted keys, no spaces, ASCII), so checking the

@@ -8,24 +8,44 @@ spread of at most ``--style-rows``), exactly those rows, in index order, each wi
 pairing key for its prompt: ``HMAC(consortium subkey, public prompt hash)``. A recipient holding
 the consortium key computes the same key from the public prompt hash of its suspect's and its
 references' prompts (which it stores anyway), so it pairs by prompt as the provider's own index
-would, and nobody without the key can test a guessed prompt. Given every row, the recipient's
-ranking equals the one the raw index gives (a test checks it).
+would, and nobody without the key can test a guessed prompt. Given every row and every
+feature (K=1 below), the recipient's ranking equals the one the raw index gives (a test checks
+it).
 
-Can a style row leak text? Yes, and this module does not pretend otherwise. A row is a bag of
-unigram and bigram counts. The buckets are MurmurHash3 with a public seed, so anyone with a
-dictionary can hash every candidate word and bigram and read off which occur (at 2**18 buckets
-a dictionary word rarely collides), and the bigrams chain words into phrases: the content of an
-answer, in large part, though not the text itself (order beyond pairs, and exact repetition
-structure, are lost). Two defences, with their limits:
+Can a style row leak text? A row is a bag of unigram and bigram counts. The buckets are
+MurmurHash3 with a public seed, so anyone with a dictionary can hash every candidate word and
+bigram and read off which occur (at 2**18 buckets a dictionary word rarely collides), and the
+bigrams chain words into phrases: the content of an answer, in large part, though not its text.
+The defences, with their limits:
 - Outsiders (anyone who obtains the bundle file without the consortium key): the bucket columns
   are permuted by a keyed permutation (the order of the buckets by keyed BLAKE2b of their
   number), so a dictionary lookup finds nothing (a test shows it). This is a substitution over
   262,144 symbols, not encryption: counting how often each column occurs over many rows can
   name the commonest features (punctuation, function words); rare content words stay unnamed.
-- Partners (who hold the key and must compute the same features for their suspect): no
-  defence. A partner can undo the permutation and read each exported response's words and word
-  pairs (a test shows it). Export a style profile only to partners you would trust with that,
-  or export without it (``--no-style``); ``--style-rows`` bounds how many responses it covers.
+- Partners (who hold the key and must compute the same features for their suspect): they can
+  undo the permutation, so the profile keeps only features that occur in at least
+  ``min_feature_responses`` (K, ``--min-feature-responses``, 10 by default) of the exported
+  responses. What makes an answer's content identifiable (names, numbers, topic words and
+  their pairs) is rare; style (function words, punctuation, stock phrases, layout) is common.
+  Measured on AlpacaEval (benchmarks/README.md, sharing.py; tests/test_sharing_use.py): with
+  every feature kept a key-holding partner reads every distinct word of every exported answer;
+  at K=10 it reads 0.8% of their content words (words outside the 200 commonest) at 60
+  answers a provider, 2.8% at 120 (the test's bound: under 5%); FIGURES_240. What remains:
+  a kept feature is one at least K answers share, so reading it says "this answer is one of
+  at least K with this word", not what the answer says; but K is a count, not a share, so the
+  larger the export the more topic words reach K (a word in 10 of 20,000 answers is kept), and
+  a provider exporting many answers on one topic exports that topic's vocabulary. Raise K (or
+  export fewer rows) when that matters; features kept are still readable to partners.
+- Cost: the recipient compares every class on the features the partners kept
+  (attribution.classes.comparable_features); the ranking is then no longer the one the raw
+  indexes give, only close to it (the benchmark prints both; with K=1 it is equal).
+- Pooling (``--style-pool G``, 1 by default): each row the sum of G answers to different
+  prompts, so no row is one answer. Measured, it does not earn its cost: a pooled row still
+  holds each of its answers' kept words (the partner reads them, without knowing which of the
+  G wrote them), and pooled rows cannot be paired with the suspect's prompts (topic no longer
+  cancels) and are a different kind of document from the single answers they are compared
+  with: at 60 prompts and G=4, top-1 equal to the raw ranking for 7 of 14 models (K=1 or 10)
+  against 11 of 14 unpooled at K=10, students' teacher right for 2 of 11. It stays an option.
 The part is written as ``style.bin`` (CSR: indptr ``<i8`` rows+1, indices ``<i4``, data ``<f4``,
 concatenated) and ``style.json`` (the pairing key of each row, or null), the manifest's
 ``style`` section stating the configuration a recipient must share and the array sizes.

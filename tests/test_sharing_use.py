@@ -221,8 +221,9 @@ def test_no_text_in_the_style_part_and_no_word_readable_without_the_key(world):
 
 def test_a_partner_with_the_key_reads_few_content_words_only_every_one_with_k_1(world):
     """The default export drops every feature in fewer than 10 of the exported answers; a
-    key-holding partner then reads under 5% of an answer's content words (measured: 2.9%
-    here, benchmarks/README.md); kept, as before (--min-feature-responses 1), it reads every
+    key-holding partner then reads under 5% of the answers' content words (measured: 153 of
+    5,436, 2.8%, here; benchmarks/README.md for more), and 91% of their common words (the
+    style); with every feature kept, as before (--min-feature-responses 1), it reads every
     word of every answer."""
     before, after = words_read(world, "ACME", "-all"), words_read(world, "ACME")
     assert before["content_read"] == before["content"] > 1000
@@ -231,6 +232,39 @@ def test_a_partner_with_the_key_reads_few_content_words_only_every_one_with_k_1(
     assert after["content"] == before["content"]
     assert after["content_read"] < 0.05 * after["content"]
     assert after["word_read"] > 0.5 * after["word"]  # style (common words) stays
+
+
+def test_a_pooled_profile_sums_responses_and_carries_no_prompt_key(world):
+    """--style-pool 4: a quarter as many rows, each the sum of four answers, none paired with
+    a prompt; together they hold exactly the counts of the unpooled profile."""
+    from index import open_index
+    from sharing import load_consortium_key, load_partners
+
+    into = world["tmp"] / "pooled-signals"
+    made = json.loads(ok("share", "export", "--index", world["ACME"], "--consortium-key",
+                         world["consortium"], "--sign", world["tmp"] / "acme.signing.key",
+                         "--out", world["tmp"] / "pooled.bundle", "--style-pool", 4,
+                         "--min-feature-responses", 1, "--json").stdout)
+    ok("share", "import", world["tmp"] / "pooled.bundle", "--trust", world["trust"],
+       "--into", into)
+    with open_index(world["own"]) as idx:
+        config = idx.config
+    pooled, = load_partners([into], [world["consortium"]], config)
+    every = next(p for p in load_partners([world["signals-all"]], [world["consortium"]], config)
+                 if p.name == "ACME")
+    assert made["style_rows"] == len(pooled.profile) == -(-len(world["ACME-rows"]) // 4)
+    assert set(pooled.profile.prompt_keys) == {None} and pooled.profile.all_features
+    assert np.array_equal(np.asarray(pooled.profile.style_rows.sum(axis=0)),
+                          np.asarray(every.profile.style_rows.sum(axis=0)))
+    sizes = np.diff(pooled.profile.style_rows.indptr)
+    assert sizes.min() > np.diff(every.profile.style_rows.indptr).mean()  # four answers each
+    key = load_consortium_key(world["consortium"])
+    assert key.key_id == pooled.origin["consortium_key_id"]
+    for bundle, k, pool in (("pooled.bundle", 1, 4), ("ACME.bundle", 10, 1)):
+        style = json.loads(ok("share", "verify", world["tmp"] / bundle, "--trust",
+                              world["trust"], "--json").stdout)["style"]
+        assert (style["min_feature_responses"], style["pool"], style["responses"]) == \
+            (k, pool, len(world["ACME-rows"]))
 
 
 def test_a_mismatched_style_config_is_refused_naming_expected_and_actual(world, fingerprinter):
