@@ -15,7 +15,11 @@ both rankings per model, the agreement (top-1 equal, Spearman rank correlation o
 largest share difference), top-1 against the lineage teacher, each partner's near-duplicate
 count for the model (keyed signatures), bundle bytes per 1,000 responses, and the seconds to
 export, verify and import each bundle. ``--limit N`` uses the first N prompts (805: all);
-``--quick`` is ``--limit 120``.
+``--quick`` is ``--limit 120``. ``--privacy K:G,...`` repeats export, import and both rankings
+for each style profile setting (``--min-feature-responses K``, ``--style-pool G``; default the
+library's, 20:1) and measures what a key-holding partner reads from each profile
+(``reconstruction``: the share of each answer's distinct words, and of its content words,
+found in its row), then prints one line per setting: the privacy against agreement table.
 """
 
 from __future__ import annotations
@@ -195,7 +199,8 @@ def reconstruction(indexes: dict[str, Path], shared: dict, common: set[str]) -> 
             rows = list(range(len(idx)))
             stored = idx.responses(rows)
             by_row = {r: h for h, hs in idx.prompt_hashes().items() for r in hs}
-        member = pool_members([by_row.get(r) for r in rows], shared["pool"])
+        member = (pool_members([by_row.get(r) for r in rows], shared["pool"])
+                  if shared["pool"] > 1 else np.arange(len(rows)))  # unpooled: index order
         for r in rows:
             distinct = sorted({t for t in style_tokens(stored[r].response or "")
                                if t.isalnum()})
@@ -272,9 +277,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=805, help="first N prompts (805: all)")
     parser.add_argument("--quick", action="store_true", help="--limit 120")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
-    parser.add_argument("--privacy", default="10:1",
+    parser.add_argument("--privacy", default="20:1",
                         help="style profile settings to compare, K:G[,K:G...] "
-                             "(--min-feature-responses K, --style-pool G; default 10:1, the "
+                             "(--min-feature-responses K, --style-pool G; default 20:1, the "
                              "library's default)")
     parser.add_argument("--json", action="store_true", help="print the JSON report only")
     args = parser.parse_args()

@@ -83,11 +83,11 @@ def consortium_key(out: Path, as_json: bool) -> None:
                    "key can read the features kept in it (--min-feature-responses).")
 @click.option("--style-rows", type=click.IntRange(min=1), default=20000, show_default=True,
               help="At most this many responses (an even spread) in the style profile.")
-@click.option("--min-feature-responses", type=click.IntRange(min=1), default=10,
+@click.option("--min-feature-responses", type=click.IntRange(min=1), default=20,
               show_default=True,
-              help="Keep a style feature only if it occurs in at least this many exported "
-                   "responses: rare features (names, numbers, topic words) are what reveal a "
-                   "response's content; 1 keeps every feature.")
+              help="Keep a style feature only if it occurs in exported responses to at least "
+                   "this many different prompts: rare features (names, numbers, topic words) "
+                   "are what reveal a response's content; 1 keeps every feature.")
 @click.option("--style-pool", type=click.IntRange(min=1), default=1, show_default=True,
               help="Sum the style rows of this many responses to different prompts into each "
                    "exported row (no row is one response); pooled rows cannot be paired by "

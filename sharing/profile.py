@@ -23,29 +23,33 @@ The defences, with their limits:
   262,144 symbols, not encryption: counting how often each column occurs over many rows can
   name the commonest features (punctuation, function words); rare content words stay unnamed.
 - Partners (who hold the key and must compute the same features for their suspect): they can
-  undo the permutation, so the profile keeps only features that occur in at least
-  ``min_feature_responses`` (K, ``--min-feature-responses``, 10 by default) of the exported
-  responses. What makes an answer's content identifiable (names, numbers, topic words and
-  their pairs) is rare; style (function words, punctuation, stock phrases, layout) is common.
-  Measured on AlpacaEval (benchmarks/README.md, sharing.py; tests/test_sharing_use.py): with
-  every feature kept a key-holding partner reads every distinct word of every exported answer;
-  at K=10 it reads 0.8% of their content words (words outside the 200 commonest) at 60
-  answers a provider, 2.8% at 120 (the test's bound: under 5%); FIGURES_240. What remains:
-  a kept feature is one at least K answers share, so reading it says "this answer is one of
-  at least K with this word", not what the answer says; but K is a count, not a share, so the
-  larger the export the more topic words reach K (a word in 10 of 20,000 answers is kept), and
-  a provider exporting many answers on one topic exports that topic's vocabulary. Raise K (or
-  export fewer rows) when that matters; features kept are still readable to partners.
-- Cost: the recipient compares every class on the features the partners kept
-  (attribution.classes.comparable_features); the ranking is then no longer the one the raw
-  indexes give, only close to it (the benchmark prints both; with K=1 it is equal).
+  undo the permutation, so the profile keeps only features found in the exported answers to
+  at least ``min_feature_responses`` (K, ``--min-feature-responses``, 20 by default) different
+  prompts (common_features: prompts, not rows, are counted). What makes an answer's content
+  identifiable (names, numbers, topic words and their pairs) is rare; style (function words,
+  punctuation, stock phrases, layout) is common. Measured on AlpacaEval (benchmarks/README.md,
+  sharing.py at 120 prompts; tests/test_sharing_use.py): with every feature kept a key-holding
+  partner reads every distinct word of every exported answer; at K=20 it reads 2.6% of their
+  content words (words outside the 200 commonest; K=10: 13.8%), 0.2% for one model's 120
+  answers in the test (bound: under 1%). What remains: each kept feature is readable, and says
+  "this answer is among those to at least K prompts with this word", not what it says; but K
+  is a count, not a share, so the more an export covers, the more topic words reach K (a word
+  in answers to 20 of 20,000 prompts is kept), and longer answers keep more (the two-model
+  GPT-4 family, 83 content words an answer: most of the 2.6%). Raise K, or export fewer rows,
+  when that matters.
+- Cost: the recipient compares every class on the features all partners kept
+  (attribution.classes.comparable_features), so the ranking is no longer the one the raw
+  indexes give, only close to it: at 120 prompts and K=20, top-1 equal for 12 of 14 models,
+  mean Spearman 0.90, largest share difference 0.33, students' teacher right for 10 of 11
+  (raw: 9); with K=1 it is equal (a test checks it). The style part shrinks from 1.31 MB to
+  0.26 MB for the three bundles (unzipped).
 - Pooling (``--style-pool G``, 1 by default): each row the sum of G answers to different
   prompts, so no row is one answer. Measured, it does not earn its cost: a pooled row still
   holds each of its answers' kept words (the partner reads them, without knowing which of the
   G wrote them), and pooled rows cannot be paired with the suspect's prompts (topic no longer
   cancels) and are a different kind of document from the single answers they are compared
-  with: at 60 prompts and G=4, top-1 equal to the raw ranking for 7 of 14 models (K=1 or 10)
-  against 11 of 14 unpooled at K=10, students' teacher right for 2 of 11. It stays an option.
+  with: at 120 prompts, G=4 and K=10, top-1 equal to the raw ranking for 6 of 14 models,
+  students' teacher right for 3 of 11. It stays an option, not the default.
 The part is written as ``style.bin`` (CSR: indptr ``<i8`` rows+1, indices ``<i4``, data ``<f4``,
 concatenated) and ``style.json`` (the pairing key of each row, or null), the manifest's
 ``style`` section stating the configuration a recipient must share and the array sizes.
@@ -69,7 +73,7 @@ STYLE_PROMPT_DOMAIN = b"fingerprint-share/style-prompt/v1"
 STYLE_COLUMNS_DOMAIN = b"fingerprint-share/style-columns/v1"
 PERMUTATION = "blake2b-keyed-sort/v1"
 DEFAULT_STYLE_ROWS = 20000
-DEFAULT_MIN_FEATURE_RESPONSES = 10
+DEFAULT_MIN_FEATURE_RESPONSES = 20
 DEFAULT_POOL = 1
 CONFIG_FIELDS = ("style_version", "style_features", "normalizer_version")
 
@@ -97,13 +101,30 @@ def style_config(config: Any) -> dict[str, int]:
     return {name: int(getattr(config, name)) for name in CONFIG_FIELDS}
 
 
-def common_features(matrix: Any, min_responses: int) -> Any:
-    """``matrix`` with every feature (column) that occurs in fewer than ``min_responses`` of
-    its rows removed: what identifies one response's content (names, numbers, topic words and
-    their pairs) is rare, what recognises a provider's style is common (module docstring)."""
+def common_features(matrix: Any, min_responses: int,
+                    hashes: Sequence[str | None] | None = None) -> Any:
+    """``matrix`` with every feature (column) removed that occurs in answers to fewer than
+    ``min_responses`` different prompts (``hashes``, one per row; a row without one counts as
+    its own prompt; None: every row its own). What identifies one answer's content (names,
+    numbers, topic words and their pairs) is rare; a provider's style is common. Prompts, not
+    rows, are counted because a prompt asked again (or answered by two versions of a model)
+    brings its topic words back each time: counting rows, a topic word of a prompt answered
+    ten times would pass K=10 (measured: a family of two models answering 120 prompts gave a
+    key-holding partner 30% of its content words at K=10, counting rows; 19%, counting
+    prompts)."""
+    from scipy import sparse
+
     if min_responses <= 1:
         return matrix
-    counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    keys = [h if h is not None else i for i, h in enumerate(hashes or [None] * matrix.shape[0])]
+    group = {k: g for g, k in enumerate(dict.fromkeys(keys))}
+    rows = np.array([group[k] for k in keys], dtype=np.int64)
+    present = sparse.csr_matrix((np.ones(matrix.nnz, dtype=np.int32), matrix.indices.copy(),
+                                 matrix.indptr.copy()), shape=matrix.shape)
+    by_prompt = sparse.csr_matrix((np.ones(len(rows), dtype=np.int32),
+                                   (rows, np.arange(len(rows)))),
+                                  shape=(len(group), len(rows))) @ present
+    counts = np.bincount(by_prompt.tocsr().indices, minlength=matrix.shape[1])
     kept = matrix.copy()
     kept.data[counts[kept.indices] < min_responses] = 0
     kept.eliminate_zeros()
@@ -147,8 +168,8 @@ def style_parts(index: Any, rows: Sequence[int], secret: bytes,
     for h, hash_rows in index.prompt_hashes().items():
         for row in hash_rows:
             by_row[row] = h
-    matrix = common_features(index.style(chosen).tocsr(), min_feature_responses)
     hashes = [by_row.get(r) for r in chosen]
+    matrix = common_features(index.style(chosen).tocsr(), min_feature_responses, hashes)
     if pool > 1:
         matrix, keys = pooled_rows(matrix, hashes, pool), [None] * -(-len(chosen) // pool)
     else:
