@@ -102,22 +102,57 @@ def same_answers(ref: ReferenceData, group: SegmentGroup | ProviderProfile,
     """Per (reference row, provider row): the same answer? Equal MinHash signatures for a
     served index; for a partner's profile, which shares no public signature, equal style rows
     (the hashed counts of every token and token pair: independent answers practically never
-    have equal ones)."""
+    have equal ones), compared on the features the profile shares (it may leave rare ones out:
+    on the common features left, independent answers still differ)."""
     ref_rows, rows = [r for r, _ in pairs], [s for _, s in pairs]
     if isinstance(group, ProviderProfile):
-        differ = (ref.style[ref_rows] != group.style(rows)).tocsr()
+        shared = group.features()
+        differ = (ref.style[ref_rows][:, shared] != group.style(rows)[:, shared]).tocsr()
         return np.diff(differ.indptr) == 0
     return np.all(ref.signatures[ref_rows] == group.signatures(rows), axis=1)
+
+
+def comparable_features(providers: Mapping[str, SegmentGroup | ProviderProfile]) -> Any:
+    """The style features every class can be compared on, or None for all of them: when a
+    partner's profile left rare features out (ProviderProfile.all_features false), the
+    features every such profile kept. A class trained without a feature the others have loses
+    every suspect response that has it (attribution.partners); the union of the kept features
+    would still do that to the partner that kept fewer (a smaller export keeps fewer), the
+    intersection treats all alike. Measured (benchmarks/README.md, sharing.py): with the union,
+    top-1 equal to the raw indexes' for 9 of 14 models at 60 prompts; with the intersection,
+    11 of 14."""
+    partial = [p.features() for p in providers.values()
+               if isinstance(p, ProviderProfile) and not p.all_features]
+    if not partial:
+        return None
+    common = partial[0]
+    for features in partial[1:]:
+        common = np.intersect1d(common, features, assume_unique=True)
+    return common
+
+
+def only_features(matrix: Any, features: Any) -> Any:
+    """``matrix`` (CSR, same shape) with every column outside ``features`` zeroed."""
+    if features is None:
+        return matrix
+    keep = np.zeros(matrix.shape[1], dtype=bool)
+    keep[features] = True
+    out = matrix.tocsr(copy=True)
+    out.data[~keep[out.indices]] = 0
+    out.eliminate_zeros()
+    return out
 
 
 def style_classes(providers: Mapping[str, SegmentGroup | ProviderProfile],
                   references: Sequence[ReferenceData],
                   suspect_hashes: Sequence[str | None]) -> dict[str, Any]:
-    """Class name -> style matrix: each provider's (by its label), then each reference's."""
+    """Class name -> style matrix: each provider's (by its label), then each reference's, on
+    the comparable features (comparable_features)."""
     check_unique_names(references)
     check_references_are_not_providers(providers, references)
     classes = {label: group.style(provider_training_rows(group, suspect_hashes))
                for label, group in providers.items()}
     for ref in references:
         classes[ref.name] = ref.style[reference_training_rows(ref, suspect_hashes)]
-    return classes
+    features = comparable_features(providers)
+    return {name: only_features(matrix, features) for name, matrix in classes.items()}

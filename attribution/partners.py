@@ -7,6 +7,12 @@ This module says what attribution needs from such a provider, in attribution's o
 that the layer that reads bundles (sharing, a capability above this one) builds it and
 attribution never learns what a bundle or a consortium key is.
 
+A provider may leave rare style features out of its rows (a partner's text would be readable
+from them); ``all_features`` says so, and attribution then compares every class and the
+suspect on the features such profiles kept (attribution.classes.comparable_features): a class
+trained without a feature that the others have would be pushed away from every suspect response
+that has it, and a partner would rank last for what it withheld, not for how it writes.
+
 ``ProviderProfile`` stands where a served index's ``SegmentGroup`` stands in the style classes
 (attribution.classes): it answers ``len``, ``rows_for_prompts`` (keyed by the public prompt
 hashes the suspect and the references carry, which ``pair_key`` turns into the profile's own
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
 
 from fingerprint.records import ResponseRecord
 
@@ -35,8 +43,12 @@ class ProviderProfile:
     pair_key: Callable[[str], str]  # a public prompt hash -> this profile's pairing key
     style_config: dict[str, int]  # style_version, style_features, normalizer_version
     origin: dict[str, Any] = field(default_factory=dict)  # org, bundle_id, created, age_days
+    # False: the provider left rare features out of its rows (features() are those it kept);
+    # every class and the suspect are then compared on those only (attribution.classes)
+    all_features: bool = True
     _rows_by_key: dict[str, list[int]] | None = field(default=None, init=False, repr=False,
                                                       compare=False)
+    _features: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.prompt_keys)
@@ -59,6 +71,14 @@ class ProviderProfile:
 
     def style(self, rows: Sequence[int]) -> Any:
         return self.style_rows[list(rows)]
+
+    def features(self) -> Any:
+        """The style features (columns) the profile shares: a provider may leave rare ones out
+        (sharing: ``--min-feature-responses``), and a row it shares can only be compared with
+        another on these."""
+        if self._features is None:
+            object.__setattr__(self, "_features", np.unique(self.style_rows.indices))  # cache
+        return self._features
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from attribution.classes import style_classes
+from attribution.classes import comparable_features, only_features, style_classes
 from attribution.partners import ProviderProfile
 from attribution.references import ReferenceData
 from attribution.style_model import RelativeAttributor, TargetAttribution
@@ -39,6 +39,7 @@ def provider_shares(providers: Mapping[str, SegmentGroup | ProviderProfile],
     ``suspect_hashes`` its prompts' hashes, row for row; ``bootstrap`` resamples for the derived
     fraction's interval (0: none)."""
     classes = style_classes(providers, references, suspect_hashes)
+    suspect_style = only_features(suspect_style, comparable_features(providers))
     attributor = RelativeAttributor(classes, list(providers),
                                     null_classes=[r.name for r in references],
                                     seed=BOOTSTRAP_SEED)

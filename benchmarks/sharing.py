@@ -15,7 +15,11 @@ both rankings per model, the agreement (top-1 equal, Spearman rank correlation o
 largest share difference), top-1 against the lineage teacher, each partner's near-duplicate
 count for the model (keyed signatures), bundle bytes per 1,000 responses, and the seconds to
 export, verify and import each bundle. ``--limit N`` uses the first N prompts (805: all);
-``--quick`` is ``--limit 120``.
+``--quick`` is ``--limit 120``. ``--privacy K:G,...`` repeats export, import and both rankings
+for each style profile setting (``--min-feature-responses K``, ``--style-pool G``; default the
+library's, 20:1) and measures what a key-holding partner reads from each profile
+(``reconstruction``: the share of each answer's distinct words, and of its content words,
+found in its row), then prints one line per setting: the privacy against agreement table.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attribution import rank_teachers, stored_references  # noqa: E402
 from fingerprint import Fingerprinter, read_records  # noqa: E402
+from fingerprint.style import StyleVectorizer, style_tokens  # noqa: E402
 from index import add_reference, build_index, open_index  # noqa: E402
 from sharing import (export_bundle, generate_consortium_key, generate_signing_key,  # noqa: E402
                      import_bundle, load_partners, verify_bundle)
 
 PARTNERS = ("chatgpt", "gpt4", "claude")  # provider families that share bundles
 OWN = "text-davinci-003"  # the fourth party's own provider family
+COMMON_WORDS = 200  # words outside the commonest 200 count as content words
 
 
 def lineage(data: Path) -> dict[str, dict]:
@@ -82,8 +88,10 @@ def build(data: Path, rows: dict[str, dict], limit: int, work: Path) -> dict[str
     return indexes
 
 
-def share(indexes: dict[str, Path], work: Path) -> dict:
+def share(indexes: dict[str, Path], work: Path, min_feature_responses: int = 10,
+          pool: int = 1) -> dict:
     """Keys, then each partner exports, the fourth party verifies and imports: timed."""
+    work.mkdir(parents=True, exist_ok=True)
     trust, signals = work / "trust", work / "partner-signals"
     trust.mkdir()
     consortium = work / "consortium.key"
@@ -94,7 +102,8 @@ def share(indexes: dict[str, Path], work: Path) -> dict:
         (trust / f"{name}.pub").write_text(json.dumps(public.to_dict()))
         bundle = work / f"{name}.bundle"
         t0 = time.perf_counter()
-        made = export_bundle(indexes[name], consortium, work / f"{name}.signing.key", bundle)
+        made = export_bundle(indexes[name], consortium, work / f"{name}.signing.key", bundle,
+                             min_feature_responses=min_feature_responses, style_pool=pool)
         t1 = time.perf_counter()
         verify_bundle(bundle, trust, consortium_keys=(consortium,))
         t2 = time.perf_counter()
@@ -158,6 +167,55 @@ def compare(data: Path, rows: dict[str, dict], indexes: dict[str, Path], shared:
     return out
 
 
+def common_words(indexes: dict[str, Path], top: int = COMMON_WORDS) -> set[str]:
+    """The ``top`` commonest words over the partners' served answers: what is not content."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for name in PARTNERS:
+        with open_index(indexes[name]) as idx:
+            stored = idx.responses(list(range(len(idx))))
+            for r in stored.values():
+                counts.update(t for t in style_tokens(r.response or "") if t.isalnum())
+    return {w for w, _ in counts.most_common(top)}
+
+
+def reconstruction(indexes: dict[str, Path], shared: dict, common: set[str]) -> dict:
+    """A key-holding partner's attack: per exported response, which of its distinct words
+    it reads from its (pooled) row, the row's columns back in bucket order (the key undoes
+    the permutation) and each word hashed to its bucket. Shares over all responses, words
+    and content words (outside the ``common`` commonest); a pooled row's words count as read
+    for each of its responses (an upper bound: the attacker cannot tell whose they are)."""
+    from sharing.profile import pool_members
+
+    with open_index(indexes[OWN]) as own:
+        partners = {p.name: p for p in load_partners([shared["signals"]],
+                                                     [shared["consortium"]], own.config)}
+        vectorizer = StyleVectorizer(own.config.style_features, own.config.style_version)
+    words = read = content = content_read = 0
+    for name in PARTNERS:
+        profile = partners[name].profile
+        with open_index(indexes[name]) as idx:
+            rows = list(range(len(idx)))
+            stored = idx.responses(rows)
+            by_row = {r: h for h, hs in idx.prompt_hashes().items() for r in hs}
+        member = (pool_members([by_row.get(r) for r in rows], shared["pool"])
+                  if shared["pool"] > 1 else np.arange(len(rows)))  # unpooled: index order
+        for r in rows:
+            distinct = sorted({t for t in style_tokens(stored[r].response or "")
+                               if t.isalnum()})
+            if not distinct:
+                continue
+            have = set(profile.style_rows[int(member[r])].indices.tolist())
+            found = [b in have for b in vectorizer.transform(distinct).indices]
+            words += len(distinct)
+            read += sum(found)
+            content += sum(w not in common for w in distinct)
+            content_read += sum(f and w not in common for w, f in zip(distinct, found))
+    return {"words": words, "words_read": round(read / words, 4),
+            "content_words": content, "content_words_read": round(content_read / content, 4)}
+
+
 def summary(models: list[dict], shared: dict, limit: int, seconds: float) -> dict:
     students = [m for m in models if m["role"] == "student"]
     right = {kind: sum(m[kind][0][0] == m["teacher"] for m in students)
@@ -197,6 +255,21 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def privacy_table(runs: list[dict]) -> str:
+    lines = ["| --min-feature-responses | --style-pool | top-1 equal | mean Spearman | largest "
+             "share difference | students' top-1 right (bundles / raw) | words read | content "
+             "words read | style.bin bytes (3 bundles) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        right = r["students_top1_right"]
+        lines.append(f"| {r['min_feature_responses']} | {r['pool']} | {r['top1_equal']} of "
+                     f"{r['models']} | {r['mean_spearman']} | {r['max_share_difference']:.3f} | "
+                     f"{right['bundles']} / {right['raw']} of {r['students']} | "
+                     f"{r['attack']['words_read']:.1%} | {r['attack']['content_words_read']:.1%}"
+                     f" | {sum(b['part_bytes'].get('style.bin', 0) for b in r['bundles'].values())}"
+                     f" |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True,
@@ -204,23 +277,38 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=805, help="first N prompts (805: all)")
     parser.add_argument("--quick", action="store_true", help="--limit 120")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
+    parser.add_argument("--privacy", default="20:1",
+                        help="style profile settings to compare, K:G[,K:G...] "
+                             "(--min-feature-responses K, --style-pool G; default 20:1, the "
+                             "library's default)")
     parser.add_argument("--json", action="store_true", help="print the JSON report only")
     args = parser.parse_args()
     limit = 120 if args.quick else args.limit
+    settings = [tuple(int(v) for v in s.split(":")) for s in args.privacy.split(",")]
     start = time.perf_counter()
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         rows = lineage(args.data)
         indexes = build(args.data, rows, limit, work)
-        shared = share(indexes, work)
-        models = compare(args.data, rows, indexes, shared, limit)
-    report = {**summary(models, shared, limit, time.perf_counter() - start), "rows": models}
+        common = common_words(indexes)
+        for k, g in settings:
+            shared = share(indexes, work / f"k{k}-g{g}", k, g)
+            shared["pool"] = g
+            models = compare(args.data, rows, indexes, shared, limit)
+            runs.append({**summary(models, shared, limit, time.perf_counter() - start),
+                         "min_feature_responses": k, "pool": g,
+                         "attack": reconstruction(indexes, shared, common), "rows": models})
     if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=2))
-        print(table(report))
+        print(json.dumps(runs if len(runs) > 1 else runs[0], indent=2))
+        return
+    for run in runs:
+        print(f"--min-feature-responses {run['min_feature_responses']} --style-pool "
+              f"{run['pool']}")
+        print(json.dumps({k: v for k, v in run.items() if k != "rows"}, indent=2))
+        print(table(run))
+    print(privacy_table(runs))
 
 
 if __name__ == "__main__":

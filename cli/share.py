@@ -79,15 +79,25 @@ def consortium_key(out: Path, as_json: bool) -> None:
               show_default=True, help="Days the bundle stays valid from now.")
 @click.option("--style/--no-style", default=True, show_default=True,
               help="Include the style profile (the selected responses' style rows, keyed by "
-                   "prompt) so partners can rank you as a teacher; it reveals each response's "
-                   "words and word pairs to partners holding the consortium key.")
+                   "prompt) so partners can rank you as a teacher; partners holding the consortium "
+                   "key can read the features kept in it (--min-feature-responses).")
 @click.option("--style-rows", type=click.IntRange(min=1), default=20000, show_default=True,
               help="At most this many responses (an even spread) in the style profile.")
+@click.option("--min-feature-responses", type=click.IntRange(min=1), default=20,
+              show_default=True,
+              help="Keep a style feature only if it occurs in exported responses to at least "
+                   "this many different prompts: rare features (names, numbers, topic words) "
+                   "are what reveal a response's content; 1 keeps every feature.")
+@click.option("--style-pool", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sum the style rows of this many responses to different prompts into each "
+                   "exported row (no row is one response); pooled rows cannot be paired by "
+                   "prompt.")
 @click.option("--out", required=True, type=FilePath, help="Bundle file to write.")
 @json_option("Print one JSON object (out, bundle_id, producer, counts, validity, bytes).")
 def export(index: Path, consortium: Path, sign: Path, select: str, accounts: Path | None,
            requests: Path | None, include_text: bool, valid_days: float, style: bool,
-           style_rows: int, out: Path, as_json: bool) -> None:
+           style_rows: int, min_feature_responses: int, style_pool: int, out: Path,
+           as_json: bool) -> None:
     """Write a signed bundle of keyed signatures (no response text unless --include-text),
     flagged accounts, the keyed prompts of their requests and the style profile."""
     from sharing import export_bundle
@@ -95,7 +105,9 @@ def export(index: Path, consortium: Path, sign: Path, select: str, accounts: Pat
     result = export_bundle(index, consortium, sign, out, select=select, accounts=accounts,
                            valid_days=valid_days, requests=requests,
                            include_text=include_text, style=style,
-                           style_rows=style_rows).to_dict()
+                           style_rows=style_rows,
+                           min_feature_responses=min_feature_responses,
+                           style_pool=style_pool).to_dict()
     if as_json:
         echo_json(result)
         return

@@ -7,7 +7,8 @@ handled here: only the names the format defines are accepted (no directory, no '
 absolute path: nothing can be written outside an import directory), every part is covered by
 the signed manifest, and a member the manifest does not list is refused rather than ignored.
 
-The manifest holds the schema version, producer (org, signing key id), created, valid_from,
+The manifest holds the schema version (SCHEMA_VERSION: what changed, what is read), producer
+(org, signing key id), created, valid_from,
 valid_until, the consortium key id, the config that makes signatures comparable, counts, and
 the sha256 and size of every part. ``manifest.sig`` is the Ed25519 signature over the manifest
 bytes exactly as stored (written canonically: sorted keys, no spaces, ASCII), so checking the
@@ -39,7 +40,13 @@ from sharing.errors import (BundleError, ConsortiumMismatchError, ExpiredBundleE
 from sharing.keys import PublicKey, SigningKey
 
 FORMAT = "fingerprint-share-bundle"
-SCHEMA_VERSION = 1
+# Schema history: 1, signatures and accounts; 2 (2026-11-28), the parts that came after
+# (prompts.json, texts.json, style.bin and style.json, the manifest's ``include_text`` and
+# ``style`` sections, the style section's ``min_feature_responses``). A reader reads every
+# version up to its own: an older bundle is one whose optional parts and sections are absent
+# (each reader treats absent as "not exported"), and a newer one is refused, since it may hold
+# parts or rules this reader would silently ignore.
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PARTS = ("signatures.bin", "signatures.json", "accounts.json", "prompts.json", "texts.json")

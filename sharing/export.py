@@ -28,7 +28,8 @@ from sharing.bundle import utc_iso, write_bundle
 from sharing.errors import ExportError
 from sharing.keyed import KEYED_HASH, KeyedMinHasher, signal_id
 from sharing.keys import load_consortium_key, load_signing_key
-from sharing.profile import DEFAULT_STYLE_ROWS, style_parts
+from sharing.profile import (DEFAULT_MIN_FEATURE_RESPONSES, DEFAULT_POOL, DEFAULT_STYLE_ROWS,
+                             style_parts)
 from sharing.prompts import PROMPT_HASH, prompt_part
 
 BATCH_ROWS = 512
@@ -107,24 +108,35 @@ def text_part(index: Any, rows: list[int], secret: bytes) -> dict[str, bytes]:
     return {"texts.json": json.dumps(texts, ensure_ascii=False).encode("utf-8")} if texts else {}
 
 
+def check_options(valid_days: float, **counts: int) -> None:
+    """Refuse a validity that is not positive and a count option below 1, by its name."""
+    for option, value in counts.items():
+        if not (isinstance(value, int) and value >= 1):
+            raise ExportError(f"{option} must be a positive whole number, got {value}")
+    if not (valid_days > 0):
+        raise ExportError(f"--valid-days must be a positive number of days, got {valid_days}")
+
+
 def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.PathLike[str],
                   signing_key: str | os.PathLike[str], out: str | os.PathLike[str], *,
                   select: str = "all", accounts: str | os.PathLike[str] | None = None,
                   valid_days: float = 90, now: datetime | None = None,
                   requests: str | os.PathLike[str] | None = None,
                   include_text: bool = False, style: bool = True,
-                  style_rows: int = DEFAULT_STYLE_ROWS) -> ExportResult:
+                  style_rows: int = DEFAULT_STYLE_ROWS,
+                  min_feature_responses: int = DEFAULT_MIN_FEATURE_RESPONSES,
+                  style_pool: int = DEFAULT_POOL) -> ExportResult:
     """Write a signed bundle of the index's selected rows (and the risk file's flagged
     accounts, and with ``requests`` the keyed prompt hashes of their requests; with
     ``include_text`` the raw response texts too) to ``out``, valid from ``now`` for
     ``valid_days``; with ``style``, the style profile of at most ``style_rows`` of the
-    selected rows too (sharing.profile)."""
+    selected rows too, keeping only features in at least ``min_feature_responses`` of them and
+    summing rows ``style_pool`` at a time (sharing.profile)."""
     from index import open_index
 
-    if style and not (isinstance(style_rows, int) and style_rows >= 1):
-        raise ExportError(f"--style-rows must be a positive number of rows, got {style_rows}")
-    if not (valid_days > 0):
-        raise ExportError(f"--valid-days must be a positive number of days, got {valid_days}")
+    check_options(valid_days, **({"--style-rows": style_rows,
+                                  "--min-feature-responses": min_feature_responses,
+                                  "--style-pool": style_pool} if style else {}))
     key, consortium = load_signing_key(signing_key), load_consortium_key(consortium_key)
     start = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     end = start + timedelta(days=valid_days)
@@ -133,7 +145,8 @@ def export_bundle(index_path: str | os.PathLike[str], consortium_key: str | os.P
         parts = keyed_parts(index, rows, consortium.secret)
         if include_text and parts:
             parts.update(text_part(index, rows, consortium.secret))
-        style_part, style_section = (style_parts(index, rows, consortium.secret, style_rows)
+        style_part, style_section = (style_parts(index, rows, consortium.secret, style_rows,
+                                                 min_feature_responses, style_pool)
                                      if style else ({}, {}))
         parts.update(style_part)
         config = {k: getattr(index.config, k) for k in

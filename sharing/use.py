@@ -116,7 +116,8 @@ def partner_from(bundle: Bundle, name: str, key: ConsortiumKey, config: Fingerpr
             name, bundle.path, style[0], tuple(style[1]),
             lambda h, secret=key.secret: style_prompt_key(secret, h),
             {k: m["style"][k] for k in ("style_version", "style_features",
-                                         "normalizer_version")}, origin)
+                                         "normalizer_version")}, origin,
+            all_features=m["style"].get("min_feature_responses", 1) <= 1)
     rows = m["counts"].get("signatures", 0)
     hasher, signatures, signals = None, np.zeros((0, 1), dtype=np.uint32), []
     if rows:

@@ -5,7 +5,6 @@ re-signed by a stranger, dates in the past or future, a zip with an escaping nam
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import stat
 import zipfile
@@ -326,12 +325,38 @@ def test_a_consortium_key_the_recipient_does_not_hold_is_refused(bundle, keys):
     assert json.loads(keys["other"].read_text())["key_id"] in line
 
 
-def test_a_schema_from_the_future_is_refused(bundle, keys, tmp_path):
-    from sharing import load_signing_key
+def test_a_schema_from_the_future_is_refused_and_an_older_one_is_read(bundle, keys, tmp_path):
+    """Bundles are written at schema 2 (style, prompts and texts parts came with it); a reader
+    reads 1 (a bundle with a subset of the parts) and 2, and refuses 3 with the upgrade line."""
+    from sharing import SCHEMA_VERSION, load_signing_key
 
-    future = rewrite(bundle, tmp_path / "f.bundle", {"manifest": lambda m: {**m, "schema": 2}},
-                     resign=load_signing_key(keys["sign"]))
-    verify_refused(future, keys, reason="schema version 2 is newer")
+    assert SCHEMA_VERSION == 2
+    with zipfile.ZipFile(bundle) as zf:
+        assert json.loads(zf.read("manifest.json"))["schema"] == 2
+    signer = load_signing_key(keys["sign"])
+    future = rewrite(bundle, tmp_path / "f.bundle", {"manifest": lambda m: {**m, "schema": 3}},
+                     resign=signer)
+    verify_refused(future, keys, reason="schema version 3 is newer than this fingerprint "
+                                        "reads (2); upgrade fingerprint")
+    refused("share", "import", future, "--trust", keys["trust"], "--into", tmp_path / "in",
+            reason="schema version 3 is newer")
+    assert not (tmp_path / "in").exists() or not any((tmp_path / "in").iterdir())
+
+    def as_version_1(m: dict) -> dict:  # what a schema-1 producer wrote: no style part
+        parts = {k: v for k, v in m["parts"].items() if not k.startswith("style.")}
+        return {k: v for k, v in m.items() if k != "style"} | {"schema": 1, "parts": parts}
+
+    with zipfile.ZipFile(bundle) as zf:
+        kept = {n: zf.read(n) for n in zf.namelist() if not n.startswith("style.")}
+    old = tmp_path / "v1.bundle"
+    with zipfile.ZipFile(old, "w") as zf:
+        for name, data in kept.items():
+            zf.writestr(name, data)
+    rewrite(old, old, {"manifest": as_version_1}, resign=signer)
+    shown = json.loads(ok("share", "verify", old, "--trust", keys["trust"], "--json").stdout)
+    assert shown["schema"] == 1 and shown["style"] is None and shown["counts"]["signatures"] > 0
+    ok("share", "import", old, "--trust", keys["trust"], "--into", tmp_path / "in")
+    assert len([p for p in (tmp_path / "in").iterdir()]) == 1
 
 
 def test_truncated_and_non_bundle_files_are_refused(bundle, keys, tmp_path):
