@@ -198,6 +198,10 @@ def calibration_check(null: dict[str, dict[str, float]], rows: dict[str, int],
     return out
 
 
+def share_below(ps: list[float], level: float) -> float | None:
+    return float(np.mean([p < level for p in ps])) if ps else None
+
+
 def summary(models: list[dict], key: str, calibration: dict) -> dict:
     """The p-value figures of one evaluation and method (``models[*][key]`` holds its p-values)."""
     students = [m for m in models if m["role"] == "student" and m["teacher"] in m[key]]
@@ -213,8 +217,8 @@ def summary(models: list[dict], key: str, calibration: dict) -> dict:
         "students_p_below_0_05": float(np.mean([p is not None and p < 0.05 for p in own]))
         if own else None,
         "reference_tests": len(tested),
-        "reference_share_below_0_05": float(np.mean([p < 0.05 for p in tested])) if tested else None,
-        "reference_share_below_0_01": float(np.mean([p < 0.01 for p in tested])) if tested else None,
+        "reference_share_below_0_05": share_below(tested, 0.05),
+        "reference_share_below_0_01": share_below(tested, 0.01),
         "calibration": calibration,
     }
 
@@ -315,7 +319,9 @@ def evaluate(dirs: list[Path], jobs: int = 1) -> dict:
 
 
 def table(report: dict) -> str:
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}"
+
     lines = ["| family | AUC | TPR@5%FPR | AUC grouped | length-only AUC | students | others |",
              "|---|---|---|---|---|---|---|"]
     for f, r in report["families"].items():
@@ -330,7 +336,7 @@ def table(report: dict) -> str:
     for key, v in report["variants"].items():
         lines.append(f"| {key} | {fmt(v['reference_share_below_0_05'])} | "
                      f"{fmt(v['reference_share_below_0_01'])} | {v['reference_tests']} | "
-                     f"{v['human_min_p_value']:.2g} | {fmt(v['students_p_below_0_05'])} | "
+                     f"{fmt(v['human_min_p_value'])} | {fmt(v['students_p_below_0_05'])} | "
                      f"{fmt(v['students_p_below_0_01'])} |")
     lines += ["", *(f"{f}: {s}" for f, s in report["p_value_floor"].items()), ""]
     fams = list(report["families"])
