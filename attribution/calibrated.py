@@ -24,7 +24,8 @@ from attribution.references import ReferenceData
 from attribution.share import BOOTSTRAP_RESAMPLES, provider_shares
 from attribution.signals import (MEAN_PAIRED_COSINE, MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE,
                                  PROVIDER_SHARE, SignalSpec)
-from attribution.stats import Calibrated, calibrate, cauchy_combination, empirical_calibration
+from attribution.stats import (Calibrated, calibrate, cauchy_combination, empirical_calibration,
+                              rank_floor_sentence)
 from attribution.style_model import TargetAttribution
 from fingerprint.minhash import has_shingles
 from index.store import FingerprintIndex
@@ -99,6 +100,9 @@ def calibrate_against_references(index: FingerprintIndex, references: Sequence[R
     for s in signals:
         if s.calibrated is not None and s.calibrated.reason:
             notes.append(f"{s.name}: {s.calibrated.reason}")
+    if share.p_value_method == "rank" and share.calibrated.p_value is not None:
+        notes.append(f"{PROVIDER_SHARE.name}: "
+                     f"{rank_floor_sentence(share.calibrated.n_references)}")
     combined = cauchy_combination([s.p_value for s in signals])
     fraction, fraction_ci = share.fraction, share.fraction_ci
     if combined is None:

@@ -30,8 +30,9 @@ PROVIDER_SHARE = SignalSpec(
     "a linear SVM on TF-IDF-weighted style fingerprints, one class for the provider (one per "
     "provider when several are ranked as teachers) and one per reference, trained on their "
     "answers to the suspect's prompts (attribution.share)",
-    "each reference scored the same way with its own class left out; Student-t prediction "
-    "interval on the logit of the share")
+    "each reference scored the same way with its own class left out; the p-value is the "
+    "share's rank among theirs, (1 + references at least as high) / (1 + references): valid "
+    "when the suspect and the references are exchangeable, never below 1/(references + 1)")
 MEAN_PAIRED_JACCARD = SignalSpec(
     "mean_paired_jaccard",
     "mean word 3-gram Jaccard to the provider's answer to the same prompt",

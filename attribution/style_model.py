@@ -16,10 +16,15 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from attribution.errors import AttributionError, TooFewClassesError
-from attribution.stats import (Calibrated, calibrate, derived_fraction, logit_share,
-                               share_sd_floor)
+from attribution.stats import (Calibrated, calibrate, derived_fraction, empirical_calibration,
+                               logit_share, share_sd_floor)
 
 DEFAULT_C = 1.0
+# How a share is placed among the references' left-out shares: "rank" (rank_p_value: valid under
+# exchangeability by construction, never below 1/(R+1)) or "t" (Student-t prediction interval on
+# logit share: can go lower, but anti-conservative when the null has a heavy tail or sits near 0;
+# benchmarks/README.md, lineage.py).
+P_VALUE_METHODS = ("rank", "t")
 
 
 class StyleClassifier:
@@ -69,6 +74,7 @@ class TargetAttribution:
     null_rate: float | None  # mean share assigned to the target among the left-out classes
     fraction: float | None  # lower bound on the derived fraction (see RelativeAttributor)
     fraction_ci: tuple[float, float] | None  # 95% bootstrap interval (responses and references)
+    p_value_method: str = "rank"  # how ``calibrated`` placed the share (P_VALUE_METHODS)
 
 
 class RelativeAttributor:
@@ -77,7 +83,9 @@ class RelativeAttributor:
     ``classes`` maps each model (or family) name to its style count matrix (one row per
     response). The null draws of a target are the classes in ``null_classes`` (default: every
     class but the target) scored with their own class left out. Fitting costs one classifier
-    for all classes and one per class left out.
+    for all classes and one per class left out. ``p_value`` chooses how the suspect's share is
+    placed among the null draws (``P_VALUE_METHODS``). The suspect is scored like each null
+    draw: by a classifier fitted without it (it is never a class), with the other classes in.
 
     The derived fraction is the lower bound (share - null) / (1 - null): adjusted
     classify-and-count with the classifier's hit rate on provider-derived responses taken as 1.
@@ -87,7 +95,12 @@ class RelativeAttributor:
     """
 
     def __init__(self, classes: Mapping[str, object], targets: Sequence[str], *,
-                 C: float = DEFAULT_C, seed: int = 0, null_classes: Sequence[str] | None = None):
+                 C: float = DEFAULT_C, seed: int = 0, null_classes: Sequence[str] | None = None,
+                 p_value: str = "rank"):
+        if p_value not in P_VALUE_METHODS:
+            raise AttributionError(f"p-value method must be one of {P_VALUE_METHODS}, "
+                                   f"got {p_value!r}")
+        self.p_value = p_value
         self.names = list(classes)
         missing = [t for t in targets if t not in classes]
         if missing:
@@ -120,15 +133,19 @@ class RelativeAttributor:
         share = float(assigned.mean()) if assigned.size else 0.0
         null = self.null[target]
         null_rate = float(np.mean(list(null.values()))) if null else None
-        floor = share_sd_floor(null_rate, assigned.size) if null and assigned.size else 0.0
-        calibrated = calibrate(share, list(null.values()), transform=logit_share, sd_floor=floor)
+        if self.p_value == "rank":
+            calibrated = empirical_calibration(share, list(null.values()))
+        else:
+            floor = share_sd_floor(null_rate, assigned.size) if null and assigned.size else 0.0
+            calibrated = calibrate(share, list(null.values()), transform=logit_share,
+                                   sd_floor=floor)
         fraction = ci = None
         if null_rate is not None and assigned.size:
             fraction = derived_fraction(share, null_rate, 1.0)
             if fraction is not None and bootstrap:
                 ci = self._fraction_interval(assigned, np.array(list(null.values())), bootstrap)
         return TargetAttribution(target, share, assigned, dict(null), calibrated, null_rate,
-                                 fraction, ci)
+                                 fraction, ci, self.p_value)
 
     def _fraction_interval(self, assigned: np.ndarray, null: np.ndarray,
                            bootstrap: int) -> tuple[float, float]:

@@ -1,19 +1,33 @@
-"""Attribution on real models with known lineage: ROC AUC per provider family, teacher top-1.
+"""Attribution on real models with known lineage: ROC AUC per provider family, teacher top-1,
+and whether the p-values keep their promise on the reference models themselves.
 
     python benchmarks/lineage.py --data ../shared/data/alpacaeval [--data DIR ...] [--json]
+                                 [--jobs N]
 
 Each DIR holds ``outputs/<model>.jsonl`` and ``lineage.csv`` (the columns of
 ``../shared/data/alpacaeval``); models from all DIRs are pooled. Nothing here names a model: roles,
-teachers, families and lineage groups all come from the lineage files, so a folder of new models
-needs no code change.
+teachers, families, vendors and lineage groups all come from the lineage files, so a folder of new
+models needs no code change.
 
 Method (the library's): every provider family is one class (its provider models pooled), every
 vendor model one class; each response is reduced to its style fingerprint; a style classifier over
 all classes assigns each suspect response to a class; a suspect's score for family F is the share
-of its responses assigned to F, calibrated against the other classes scored with their own class
-left out (p-value, z) and turned into a derived fraction. Positives for F: students whose teacher
-is F; negatives: human-data models and students of other teachers. The length control scores each
-suspect by its mean answer length in words instead.
+of its responses assigned to F. Its p-value places that share among the other classes' shares for
+F, each scored with itself left out of the fit (the suspect is never a class, so it is scored the
+same way by construction), by the library's two methods: ``t`` (Student-t prediction interval on
+logit share) and ``rank`` (attribution.stats.rank_p_value). Two evaluations of the null:
+
+- ``pooled``: each reference class scored by a fit without that class (as the library does);
+- ``lolgo`` (leave-one-lineage-group-out): each reference class scored by a fit without every
+  class that shares a lineage group with it (Qwen1.5-72B is scored with no Qwen1.5 model in the
+  fit), so no model is scored by a classifier fitted on its own lineage. Students and human-data
+  models are never classes, so their scores are the same under both; what differs is the null.
+
+Positives for F: students whose teacher is F; negatives: human-data models and students of other
+teachers. The length control scores each suspect by its mean answer length in words instead.
+``calibration.<family>.reference_p_values`` tests each reference against the others exactly as a
+suspect is tested. A family's vendor is the first word of its provider rows' ``base_model``
+("OpenAI gpt-4-0314 (closed API)" -> OpenAI).
 """
 
 from __future__ import annotations
@@ -23,16 +37,23 @@ import csv
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attribution import RelativeAttributor  # noqa: E402
+from attribution import StyleClassifier  # noqa: E402
+from attribution.stats import (calibrate, logit_share, rank_floor_sentence,  # noqa: E402
+                               rank_p_value, share_sd_floor)
 from fingerprint.config import FingerprintConfig  # noqa: E402
 from fingerprint.io import read_records  # noqa: E402
 from fingerprint.style import StyleVectorizer  # noqa: E402
+
+METHODS = ("t", "rank")
+EVALUATIONS = ("pooled", "lolgo")
+MAIN = ("lolgo", "rank")  # the evaluation and p-value whose figures fill the top-level keys
 
 
 def load(dirs: list[Path]) -> tuple[dict[str, dict], dict[str, list[str]]]:
@@ -81,11 +102,159 @@ def roles(lineage: dict[str, dict]) -> tuple[dict[str, list[str]], dict[str, lis
     return families, classes_models, suspects
 
 
-def evaluate(dirs: list[Path]) -> dict:
+def vendors(lineage: dict[str, dict], families: dict[str, list[str]]) -> dict[str, str]:
+    """Each family's vendor: the first word of its provider rows' base_model, which must agree."""
+    out: dict[str, str] = {}
+    for family, models in families.items():
+        said = {(lineage[m]["base_model"].split() or ["?"])[0] for m in models}
+        if len(said) != 1:
+            raise SystemExit(f"provider family {family!r}: its models' base_model name "
+                             f"different vendors {sorted(said)}")
+        out[family] = said.pop()
+    return out
+
+
+def drop_sets(lineage: dict[str, dict], classes_models: dict[str, list[str]]
+              ) -> dict[str, dict[str, frozenset[str]]]:
+    """Per evaluation, per class: the classes a fit must leave out to score it."""
+    groups = {c: {lineage[m]["lineage_group"] for m in ms} for c, ms in classes_models.items()}
+    return {"pooled": {c: frozenset([c]) for c in classes_models},
+            "lolgo": {c: frozenset(d for d in classes_models if groups[d] & groups[c])
+                      for c in classes_models}}
+
+
+_MATRICES: dict = {}
+
+
+def _init(matrices: dict) -> None:
+    _MATRICES.clear()
+    _MATRICES.update(matrices)
+
+
+def _fit_and_label(task: tuple[frozenset[str], list[str]]) -> tuple[frozenset[str], dict]:
+    """Fit on every class but ``task[0]``; label the rows of each name in ``task[1]``
+    (with the class names, so the caller needs no index arithmetic)."""
+    drop, score = task
+    names = [n for n in _MATRICES["classes"] if n not in drop]
+    clf = StyleClassifier().fit([_MATRICES["classes"][n] for n in names])
+    labels = {s: [names[k] for k in clf.predict(_MATRICES["rows"][s])] for s in score}
+    return drop, labels
+
+
+def fit_all(classes: dict, suspects: dict, drops: dict, jobs: int) -> dict:
+    """Every fit the evaluations need, once each: the full fit (labels the suspects) and one per
+    distinct set of left-out classes (labels the classes it leaves out and is asked to score)."""
+    tasks: dict[frozenset[str], list[str]] = {frozenset(): list(suspects)}
+    for per_class in drops.values():
+        for c, drop in per_class.items():
+            tasks.setdefault(drop, []).append(c)
+    rows = {**suspects, **classes}
+    work = [(d, sorted(set(s))) for d, s in tasks.items()]
+    with ProcessPoolExecutor(jobs, initializer=_init,
+                             initargs=({"classes": classes, "rows": rows},)) as pool:
+        return dict(pool.map(_fit_and_label, work))
+
+
+def p_value(method: str, share: float, null: dict[str, float], n: int) -> float | None:
+    """The suspect's share among the null draws, by the library's ``t`` or ``rank`` method."""
+    if method == "rank":
+        return rank_p_value(share, list(null.values())) if len(null) >= 5 else None
+    rate = float(np.mean(list(null.values())))
+    return calibrate(share, list(null.values()), transform=logit_share,
+                     sd_floor=share_sd_floor(rate, n)).p_value
+
+
+def shares_of(labels: list[str], targets: list[str]) -> dict[str, float]:
+    return {t: float(np.mean([lab == t for lab in labels])) if labels else 0.0 for t in targets}
+
+
+def nulls(fits: dict, drops: dict, classes_models: dict, targets: list[str]
+          ) -> dict[str, dict[str, dict[str, float]]]:
+    """Per evaluation, per target class: each other class's share assigned to it, scored with
+    the evaluation's classes left out (a class whose fit left the target out is no draw for it:
+    it shares a lineage group with the target)."""
+    out: dict = {}
+    for ev, per_class in drops.items():
+        out[ev] = {t: {c: shares_of(fits[per_class[c]][c], [t])[t]
+                       for c in classes_models if c != t and t not in per_class[c]}
+                   for t in targets}
+    return out
+
+
+def calibration_check(null: dict[str, dict[str, float]], rows: dict[str, int],
+                      method: str) -> dict:
+    """Each reference tested against the others exactly as a suspect is (its own left-out share
+    placed among the other references' left-out shares)."""
+    out: dict = {}
+    for t, draws in null.items():
+        ps = {c.split(":", 1)[1]: p_value(method, v, {d: w for d, w in draws.items() if d != c},
+                                          rows[c])
+              for c, v in draws.items()}
+        valid = [p for p in ps.values() if p is not None]
+        out[t.split(":", 1)[1]] = {
+            "reference_p_values": ps, "n_references": len(draws),
+            "share_below_0_05": float(np.mean([p < 0.05 for p in valid])) if valid else None,
+            "share_below_0_01": float(np.mean([p < 0.01 for p in valid])) if valid else None}
+    return out
+
+
+def share_below(ps: list[float], level: float) -> float | None:
+    return float(np.mean([p < level for p in ps])) if ps else None
+
+
+def summary(models: list[dict], key: str, calibration: dict) -> dict:
+    """The p-value figures of one evaluation and method (``models[*][key]`` holds its p-values)."""
+    students = [m for m in models if m["role"] == "student" and m["teacher"] in m[key]]
+    own = [m[key][m["teacher"]] for m in students]
+    human = [m for m in models if m["teacher"] == "none-human"]
+    tested = [p for c in calibration.values() for p in c["reference_p_values"].values()
+              if p is not None]
+    return {
+        "human_min_p_value": min((p for m in human for p in m[key].values() if p is not None),
+                                 default=None),
+        "students_p_below_0_01": float(np.mean([p is not None and p < 0.01 for p in own]))
+        if own else None,
+        "students_p_below_0_05": float(np.mean([p is not None and p < 0.05 for p in own]))
+        if own else None,
+        "reference_tests": len(tested),
+        "reference_share_below_0_05": share_below(tested, 0.05),
+        "reference_share_below_0_01": share_below(tested, 0.01),
+        "calibration": calibration,
+    }
+
+
+def family_figures(models: list[dict], families: dict) -> dict:
+    report = {}
+    for family in families:
+        pos = [m for m in models if m["teacher"] == family]
+        neg = [m for m in models if m["teacher"] != family]
+        if not pos or not neg:
+            continue
+        score = [m["scores"][family] for m in pos], [m["scores"][family] for m in neg]
+        length_auc = roc_auc([m["mean_words"] for m in pos], [m["mean_words"] for m in neg])
+        groups: dict[str, list[dict]] = {}
+        for m in pos + neg:
+            groups.setdefault(m["lineage_group"], []).append(m)
+        g_pos = [float(np.mean([m["scores"][family] for m in ms])) for ms in groups.values()
+                 if ms[0]["teacher"] == family]
+        g_neg = [float(np.mean([m["scores"][family] for m in ms])) for ms in groups.values()
+                 if ms[0]["teacher"] != family]
+        report[family] = {
+            "auc": roc_auc(*score), "tpr_at_5pct_fpr": tpr_at_fpr(*score),
+            "auc_grouped": roc_auc(g_pos, g_neg),
+            "length_control_auc": max(length_auc, 1 - length_auc),
+            "length_control_auc_longer_is_positive": length_auc,
+            "n_positive": len(pos), "n_negative": len(neg),
+        }
+    return report
+
+
+def evaluate(dirs: list[Path], jobs: int = 1) -> dict:
+    """Kept whole: one pass from the lineage files to the report, each step a call."""
     started = time.time()
     lineage, texts = load(dirs)
     families, classes_models, suspects = roles(lineage)
-
+    vendor_of = vendors(lineage, families)
     config = FingerprintConfig()
     styler = StyleVectorizer(config.style_features, config.style_version)
     from scipy import sparse
@@ -94,81 +263,88 @@ def evaluate(dirs: list[Path]) -> dict:
     classes = {c: sparse.vstack([style[m] for m in ms], format="csr")
                for c, ms in classes_models.items()}
     targets = [f"provider:{f}" for f in families]
-    attributor = RelativeAttributor(classes, targets)
-    fitted = time.time()
+    drops = drop_sets(lineage, classes_models)
+    fits = fit_all(classes, {s: style[s] for s in suspects}, drops, jobs)
+    null = nulls(fits, drops, classes_models, targets)
+    rows = {c: m.shape[0] for c, m in classes.items()}
 
     models = []
     for name in suspects:
-        result = attributor.attribute(style[name], bootstrap=200)
         row = lineage[name]
-        scores = {t.split(":", 1)[1]: r.share for t, r in result.items()}
+        scores = {t.split(":", 1)[1]: v
+                  for t, v in shares_of(fits[frozenset()][name], targets).items()}
         best = max(scores, key=scores.get)
         ranked = sorted(scores.values(), reverse=True)
+        p = {f"{ev}/{me}": {f: p_value(me, scores[f], null[ev][f"provider:{f}"], len(texts[name]))
+                            for f in scores}
+             for ev in EVALUATIONS for me in METHODS}
         models.append({
             "model": name, "role": row["role"], "teacher": row["teacher"],
             "lineage_group": row["lineage_group"], "responses": len(texts[name]),
             "mean_words": float(np.mean([len(t.split()) for t in texts[name]])),
-            "scores": scores,
-            "p_values": {t.split(":", 1)[1]: r.calibrated.p_value for t, r in result.items()},
-            "z": {t.split(":", 1)[1]: r.calibrated.z for t, r in result.items()},
-            "derived_fraction": {t.split(":", 1)[1]: r.fraction for t, r in result.items()},
-            "top_teacher": best, "margin": ranked[0] - ranked[1] if len(ranked) > 1 else None,
+            "scores": scores, "p_values": p["/".join(MAIN)], "p_values_by_variant": p,
+            "top_teacher": best, "top_vendor": vendor_of[best],
+            "margin": ranked[0] - ranked[1] if len(ranked) > 1 else None,
         })
 
-    report: dict = {"families": {}, "models": models}
-    for family in families:
-        pos = [m for m in models if m["teacher"] == family]
-        neg = [m for m in models if m["teacher"] != family]
-        if not pos or not neg:
-            continue
-        score = [m["scores"][family] for m in pos], [m["scores"][family] for m in neg]
-        length = [m["mean_words"] for m in pos], [m["mean_words"] for m in neg]
-        length_auc = roc_auc(*length)
-        groups: dict[str, list[dict]] = {}
-        for m in pos + neg:
-            groups.setdefault(m["lineage_group"], []).append(m)
-        g_pos = [float(np.mean([m["scores"][family] for m in ms])) for ms in groups.values()
-                 if ms[0]["teacher"] == family]
-        g_neg = [float(np.mean([m["scores"][family] for m in ms])) for ms in groups.values()
-                 if ms[0]["teacher"] != family]
-        report["families"][family] = {
-            "auc": roc_auc(*score), "tpr_at_5pct_fpr": tpr_at_fpr(*score),
-            "auc_grouped": roc_auc(g_pos, g_neg),
-            "length_control_auc": max(length_auc, 1 - length_auc),
-            "length_control_auc_longer_is_positive": length_auc,
-            "n_positive": len(pos), "n_negative": len(neg),
-        }
+    variants = {}
+    for ev in EVALUATIONS:
+        for me in METHODS:
+            key = f"{ev}/{me}"
+            for m in models:
+                m["_p"] = m["p_values_by_variant"][key]
+            variants[key] = summary(models, "_p", calibration_check(null[ev], rows, me))
+    for m in models:
+        del m["_p"]
     students = [m for m in models if m["role"] == "student"]
+    report: dict = {"families": family_figures(models, families), "models": models}
     report["top1_accuracy"] = (float(np.mean([m["top_teacher"] == m["teacher"] for m in students]))
                                if students else None)
-    human = [m for m in models if m["teacher"] == "none-human"]
-    report["human_min_p_value"] = min((p for m in human for p in m["p_values"].values()
-                                       if p is not None), default=None)
+    report["top1_vendor_accuracy"] = (float(np.mean(
+        [m["top_vendor"] == vendor_of.get(m["teacher"]) for m in students])) if students else None)
+    main = variants["/".join(MAIN)]
+    report.update({k: main[k] for k in ("human_min_p_value", "students_p_below_0_01",
+                                        "calibration")})
+    report["p_value_floor"] = {f: rank_floor_sentence(c["n_references"])
+                               for f, c in main["calibration"].items()}
+    report["variants"] = variants
     report["method"] = {"signal": "provider share (style classifier, LinearSVC C=1 balanced)",
+                        "main_variant": "/".join(MAIN), "vendors": vendor_of,
                         "classes": {c: ms for c, ms in classes_models.items()},
-                        "style_features": config.style_features,
-                        "seconds_fit": round(fitted - started, 1),
+                        "left_out_for_lolgo": {c: sorted(d) for c, d in drops["lolgo"].items()
+                                               if len(d) > 1},
+                        "fits": len(fits), "style_features": config.style_features,
                         "seconds_total": round(time.time() - started, 1)}
     return report
 
 
 def table(report: dict) -> str:
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}"
+
     lines = ["| family | AUC | TPR@5%FPR | AUC grouped | length-only AUC | students | others |",
              "|---|---|---|---|---|---|---|"]
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     for f, r in report["families"].items():
         lines.append(f"| {f} | {fmt(r['auc'])} | {fmt(r['tpr_at_5pct_fpr'])} | "
                      f"{fmt(r['auc_grouped'])} | {fmt(r['length_control_auc'])} | "
                      f"{r['n_positive']} | {r['n_negative']} |")
-    lines.append("")
-    lines.append(f"top-1 teacher accuracy over students: {fmt(report['top1_accuracy'])}; "
-                 f"smallest p-value of a human-data model: {fmt(report['human_min_p_value'])}")
-    lines.append("")
+    lines += ["", f"top-1 teacher family over students: {fmt(report['top1_accuracy'])}; "
+                  f"vendor: {fmt(report['top1_vendor_accuracy'])}", "",
+              "| evaluation / p-value | references below 0.05 | below 0.01 | tests | "
+              "human-data min p | students p < 0.05 | students p < 0.01 |",
+              "|---|---|---|---|---|---|---|"]
+    for key, v in report["variants"].items():
+        lines.append(f"| {key} | {fmt(v['reference_share_below_0_05'])} | "
+                     f"{fmt(v['reference_share_below_0_01'])} | {v['reference_tests']} | "
+                     f"{fmt(v['human_min_p_value'])} | {fmt(v['students_p_below_0_05'])} | "
+                     f"{fmt(v['students_p_below_0_01'])} |")
+    lines += ["", *(f"{f}: {s}" for f, s in report["p_value_floor"].items()), ""]
+    fams = list(report["families"])
     lines.append("| model | teacher | top teacher | " + " | ".join(
-        f"{f} share (p)" for f in report["families"]) + " |")
-    lines.append("|---|---|---|" + "---|" * len(report["families"]))
+        f"{f} share (p {report['method']['main_variant']})" for f in fams) + " |")
+    lines.append("|---|---|---|" + "---|" * len(fams))
     for m in report["models"]:
-        cells = [f"{m['scores'][f]:.2f} ({fmt(m['p_values'][f])})" for f in report["families"]]
+        cells = [f"{m['scores'][f]:.2f} ({fmt(m['p_values'][f])})" for f in fams]
         lines.append(f"| {m['model']} | {m['teacher']} | {m['top_teacher']} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -179,12 +355,15 @@ def main() -> None:
     parser.add_argument("--data", action="append", type=Path, required=True,
                         help="a folder with outputs/*.jsonl and lineage.csv (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the JSON report only")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="classifier fits run at once (processes; default 2)")
     args = parser.parse_args()
-    report = evaluate(args.data)
+    report = evaluate(args.data, args.jobs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(json.dumps({k: v for k, v in report.items() if k != "models"}, indent=2))
+        print(json.dumps({k: v for k, v in report.items() if k not in ("models", "variants")},
+                         indent=2))
         print(table(report))
 
 

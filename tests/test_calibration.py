@@ -86,20 +86,27 @@ def responses(rng, profile, n=120, length=60):
 @pytest.mark.slow
 def test_p_values_are_uniform_for_an_independent_model_in_simulation():
     rng = np.random.default_rng(3)
-    ps, student_ps = [], []
+    ps, student_ps, rank_ps, rank_student_ps = [], [], [], []
     for _ in range(30):
         profiles = [model_profile(rng) for _ in range(8)]
         classes = {f"m{i}": responses(rng, p) for i, p in enumerate(profiles[:7])}
-        attributor = RelativeAttributor(classes, ["m0"])
+        attributor = RelativeAttributor(classes, ["m0"], p_value="t")
         independent = responses(rng, profiles[7])
-        ps.append(attributor.attribute(independent, bootstrap=0)["m0"].calibrated.p_value)
         student = responses(rng, 0.6 * profiles[0] / profiles[0].sum()
                             + 0.4 * profiles[7] / profiles[7].sum())
+        ps.append(attributor.attribute(independent, bootstrap=0)["m0"].calibrated.p_value)
         student_ps.append(attributor.attribute(student, bootstrap=0)["m0"].calibrated.p_value)
+        attributor.p_value = "rank"  # the same fit, the rank p-value (the default)
+        rank_ps.append(attributor.attribute(independent, bootstrap=0)["m0"].calibrated.p_value)
+        rank_student_ps.append(attributor.attribute(student, bootstrap=0)["m0"].calibrated.p_value)
     ps = np.array(ps)
     assert stats.kstest(ps, "uniform").pvalue > 0.01
     assert np.mean(ps < 0.1) <= 0.2  # nominal 0.1; 30 draws
     assert np.median(student_ps) < 0.01  # and a student of m0 is detected
+    # the rank p-value takes the values k/7 (6 references); at most k/7 of nulls reach k/7
+    for k in (1, 2, 3):
+        assert np.mean(np.array(rank_ps) <= k / 7 + 1e-9) <= k / 7 + 0.15  # 30 draws
+    assert np.median(rank_student_ps) == pytest.approx(1 / 7)  # detected, at the rank's floor
 
 
 def test_derived_fraction_lower_bound_covers_the_mixture_share():
@@ -113,3 +120,57 @@ def test_derived_fraction_lower_bound_covers_the_mixture_share():
     low, high = result.fraction_ci
     assert 0.3 <= low <= result.fraction <= high <= 0.55  # a lower bound, close to the truth
     assert high - low < 0.25
+
+
+def test_rank_p_value_is_uniform_or_conservative_for_exchangeable_scores():
+    from attribution.stats import rank_p_value
+
+    rng = np.random.default_rng(3)
+    draws = 2000
+    # continuous scores, and scores with many ties at 0 (shares of independent models often are)
+    for scores in (rng.normal(size=(draws, 27)),
+                   np.where(rng.uniform(size=(draws, 27)) < 0.6, 0.0,
+                            rng.exponential(size=(draws, 27)))):
+        ps = np.array([rank_p_value(x[-1], x[:-1]) for x in scores])
+        margin = 3 * np.sqrt(0.05 * 0.95 / draws)  # binomial, 3 sd
+        assert np.mean(ps <= 0.05) <= 0.05 + margin
+        assert np.mean(ps <= 0.2) <= 0.2 + 3 * np.sqrt(0.2 * 0.8 / draws)
+    # the t-on-logit null is not: a null near 0 with a heavy tail, as references' shares are
+    shares = np.clip(rng.lognormal(-4, 1.5, size=(draws, 27)), 0, 1)
+    t_ps = np.array([calibrate(x[-1], x[:-1], transform=logit_share).p_value for x in shares])
+    rank_ps = np.array([rank_p_value(x[-1], x[:-1]) for x in shares])
+    assert np.mean(t_ps < 0.05) > 0.05 + 3 * np.sqrt(0.05 * 0.95 / draws)
+    assert np.mean(rank_ps <= 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / draws)
+
+
+def test_rank_p_value_floor_and_ties():
+    from attribution.stats import rank_floor_sentence, rank_p_floor, rank_p_value
+
+    assert rank_p_value(100.0, list(range(26))) == pytest.approx(1 / 27) == rank_p_floor(26)
+    # ties count against the suspect: equal to every reference is p = 1, not 1 / (R + 1)
+    assert rank_p_value(0.0, [0.0] * 26) == 1.0
+    assert rank_p_value(0.3, [0.1, 0.3, 0.3, 0.5]) == pytest.approx(4 / 5)
+    assert rank_p_value(0.3, [0.1, None, float("nan")]) == pytest.approx(1 / 2)
+    assert rank_floor_sentence(26) == (
+        "the p-value is a rank among 26 references and cannot go below 1/27 = 0.037; "
+        "p < 0.01 needs at least 99 references (fingerprint reference add)")
+
+
+def test_relative_attributor_uses_the_rank_p_value_by_default():
+    rng = np.random.default_rng(4)
+
+    def model(k):  # 30 responses concentrated on feature k, with noise
+        dense = rng.poisson(0.3, size=(30, 40)).astype(float)
+        dense[:, k] += 3
+        return sparse.csr_matrix(dense)
+
+    classes = {f"m{k}": model(k) for k in range(7)}
+    rank = RelativeAttributor(classes, ["m0"]).attribute(model(0), bootstrap=0)["m0"]
+    assert rank.p_value_method == "rank" and rank.share > 0.9
+    assert rank.calibrated.p_value == pytest.approx(1 / 7)  # above all 6 null draws: the floor
+    t = RelativeAttributor(classes, ["m0"], p_value="t").attribute(model(0), bootstrap=0)["m0"]
+    assert t.p_value_method == "t" and t.calibrated.p_value < 1 / 7
+    from attribution import AttributionError
+
+    with pytest.raises(AttributionError, match="p-value method"):
+        RelativeAttributor(classes, ["m0"], p_value="normal")

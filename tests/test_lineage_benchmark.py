@@ -1,0 +1,49 @@
+"""benchmarks/lineage.py's bookkeeping, on a made-up lineage table (the classifier is the
+library's, tested elsewhere): vendors and lineage groups come from the table, and the reference
+check places each reference among the others exactly as a suspect is placed."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location(
+    "lineage_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "lineage.py")
+lineage_benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lineage_benchmark)
+
+
+def row(role, family="", group="", base=""):
+    return {"role": role, "provider_family": family, "lineage_group": group, "base_model": base,
+            "teacher": "unknown"}
+
+
+LINEAGE = {
+    "p1": row("provider", "fam", "p1", "Acme p1 (closed API)"),
+    "p2": row("provider", "fam", "p2", "Acme p2 (closed API)"),
+    "q1": row("provider", "other", "q1", "Beta q1 (closed API)"),
+    "v1": row("vendor", group="qwen"), "v2": row("vendor", group="qwen"),
+    "v3": row("vendor", group="solo"),
+}
+
+
+def test_vendor_comes_from_base_model_and_lolgo_drops_the_whole_group():
+    families, classes, _ = lineage_benchmark.roles(LINEAGE)
+    assert lineage_benchmark.vendors(LINEAGE, families) == {"fam": "Acme", "other": "Beta"}
+    drops = lineage_benchmark.drop_sets(LINEAGE, classes)
+    assert drops["pooled"]["vendor:v1"] == {"vendor:v1"}
+    assert drops["lolgo"]["vendor:v1"] == {"vendor:v1", "vendor:v2"}
+    assert drops["lolgo"]["vendor:v3"] == {"vendor:v3"}
+    assert drops["lolgo"]["provider:fam"] == {"provider:fam"}
+    bad = {**LINEAGE, "p2": row("provider", "fam", "p2", "Other p2")}
+    with pytest.raises(SystemExit, match="different vendors"):
+        lineage_benchmark.vendors(bad, lineage_benchmark.roles(bad)[0])
+
+
+def test_reference_check_ranks_each_reference_among_the_others():
+    null = {"provider:fam": {f"vendor:r{i}": v for i, v in enumerate([0.0] * 5 + [0.5])}}
+    rows = {f"vendor:r{i}": 100 for i in range(6)}
+    check = lineage_benchmark.calibration_check(null, rows, "rank")["fam"]
+    assert check["reference_p_values"]["r5"] == pytest.approx(1 / 6)  # above its 5 others
+    assert check["reference_p_values"]["r0"] == 1.0  # tied with 4 others, below one
+    assert check["n_references"] == 6 and check["share_below_0_05"] == 0.0
