@@ -20,6 +20,7 @@ from fingerprint.fingerprinter import Fingerprints
 from fingerprint.minhash import SIGNATURE_DTYPE
 from fingerprint.records import ResponseRecord
 from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
+from index.clustering import two_level_centroids
 from index.codes import one_bit_codes
 from index.errors import IndexStoreError, IndexWriteError
 from index.files import NpyAppender, fsync_path, sha256_file
@@ -231,17 +232,13 @@ def _write_ivf_fastscan(vectors: np.ndarray, nlist: int, m: int, path: Path) -> 
       an hour at 10M rows. The stored index gets a flat quantizer over the same centroids, so
       queries find their nearest lists exactly.
     """
-    from faiss.contrib.clustering import two_level_clustering
-
     dim = int(vectors.shape[1])
     rotation = faiss.RandomRotationMatrix(dim, dim)
     rotation.init(ROTATION_SEED)
     sample = _sample(vectors, TRAINING_PER_LIST * nlist)
     for start in range(0, len(sample), _BLOCK):  # rotated in place: one copy of the sample
         sample[start:start + _BLOCK] = rotation.apply(sample[start:start + _BLOCK])
-    # FAISS warns on stderr below 39 points per centroid; ~50 on average is plenty here
-    centroids, _ = two_level_clustering(sample, int(math.sqrt(nlist)), nlist,
-                                        min_points_per_centroid=1)
+    centroids = two_level_centroids(sample, int(math.sqrt(nlist)), nlist)
     graph = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBOURS)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # a graph built by one thread is the same on every run
