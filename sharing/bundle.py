@@ -260,6 +260,24 @@ def _check_sizes(name: str, manifest: dict[str, Any], parts: dict[str, bytes]) -
         signals = None
     if not isinstance(signals, list) or len(signals) != rows:
         raise BundleError(f"{name}: signatures.json is not a list of {rows} signals")
+    if "texts.json" in parts:
+        _check_texts(name, manifest, parts["texts.json"], signals)
+
+
+def _check_texts(name: str, manifest: dict[str, Any], data: bytes, signals: list) -> None:
+    """texts.json (``--include-text``) holds one {signal, response} per signature row, as
+    counts.texts says: a text a reader shows must belong to a signal the bundle has."""
+    try:
+        texts = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        texts = None
+    expected = manifest["counts"].get("texts", len(signals))
+    known = {s.get("signal") for s in signals if isinstance(s, dict)}
+    if not isinstance(texts, list) or len(texts) != expected or not all(
+            isinstance(t, dict) and isinstance(t.get("response"), str)
+            and t.get("signal") in known for t in texts):
+        raise BundleError(f"{name}: texts.json is not a list of {expected} {{signal, response}} "
+                          "objects for the bundle's signals")
 
 
 def _check_period(name: str, manifest: dict[str, Any], now: datetime) -> None:

@@ -141,24 +141,52 @@ def test_text_leaves_only_with_include_text_and_verify_says_so(built_index, keys
 def test_verify_warns_of_text_the_manifest_does_not_flag(built_index, keys, tmp_path):
     """A texts.json part warns even if the (signed) manifest lacks include_text: what the bundle
     holds decides, not what its producer says it holds."""
+    plain = tmp_path / "plain.bundle"
+    export(built_index, keys, plain)
+    parts = members(plain)
+    text = json.dumps([{"signal": s["signal"], "response": served_text(0)}
+                       for s in json.loads(parts["signatures.json"])]).encode()
+    sneaky = signed_with_texts(parts, text, keys, tmp_path / "sneaky.bundle")
+    assert "RAW RESPONSE TEXT" in ok("share", "verify", sneaky, "--trust",
+                                     keys["partners"]).output
+
+
+def signed_with_texts(parts: dict, text: bytes, keys: dict, out: Path) -> Path:
+    """The bundle of ``parts`` with ``text`` as its texts.json, signed again by ACME (so only
+    the texts part's content can be wrong, never its signature)."""
     import hashlib
 
     from sharing import load_signing_key
     from sharing.bundle import canonical_json
 
-    plain = tmp_path / "plain.bundle"
-    export(built_index, keys, plain)
-    parts = members(plain)
-    text = json.dumps([{"signal": "x", "response": served_text(0)}]).encode()
+    parts = dict(parts)
     manifest = json.loads(parts["manifest.json"])
     manifest["parts"]["texts.json"] = {"sha256": hashlib.sha256(text).hexdigest(),
                                        "bytes": len(text)}
     parts["manifest.json"] = canonical_json(manifest)
     parts["manifest.sig"] = load_signing_key(keys["acme"]).sign(parts["manifest.json"])
     parts["texts.json"] = text
-    sneaky = tmp_path / "sneaky.bundle"
-    with zipfile.ZipFile(sneaky, "w") as zf:
+    with zipfile.ZipFile(out, "w") as zf:
         for name, data in parts.items():
             zf.writestr(name, data)
-    assert "RAW RESPONSE TEXT" in ok("share", "verify", sneaky, "--trust",
-                                     keys["partners"]).output
+    return out
+
+
+@pytest.mark.parametrize("texts", [
+    [{"signal": "not-a-signal", "response": "x"}],  # a text for no signal in the bundle
+    "one text",  # not a list
+    None,  # one entry short (built below)
+])
+def test_texts_that_do_not_match_the_signals_are_refused(built_index, keys, tmp_path, texts):
+    plain = tmp_path / "plain.bundle"
+    export(built_index, keys, plain)
+    parts = members(plain)
+    if texts is None:
+        texts = [{"signal": s["signal"], "response": "x"}
+                 for s in json.loads(parts["signatures.json"])][1:]
+    bad = signed_with_texts(parts, json.dumps(texts).encode(), keys, tmp_path / "bad.bundle")
+    refused("share", "verify", bad, "--trust", keys["partners"],
+            reason="texts.json is not a list of 24 {signal, response} objects")
+    refused("share", "import", bad, "--trust", keys["partners"], "--into", tmp_path / "into",
+            reason="texts.json is not a list")
+    assert not (tmp_path / "into").exists()
