@@ -61,7 +61,7 @@ def synonym_attack(texts: list[str], share: float, rng: np.random.Generator,
                        else thesaurus.get(lower, []))
             if options:
                 spots.append((t, m.start(), m.end(), options))
-    n = min(len(spots), int(round(share * total)))
+    n = min(len(spots), round(share * total))
     chosen = sorted(rng.choice(len(spots), size=n, replace=False).tolist(), reverse=True)
     out = list(texts)
     for i in chosen:  # right to left within each text, so offsets hold

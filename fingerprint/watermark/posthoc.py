@@ -25,8 +25,13 @@ import json
 from dataclasses import dataclass
 from typing import Sequence
 
-from fingerprint.watermark.choices import (Choice, canonical_tokens, find_choices, render,
-                                           TOKEN)
+from fingerprint.watermark.choices import (
+    TOKEN,
+    Choice,
+    canonical_tokens,
+    find_choices,
+    render,
+)
 from fingerprint.watermark.detect import Detection, Score
 from fingerprint.watermark.key import WatermarkKey
 from fingerprint.watermark.lexicon import Lexicon
@@ -109,14 +114,14 @@ def detect_choices(key: WatermarkKey, texts: Sequence[str], lexicon: Lexicon) ->
     pooled: dict[tuple[tuple[str, ...], str], tuple[str, bool]] = {}
     per_text = []
     for text in texts:
-        starts, words = canonical_tokens(text, lexicon)
         own: dict[tuple[tuple[str, ...], str], bool] = {}
-        for choice in find_choices(text, lexicon, cfg.channels):
-            unit = (_context(starts, words, choice.at, cfg.context_width), choice.class_id)
+        for channel, context, class_id, options, chosen in _units(text, lexicon, cfg.channels,
+                                                                  cfg.context_width):
+            unit = (context, class_id)
             if unit in own:
                 continue
-            own[unit] = choice.chosen in green_options(key.secret, *unit, choice.options)
-            pooled.setdefault(unit, (choice.channel, own[unit]))
+            own[unit] = chosen in green_options(key.secret, context, class_id, options)
+            pooled.setdefault(unit, (channel, own[unit]))
         per_text.append(Score(len(own), sum(own.values()), GAMMA, cfg.min_scored))
     channels = tuple(
         (name, Score(sum(1 for c, _ in pooled.values() if c == name),
@@ -125,3 +130,22 @@ def detect_choices(key: WatermarkKey, texts: Sequence[str], lexicon: Lexicon) ->
         for name in cfg.channels)
     total = Score(len(pooled), sum(g for _, g in pooled.values()), GAMMA, cfg.min_scored)
     return Detection("lexical", total, tuple(per_text), channels)
+
+
+_UNITS: dict[tuple, tuple] = {}
+
+
+def _units(text: str, lexicon: Lexicon, channels: tuple[str, ...], width: int) -> tuple:
+    """(channel, context, class, options, chosen) of each choice of ``text``. Finding them does
+    not depend on the key, so they are kept (for up to 50,000 texts) for the next key: testing
+    one file under many keys (benchmarks, the false-positive check) costs one reading of it."""
+    cache_key = (lexicon.sha256, channels, width, text)
+    found = _UNITS.get(cache_key)
+    if found is None:
+        starts, words = canonical_tokens(text, lexicon)
+        found = tuple((c.channel, _context(starts, words, c.at, width), c.class_id, c.options,
+                       c.chosen) for c in find_choices(text, lexicon, channels))
+        if len(_UNITS) >= 50_000:
+            _UNITS.clear()
+        _UNITS[cache_key] = found
+    return found
