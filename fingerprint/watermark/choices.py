@@ -60,7 +60,7 @@ PRONOUNS = (("i am", "i'm"), ("you are", "you're"), ("we are", "we're"), ("they 
             ("they will", "they'll"))
 _HAS_READING = frozenset({"been", "got", "gotten", "had"})  # "it's been" is "it has been"
 _EXPAND = {short: long.split() for long, short in NEGATIONS + PRONOUNS}
-_EXPAND["cannot"] = ["can", "not"]
+_EXPAND["cannot"] = _EXPAND["can't"] = ["can", "not"]
 _FORMS = {form: (long, short, i >= len(NEGATIONS))
           for i, (long, short) in enumerate(NEGATIONS + PRONOUNS) for form in (long, short)}
 
@@ -77,7 +77,9 @@ _NEXT_WORD = re.compile(r" ([A-Za-z]+)")
 
 _SERIAL = re.compile(r", (?P<item>[A-Za-z][^\s,;:.!?()\[\]\n]*(?: [^\s,;:.!?()\[\]\n]+){0,7}?)"
                      r"(?P<comma>,?) (?P<conj>and|or) (?=[A-Za-z])")
-_SEGMENT_END = re.compile(r"[,;:.!?()\[\]\n—]")
+# where the segment before a list's item starts; a serial comma is not a boundary, or whether
+# an earlier list took one would change how this one is read
+_SEGMENT_END = re.compile(r"[;:.!?()\[\]\n—]|,(?! (?:and|or) )")
 _INTRO = frozenset("""in for on at to if when while after before as by with because since
 although though once unless from during of however also additionally moreover furthermore
 first firstly second secondly third finally lastly then now thus therefore instead yes no sure
