@@ -67,7 +67,7 @@ def watermark_mark(source: str, key_path: Path, out: Path, fields: FieldMap,
         echo_json({"out": str(out), **dataclasses.asdict(summary)})
         return
     what = ("lexicon words swapped" if summary.posthoc_version == 1 else
-            "keyed choices changed (synonyms, serial commas, contractions)")
+            "keyed choices changed in synonyms, serial commas and contractions")
     click.echo(f"marked {summary.responses} responses into {out}: {summary.substitutions} of "
                f"{summary.candidates} {what} ({summary.skipped_empty} empty records skipped)")
 
