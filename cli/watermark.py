@@ -41,7 +41,8 @@ def watermark_keygen(out: Path, tokenizer: str | None, context_width: int, gamma
     if as_json:
         echo_json({"out": str(out), "key_id": key.key_id, "tokens": key.tokens.to_dict(),
                    "tokenizer": key.tokenizer.to_dict(), "lexical": key.lexical.to_dict(),
-                   "lexicon_sha256": key.lexicon_sha256})  # never the secret
+                   "lexicon_sha256": key.lexicon_sha256,
+                   "posthoc": key.posthoc.to_dict() if key.posthoc else None})  # never the secret
         return
     lexical = "yes" if key.lexicon_sha256 else "no (WordNet is not installed)"
     click.echo(f"wrote key {key.key_id} to {out} (tokenizer {key.tokenizer.source}, "
