@@ -4,7 +4,8 @@
 
 No output in the data was made with our keys, so every p-value is drawn under the null. For
 ``--keys`` fresh keys per model (default parameters: tokens context 2, gamma 0.25 on all-MiniLM-L6-v2's
-tokenizer; lexical context 1, gamma 0.5) this prints the share of responses with a per-response
+tokenizer; lexical: the post-hoc mark's version 2, serial commas, contractions and synonyms,
+context 1; lexical_v1: version 1, synonyms only, context 1, gamma 0.5, the same secrets) this prints the share of responses with a per-response
 p-value at or below each level (responses too short to test excluded, their count printed), and
 the pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform distribution.
 """
@@ -12,6 +13,7 @@ the pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform dist
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -26,6 +28,7 @@ from fingerprint import watermark as wm  # noqa: E402
 from fingerprint.watermark.tokenizer import encode  # noqa: E402
 
 LEVELS = (1e-4, 1e-3, 0.01, 0.05, 0.1)
+SCHEMES = ("tokens", "lexical", "lexical_v1")
 
 
 def main() -> None:
@@ -45,12 +48,13 @@ def main() -> None:
     keys = {m: [wm.generate_key() for _ in range(args.keys)] for m in outputs}
     result = {"models": len(outputs), "responses": sum(len(t) for t in outputs.values()),
               "keys": args.keys}
-    for scheme in ("tokens", "lexical"):
+    for scheme in SCHEMES:
         per, pooled, short = [], [], 0
         for model, texts in outputs.items():
             for key in keys[model]:
                 det = (wm.detect_token_ids(key, ids[model]) if scheme == "tokens"
-                       else wm.detect_lexical(key, texts))
+                       else wm.detect_lexical(key, texts) if scheme == "lexical"
+                       else wm.detect_lexical(dataclasses.replace(key, posthoc=None), texts))
                 per.extend(r.p_value for r in det.responses if not r.too_short)
                 short += sum(r.too_short for r in det.responses)
                 pooled.append(det.p_value)
@@ -66,13 +70,13 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     print(f"\n{result['responses']} unmarked responses of {result['models']} models, "
           f"{args.keys} keys", file=sys.stderr)
-    print("scheme   tests    short  " + "  ".join(f"<= {a:<6g}" for a in LEVELS)
+    print("scheme     tests    short  " + "  ".join(f"<= {a:<6g}" for a in LEVELS)
           + "  pooled: n  KS p   min p", file=sys.stderr)
-    for scheme in ("tokens", "lexical"):
+    for scheme in SCHEMES:
         r = result[scheme]
         rates = "  ".join(f"{'-' if v is None else f'{v:.5f}':<9}"
                           for v in r["rate_at_level"].values())
-        print(f"{scheme:<8} {r['per_response_tests']:<8} {r['too_short']:<6} {rates}  "
+        print(f"{scheme:<10} {r['per_response_tests']:<8} {r['too_short']:<6} {rates}  "
               f"{r['pooled_tests']:<4} {r['pooled_ks_pvalue']:.3f}  {r['pooled_min_p']:.3g}",
               file=sys.stderr)
 

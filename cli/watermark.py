@@ -41,7 +41,8 @@ def watermark_keygen(out: Path, tokenizer: str | None, context_width: int, gamma
     if as_json:
         echo_json({"out": str(out), "key_id": key.key_id, "tokens": key.tokens.to_dict(),
                    "tokenizer": key.tokenizer.to_dict(), "lexical": key.lexical.to_dict(),
-                   "lexicon_sha256": key.lexicon_sha256})  # never the secret
+                   "lexicon_sha256": key.lexicon_sha256,
+                   "posthoc": key.posthoc.to_dict() if key.posthoc else None})  # never the secret
         return
     lexical = "yes" if key.lexicon_sha256 else "no (WordNet is not installed)"
     click.echo(f"wrote key {key.key_id} to {out} (tokenizer {key.tokenizer.source}, "
@@ -58,16 +59,18 @@ def watermark_keygen(out: Path, tokenizer: str | None, context_width: int, gamma
 @json_option("Print one JSON object (responses, candidates, substitutions).")
 def watermark_mark(source: str, key_path: Path, out: Path, fields: FieldMap,
                    as_json: bool) -> None:
-    """Mark already generated responses (SOURCE) with keyed synonym choices."""
+    """Mark already generated responses (SOURCE) with keyed choices: synonyms, serial commas,
+    contractions (a key made before version 2 of the mark: synonyms only)."""
     from fingerprint.watermark import load_key, mark_file
 
     summary = mark_file(load_key(key_path), source, out, fields)
     if as_json:
         echo_json({"out": str(out), **dataclasses.asdict(summary)})
         return
+    what = ("lexicon words swapped" if summary.posthoc_version == 1 else
+            "keyed choices changed in synonyms, serial commas and contractions")
     click.echo(f"marked {summary.responses} responses into {out}: {summary.substitutions} of "
-               f"{summary.candidates} lexicon words swapped ({summary.skipped_empty} empty "
-               "records skipped)")
+               f"{summary.candidates} {what} ({summary.skipped_empty} empty records skipped)")
 
 
 @watermark_group.command("detect", context_settings=CONTEXT)
@@ -98,4 +101,7 @@ def watermark_detect(suspect: str, key_path: Path, scheme: str, tokenizer: str |
         state = "too few pairs to test" if p.too_short else f"p {p.p_value:.3g}, z {p.z:.2f}"
         click.echo(f"{d.scheme:<9} {p.green}/{p.scored} distinct pairs green (null share "
                    f"{p.gamma}): {state}; {short} responses too short to test alone")
+        if d.channels:
+            click.echo("          of which " + ", ".join(
+                f"{name} {s.green}/{s.scored}" for name, s in d.channels))
     click.echo(f"p_value   {report.p_value:.3g}")

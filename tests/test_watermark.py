@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -198,6 +199,9 @@ def test_a_key_for_another_tokenizer_is_refused(key):
 
 @needs_wordnet
 def test_post_hoc_mark_swaps_synonyms_only_and_is_detected(key, alpacaeval):
+    # version 1 of the post-hoc mark, as a key made before version 2 (key format 1) still uses
+    # it; version 2's channels are tested in tests/test_watermark_posthoc.py
+    key = dataclasses.replace(key, posthoc=None)
     lexicon = wm.load_lexicon()
     texts = [json.loads(line)["output"] for line in
              (alpacaeval / "outputs" / "gpt4.jsonl").open(encoding="utf-8")]

@@ -90,6 +90,7 @@ def test_post_hoc_mark_then_detect_on_real_outputs(keyfile, alpacaeval, tmp_path
     result = run("watermark", "mark", source, "--key", keyfile, "--out", marked)
     assert result.exit_code == 0, result.output
     assert "marked 805 responses" in result.output
+    assert "keyed choices changed in synonyms, serial commas and contractions" in result.output
     rows = [json.loads(line) for line in marked.open()]
     assert len(rows) == 805 and set(rows[0]) == {"id", "prompt", "response", "model"}
     assert secret_of(keyfile) not in marked.read_text()
@@ -98,6 +99,11 @@ def test_post_hoc_mark_then_detect_on_real_outputs(keyfile, alpacaeval, tmp_path
     assert on["p_value"] < 1e-10 and off["p_value"] > 1e-3
     assert on["combination"].startswith("bonferroni") and set(on["schemes"]) == {"tokens",
                                                                                   "lexical"}
+    channels = on["schemes"]["lexical"]["channels"]
+    assert set(channels) == {"synonyms", "serial_comma", "contractions"}
+    assert sum(c["scored"] for c in channels.values()) == on["schemes"]["lexical"]["scored"]
+    text = run("watermark", "detect", marked, "--key", keyfile).output
+    assert "of which synonyms " in text and "contractions " in text
 
 
 def test_bad_input_is_a_clear_one_line_error(keyfile, tmp_path):

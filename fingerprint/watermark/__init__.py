@@ -4,7 +4,8 @@ suspect's outputs for the mark with exact p-values.
 Two marks share one key. The token mark (Kirchenbauer et al. 2023) biases generation towards a
 keyed "green list" of the vocabulary chosen by the preceding tokens: ``logits_processor`` for
 transformers, ``bias_logits`` or ``green_masks`` for any other stack. The post-hoc mark
-(``mark_text``) makes keyed synonym choices in text already generated. A student trained on
+(``mark_text``) makes keyed choices in text already generated: synonyms, serial commas and
+contractions (version 2, fingerprint.watermark.posthoc; keys made before it: synonyms only). A student trained on
 marked text inherits a measurable excess of green pairs ("radioactivity", Sander et al. 2024),
 which ``detect_texts`` / ``detect_lexical`` test with exact binomial p-values.
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fingerprint.watermark.config import LexicalConfig, WatermarkConfig
+from fingerprint.watermark.config import LexicalConfig, PosthocConfig, WatermarkConfig
 from fingerprint.watermark.detect import (Detection, Score, binomial_tail, detect_texts,
                                           detect_token_ids)
 from fingerprint.watermark.files import (MarkSummary, WatermarkReport, detect_file,
@@ -54,7 +55,8 @@ def logits_processor(key: WatermarkKey, tokenizer: Any) -> Any:
 
 
 __all__ = [
-    "Detection", "LexicalConfig", "LexiconError", "MarkSummary", "MarkedText", "Score",
+    "Detection", "LexicalConfig", "LexiconError", "MarkSummary", "MarkedText", "PosthocConfig",
+    "Score",
     "TokenizerMismatchError", "WatermarkConfig", "WatermarkKey", "WatermarkKeyError",
     "WatermarkReport", "bias_logits", "binomial_tail", "detect_file", "detect_lexical",
     "detect_records", "detect_texts", "detect_token_ids", "generate_key", "green_masks",

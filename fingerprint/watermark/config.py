@@ -65,6 +65,39 @@ class LexicalConfig(_Serialised):
         _check_int(self, "min_scored", 1, 10**6)
 
 
+POSTHOC_CHANNELS = ("synonyms", "serial_comma", "contractions")
+
+
+@dataclass(frozen=True)
+class PosthocConfig(_Serialised):
+    """The post-hoc mark, version 2 (key format 2): keyed choices on several channels.
+
+    Each place where the text may say the same thing in one of a few ways (a lexicon synonym, a
+    serial comma before "and"/"or" in a list, "do not" or "don't") is a choice; the ``context_width``
+    words before it, with the key, pick the half of its options that counts as "green". Every
+    choice is green with probability exactly 1/2 under the null, whatever the channel, so the
+    channels pool into one exact binomial test. ``channels`` are the ones marked and tested.
+    """
+
+    context_width: int = 1
+    min_scored: int = 4
+    channels: tuple[str, ...] = POSTHOC_CHANNELS
+
+    def __post_init__(self) -> None:
+        _check_int(self, "context_width", 1, 4)
+        _check_int(self, "min_scored", 1, 10**6)
+        channels = self.channels
+        if (not isinstance(channels, (tuple, list)) or not channels
+                or any(c not in POSTHOC_CHANNELS for c in channels)
+                or len(set(channels)) != len(channels)):
+            raise ConfigError(f"channels must be distinct names among "
+                              f"{', '.join(POSTHOC_CHANNELS)}, got {channels!r}")
+        object.__setattr__(self, "channels", tuple(channels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "channels": list(self.channels)}
+
+
 def _exact_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """An unknown or missing field is an error, never a silent default."""
     if not isinstance(data, Mapping):

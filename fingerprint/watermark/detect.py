@@ -57,11 +57,13 @@ class Score:
 
 @dataclass(frozen=True)
 class Detection:
-    """A scheme's pooled test and one test per response (in input order)."""
+    """A scheme's pooled test and one test per response (in input order); ``channels``: the
+    pooled test's share of each channel of the post-hoc mark (version 2), for reading only."""
 
     scheme: str
     pooled: Score
     responses: tuple[Score, ...]
+    channels: tuple[tuple[str, Score], ...] = ()
 
     @property
     def p_value(self) -> float:

@@ -27,10 +27,14 @@ SCHEMES = ("both", "tokens", "lexical")
 
 @dataclass(frozen=True)
 class MarkSummary:
+    """``candidates`` choices the mark could set, ``substitutions`` of them changed; version 1 of
+    the post-hoc mark (a key of format 1) counts lexicon words only."""
+
     responses: int
     skipped_empty: int
     candidates: int
     substitutions: int
+    posthoc_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,21 @@ class WatermarkReport:
                             else "the one mark tested"),
             "key_id": self.key_id, "suspect": self.suspect,
             "responses": len(self.ids), "skipped_empty": self.skipped_empty,
-            "schemes": {d.scheme: d.pooled.to_dict() for d in self.detections},
+            "schemes": {d.scheme: _pooled(d) for d in self.detections},
         }
         if include_responses:
             out["per_response"] = [
                 {"id": rid, **{d.scheme: d.responses[i].to_dict() for d in self.detections}}
                 for i, rid in enumerate(self.ids)]
         return out
+
+
+def _pooled(detection: Detection) -> dict[str, Any]:
+    out = detection.pooled.to_dict()
+    if detection.channels:
+        out["channels"] = {name: {"scored": s.scored, "green": s.green}
+                           for name, s in detection.channels}
+    return out
 
 
 def mark_file(key: WatermarkKey, source: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -84,7 +96,8 @@ def mark_file(key: WatermarkKey, source: str | os.PathLike[str], out: str | os.P
                                  "response": marked.text, "model": record.model},
                                 ensure_ascii=False))
     atomic_write_bytes(out, ("\n".join(lines) + "\n").encode("utf-8"))
-    return MarkSummary(len(records), stats.empty, candidates, swaps)
+    return MarkSummary(len(records), stats.empty, candidates, swaps,
+                       1 if key.posthoc is None else 2)
 
 
 def detect_records(key: WatermarkKey, records: Sequence[ResponseRecord], *, suspect: str,

@@ -16,7 +16,6 @@ fixing the article after a swap must not change the context the swap was chosen 
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,12 +26,9 @@ from fingerprint.watermark.detect import Detection, Score
 from fingerprint.watermark.green import lexical_green
 from fingerprint.watermark.key import WatermarkKey
 from fingerprint.watermark.lexicon import Lexicon, LexiconError, load_lexicon
+from fingerprint.watermark.prose import CodeSpans, article_for, is_prose
 
 _WORD = re.compile(r"[A-Za-z]+")
-_CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
-_JOINED_BEFORE = frozenset("._/\\@#$-=")
-_JOINED_AFTER = frozenset("_(/\\-=")
-_VOWELS = frozenset("aeiouAEIOU")
 
 
 @dataclass(frozen=True)
@@ -59,20 +55,27 @@ def lexicon_for(key: WatermarkKey) -> Lexicon:
 
 
 def mark_text(key: WatermarkKey, text: str, lexicon: Lexicon | None = None) -> MarkedText:
+    """Mark ``text`` post-hoc with the key's version of the mark (2: fingerprint.watermark.posthoc;
+    a key made before it, 1: synonyms only, below)."""
     lexicon = lexicon or lexicon_for(key)
+    if key.posthoc is not None:
+        from fingerprint.watermark.posthoc import mark_choices
+
+        marked = mark_choices(key, text, lexicon)
+        return MarkedText(marked.text, marked.candidates, marked.substitutions)
     cfg = key.lexical
     pieces: list[str] = []
     context: list[str] = []
     last_word_piece = -1
     position = candidates = swaps = 0
-    code = _CodeSpans(text)
+    code = CodeSpans(text)
     for match in _WORD.finditer(text):
         pieces.append(text[position:match.start()])
         word = match.group()
         lower = word.lower()
         members = lexicon.synonyms(lower)
         ctx = tuple(context[len(context) - cfg.context_width:]) if cfg.context_width else ()
-        if members is not None and word.islower() and _prose(text, match, code):
+        if members is not None and word.islower() and is_prose(text, *match.span(), code):
             candidates += 1
             if not lexical_green(key.secret, cfg.gamma, ctx, lower)[0]:
                 chosen = _first_green(key, ctx, members)
@@ -90,8 +93,13 @@ def mark_text(key: WatermarkKey, text: str, lexicon: Lexicon | None = None) -> M
 
 def detect_lexical(key: WatermarkKey, texts: Sequence[str],
                    lexicon: Lexicon | None = None) -> Detection:
-    """Test texts for the post-hoc mark: per text and pooled over distinct pairs of all texts."""
+    """Test texts for the post-hoc mark: per text and pooled over distinct pairs of all texts,
+    with the key's version of the mark (see mark_text)."""
     lexicon = lexicon or lexicon_for(key)
+    if key.posthoc is not None:
+        from fingerprint.watermark.posthoc import detect_choices
+
+        return detect_choices(key, texts, lexicon)
     cfg = key.lexical
     pooled: dict[tuple[str, ...], bool] = {}
     per_text: list[set[tuple[str, ...]]] = []
@@ -121,39 +129,11 @@ def _first_green(key: WatermarkKey, ctx: tuple[str, ...], members: tuple[str, ..
     return min(greens)[1] if greens else None
 
 
-class _CodeSpans:
-    """Where the Markdown code spans and blocks of a text are, for O(log n) look-ups."""
-
-    def __init__(self, text: str):
-        spans = [m.span() for m in _CODE.finditer(text)]
-        self._starts = [a for a, _ in spans]
-        self._ends = [b for _, b in spans]
-
-    def __contains__(self, position: int) -> bool:
-        i = bisect.bisect_right(self._starts, position) - 1
-        return i >= 0 and position < self._ends[i]
-
-
-def _prose(text: str, match: re.Match, code: _CodeSpans) -> bool:
-    """Not inside code and not part of an identifier or a dotted name."""
-    start, end = match.span()
-    if start in code:
-        return False
-    if start and text[start - 1] in _JOINED_BEFORE:
-        return False
-    after = text[end:end + 2]
-    return not (after[:1] in _JOINED_AFTER and after[:1]
-                or (after[:1] == "." and after[1:2].isalnum()))
-
-
 def _fix_article(pieces: list[str], index: int, word: str) -> None:
     """a/an before a swapped word, if only spaces stand between them."""
     if index < 0 or pieces[-1].strip(" ") or pieces[index].lower() not in ("a", "an"):
         return
-    article = "an" if word[0] in _VOWELS else "a"
-    old = pieces[index]
-    pieces[index] = (article.upper() if old.isupper() and len(old) > 1
-                     else article.capitalize() if old[0].isupper() else article)
+    pieces[index] = article_for(pieces[index], word)
 
 
 def _context_form(word: str) -> str:
