@@ -27,6 +27,11 @@ MIN_CLASS_ROWS = 50
 SAME_ANSWERS_SHARE = 0.5
 SAME_ANSWERS_MIN_PROMPTS = 20
 SAME_ANSWERS_SAMPLE = 500
+# One style class per model a provider's index serves (its rows' ``model`` field), the provider's
+# share summing its models' (benchmarks/README.md, lineage: measured by leave-one-lineage-group-
+# out), instead of one class for all of them. A model with fewer than MIN_CLASS_ROWS rows, or
+# rows with no model, stay in a class named by the provider's label.
+PER_MODEL_CLASSES = False
 
 
 def spread_rows(rows: Sequence[int], limit: int) -> list[int]:
@@ -156,3 +161,55 @@ def style_classes(providers: Mapping[str, SegmentGroup | ProviderProfile],
         classes[ref.name] = ref.style[reference_training_rows(ref, suspect_hashes)]
     features = comparable_features(providers)
     return {name: only_features(matrix, features) for name, matrix in classes.items()}
+
+
+def provider_model_rows(group: SegmentGroup, suspect_hashes: Sequence[str | None]
+                        ) -> dict[str | None, list[int]]:
+    """Per model the index serves (None: rows without one, or of a model with too few rows):
+    its rows to fit on, each model's first answer to each of the suspect's prompts (else an
+    even sample of the index split by model), at most MAX_CLASS_ROWS per model."""
+    by_prompt = group.rows_for_prompts(h for h in suspect_hashes if h is not None)
+    candidates = sorted(r for rows in by_prompt.values() for r in rows)
+    if len(candidates) < MIN_CLASS_ROWS:
+        candidates = spread_rows(range(len(group)), 8 * MAX_CLASS_ROWS)
+    stored = group.responses(candidates)
+    per_model: dict[str | None, list[int]] = {}
+    seen: set[tuple[str | None, str]] = set()
+    for row in candidates:
+        record = stored[row]
+        key = (record.model, record.prompt_hash or f"row:{row}")
+        if key not in seen:
+            seen.add(key)
+            per_model.setdefault(record.model, []).append(row)
+    out: dict[str | None, list[int]] = {}
+    for model, rows in per_model.items():
+        out.setdefault(model if len(rows) >= MIN_CLASS_ROWS else None, []).extend(rows)
+    return {m: spread_rows(sorted(rows), MAX_CLASS_ROWS) for m, rows in out.items()}
+
+
+def model_classes(providers: Mapping[str, SegmentGroup | ProviderProfile],
+                  references: Sequence[ReferenceData], suspect_hashes: Sequence[str | None]
+                  ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """``style_classes`` with one class per provider model (PER_MODEL_CLASSES), and per
+    provider label the classes that count for it. A provider serving one model (or a partner's
+    profile, which names none) keeps its one class, named by its label, so its figures are
+    ``style_classes``'s. A model's class is ``<label>/<model>``: a reference's name has no "/"."""
+    check_unique_names(references)
+    check_references_are_not_providers(providers, references)
+    out: dict[str, Any] = {}
+    members: dict[str, list[str]] = {}
+    for label, group in providers.items():
+        split = (provider_model_rows(group, suspect_hashes)
+                 if isinstance(group, SegmentGroup) else {})
+        if len(split) < 2:
+            out[label] = group.style(provider_training_rows(group, suspect_hashes))
+            members[label] = [label]
+            continue
+        for model, rows in split.items():
+            name = label if model is None else f"{label}/{model}"
+            out[name] = group.style(rows)
+            members.setdefault(label, []).append(name)
+    for ref in references:
+        out[ref.name] = ref.style[reference_training_rows(ref, suspect_hashes)]
+    features = comparable_features(providers)
+    return {name: only_features(m, features) for name, m in out.items()}, members

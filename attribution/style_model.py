@@ -96,13 +96,16 @@ class RelativeAttributor:
 
     def __init__(self, classes: Mapping[str, object], targets: Sequence[str], *,
                  C: float = DEFAULT_C, seed: int = 0, null_classes: Sequence[str] | None = None,
-                 p_value: str = "rank"):
+                 p_value: str = "rank", members: Mapping[str, Sequence[str]] | None = None):
         if p_value not in P_VALUE_METHODS:
             raise AttributionError(f"p-value method must be one of {P_VALUE_METHODS}, "
                                    f"got {p_value!r}")
         self.p_value = p_value
         self.names = list(classes)
-        missing = [t for t in targets if t not in classes]
+        # a target is one class, or several (one per provider model: classes.PER_MODEL_CLASSES)
+        self.members = {t: frozenset(members[t] if members and t in members else [t])
+                        for t in targets}
+        missing = sorted({c for cs in self.members.values() for c in cs} - set(classes))
         if missing:
             raise AttributionError(f"targets not among the classes: {missing}")
         if len(self.names) < 2:
@@ -112,12 +115,15 @@ class RelativeAttributor:
         self.seed = seed
         matrices = [classes[n] for n in self.names]
         self.classifier = StyleClassifier(C).fit(matrices)
-        left_out = {n: _left_out_assignments(self.names, matrices, n, C) for n in self.names}
         drawn = set(self.names if null_classes is None else null_classes)
+        # a class that counts for every target is no draw for any: no left-out fit for it
+        drawn -= frozenset.intersection(*self.members.values()) if self.members else set()
+        left_out = {n: _left_out_assignments(self.names, matrices, n, C)
+                    for n in self.names if n in drawn}
         self.null: dict[str, dict[str, float]] = {
-            t: {n: float(np.mean([kept[j] == t for j in labels]))
+            t: {n: float(np.mean([kept[j] in self.members[t] for j in labels]))
                 for n, (kept, labels) in left_out.items()
-                if n != t and n in drawn and len(labels)}
+                if n not in self.members[t] and len(labels)}
             for t in self.targets}
 
     def assignments(self, suspect) -> np.ndarray:
@@ -126,7 +132,8 @@ class RelativeAttributor:
 
     def attribute(self, suspect, bootstrap: int = 1000) -> dict[str, TargetAttribution]:
         labels = self.assignments(suspect)
-        return {t: self._for_target(t, labels == self.names.index(t), bootstrap)
+        return {t: self._for_target(
+                    t, np.isin(labels, [self.names.index(c) for c in self.members[t]]), bootstrap)
                 for t in self.targets}
 
     def _for_target(self, target: str, assigned: np.ndarray, bootstrap: int) -> TargetAttribution:

@@ -20,7 +20,7 @@ from attribution.partners import ProviderProfile
 from attribution.references import ReferenceData, stored_references
 from attribution.share import provider_shares
 from attribution.style_model import TargetAttribution
-from fingerprint.config import FingerprintConfig
+from fingerprint.config import ADDED_FIELDS, FingerprintConfig
 from fingerprint.normalize import prompt_hashes
 from fingerprint.records import ResponseRecord
 from fingerprint.style import StyleVectorizer
@@ -88,8 +88,10 @@ def check_profiles(config: FingerprintConfig, labels: Sequence[str],
     for p in profiles:
         expected = {"style_version": config.style_version,
                     "style_features": config.style_features,
-                    "normalizer_version": config.normalizer_version}
-        actual = {k: p.style_config.get(k) for k in expected}
+                    "normalizer_version": config.normalizer_version,
+                    "style_extras": config.style_extras}
+        # a profile written before style_extras existed holds version 1's words only
+        actual = {k: p.style_config.get(k, ADDED_FIELDS.get(k)) for k in expected}
         if actual != expected:
             raise AttributionError(f"{p.source}: style config {actual} differs from your "
                                    f"index's {expected}: its style rows cannot be compared")
@@ -120,7 +122,8 @@ def rank_teachers(indexes: Sequence[FingerprintIndex], records: Sequence[Respons
     labels = provider_labels(indexes, names)
     check_profiles(config, labels, profiles)
     hashes = prompt_hashes((r.prompt for r in records), config.normalizer_version)
-    suspect = StyleVectorizer(config.style_features, config.style_version).transform(
+    suspect = StyleVectorizer(config.style_features, config.style_version,
+                                   config.style_extras).transform(
         [r.response for r in records])
     providers = {**dict(zip(labels, indexes)), **{p.name: p for p in profiles}}
     results = provider_shares(providers, references, hashes, suspect, bootstrap)

@@ -2,7 +2,8 @@
 and whether the p-values keep their promise on the reference models themselves.
 
     python benchmarks/lineage.py --data ../shared/data/alpacaeval [--data DIR ...] [--json]
-                                 [--jobs N]
+                                 [--jobs N] [--style-extras edges+templates] [--classes model]
+                                 [--pooled] [--cache DIR]
 
 Each DIR holds ``outputs/<model>.jsonl`` and ``lineage.csv`` (the columns of
 ``../shared/data/alpacaeval``); models from all DIRs are pooled. Nothing here names a model: roles,
@@ -23,6 +24,16 @@ logit share) and ``rank`` (attribution.stats.rank_p_value). Two evaluations of t
   fit), so no model is scored by a classifier fitted on its own lineage. Students and human-data
   models are never classes, so their scores are the same under both; what differs is the null.
 
+The lolgo null is always computed (the figures choices are made on); ``--pooled`` adds the pooled
+one (about a third more fits). What is under test: ``--style-extras`` (fingerprint.style_extras:
+openings and closings, function-word templates, added to the word features) and ``--classes
+model`` (one class per provider model, a family's share the sum of its models'; under lolgo a
+provider model is scored with its whole family left out). ``--cache DIR`` keeps each model's style
+matrix and each fit's labels, so a configuration run again, or a report recomputed, costs no fit.
+Where the time goes (2026-11-28, 2 cores): nearly all of it in the classifier fits, one LinearSVC
+over ~24,000 answers and 22-30 classes each, ~60 s of one core apiece; styling every answer takes
+~13 s, reading the folders ~2 s.
+
 Positives for F: students whose teacher is F; negatives: human-data models and students of other
 teachers. The length control scores each suspect by its mean answer length in words instead.
 ``calibration.<family>.reference_p_values`` tests each reference against the others exactly as a
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import sys
 import time
@@ -68,7 +80,7 @@ def load(dirs: list[Path]) -> tuple[dict[str, dict], dict[str, list[str]]]:
                 path = d / "outputs" / f"{name}.jsonl"
                 if not path.is_file():
                     raise SystemExit(f"{path}: missing (listed in {d / 'lineage.csv'})")
-                lineage[name] = row
+                lineage[name] = {**row, "_path": path}
                 texts[name] = [r.response for r in read_records(path)]
     return lineage, texts
 
@@ -88,18 +100,31 @@ def tpr_at_fpr(positive: list[float], negative: list[float], fpr: float = 0.05) 
     return float(np.mean([p > threshold for p in positive]))
 
 
-def roles(lineage: dict[str, dict]) -> tuple[dict[str, list[str]], dict[str, list[str]],
-                                             list[str]]:
-    """Provider families (their models), the classifier's classes (each family, each vendor
-    model) and the suspects (students and human-data models), all from lineage.csv's roles."""
+def roles(lineage: dict[str, dict], per_model: bool = False
+          ) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
+    """Provider families (their models), the classifier's classes (each family, or each
+    provider model with ``per_model``; each vendor model) and the suspects (students and
+    human-data models), all from lineage.csv's roles."""
     families: dict[str, list[str]] = {}
     for name, row in lineage.items():
         if row["role"] == "provider":
             families.setdefault(row["provider_family"], []).append(name)
-    classes_models = {f"provider:{f}": ms for f, ms in families.items()}
+    if per_model:
+        classes_models = {f"provider:{f}/{m}": [m] for f, ms in families.items() for m in ms}
+    else:
+        classes_models = {f"provider:{f}": ms for f, ms in families.items()}
     classes_models.update({f"vendor:{n}": [n] for n, r in lineage.items() if r["role"] == "vendor"})
     suspects = [n for n, r in lineage.items() if r["role"] in ("student", "non-student")]
     return families, classes_models, suspects
+
+
+def members(classes_models: dict[str, list[str]], families: dict[str, list[str]]
+            ) -> dict[str, frozenset[str]]:
+    """Per target ("provider:<family>"): the classes whose assignments count for it (the
+    family's one class, or each of its models' classes)."""
+    return {f"provider:{f}": frozenset(c for c, ms in classes_models.items()
+                                       if c.startswith("provider:") and set(ms) <= set(models))
+            for f, models in families.items()}
 
 
 def vendors(lineage: dict[str, dict], families: dict[str, list[str]]) -> dict[str, str]:
@@ -114,13 +139,21 @@ def vendors(lineage: dict[str, dict], families: dict[str, list[str]]) -> dict[st
     return out
 
 
-def drop_sets(lineage: dict[str, dict], classes_models: dict[str, list[str]]
-              ) -> dict[str, dict[str, frozenset[str]]]:
-    """Per evaluation, per class: the classes a fit must leave out to score it."""
-    groups = {c: {lineage[m]["lineage_group"] for m in ms} for c, ms in classes_models.items()}
-    return {"pooled": {c: frozenset([c]) for c in classes_models},
-            "lolgo": {c: frozenset(d for d in classes_models if groups[d] & groups[c])
-                      for c in classes_models}}
+def drop_sets(lineage: dict[str, dict], classes_models: dict[str, list[str]],
+              evaluations: tuple[str, ...] = EVALUATIONS) -> dict[str, dict[str, frozenset[str]]]:
+    """Per evaluation, per class: the classes a fit must leave out to score it. Under lolgo a
+    provider's family counts as one lineage group (a provider model is scored with none of its
+    family's versions in the fit, as a suspect of a family nobody indexed would be)."""
+    def groups(models: list[str]) -> set[str]:
+        return {g for m in models for g in (lineage[m]["lineage_group"],
+                                            "family:" + lineage[m]["provider_family"]
+                                            if lineage[m]["role"] == "provider" else None) if g}
+
+    of = {c: groups(ms) for c, ms in classes_models.items()}
+    every = {"pooled": {c: frozenset([c]) for c in classes_models},
+             "lolgo": {c: frozenset(d for d in classes_models if of[d] & of[c])
+                       for c in classes_models}}
+    return {ev: every[ev] for ev in evaluations}
 
 
 _MATRICES: dict = {}
@@ -141,18 +174,67 @@ def _fit_and_label(task: tuple[frozenset[str], list[str]]) -> tuple[frozenset[st
     return drop, labels
 
 
-def fit_all(classes: dict, suspects: dict, drops: dict, jobs: int) -> dict:
+def fit_all(classes: dict, suspects: dict, drops: dict, jobs: int,
+            cache: "Cache | None" = None) -> dict:
     """Every fit the evaluations need, once each: the full fit (labels the suspects) and one per
-    distinct set of left-out classes (labels the classes it leaves out and is asked to score)."""
+    distinct set of left-out classes (labels the classes it leaves out and is asked to score).
+    A fit already in ``cache`` (same rows, same classes left out) is read, not run."""
     tasks: dict[frozenset[str], list[str]] = {frozenset(): list(suspects)}
     for per_class in drops.values():
         for c, drop in per_class.items():
             tasks.setdefault(drop, []).append(c)
     rows = {**suspects, **classes}
     work = [(d, sorted(set(s))) for d, s in tasks.items()]
-    with ProcessPoolExecutor(jobs, initializer=_init,
-                             initargs=({"classes": classes, "rows": rows},)) as pool:
-        return dict(pool.map(_fit_and_label, work))
+    done = {d: cache.labels(d, s) for d, s in work} if cache else {}
+    done = {d: labels for d, labels in done.items() if labels is not None}
+    todo = [(d, s) for d, s in work if d not in done]
+    if todo:
+        with ProcessPoolExecutor(min(jobs, len(todo)), initializer=_init,
+                                 initargs=({"classes": classes, "rows": rows},)) as pool:
+            for drop, labels in pool.map(_fit_and_label, todo):
+                done[drop] = labels
+                if cache:
+                    cache.store_labels(drop, labels)
+    return done
+
+
+class Cache:
+    """What does not change between runs of one configuration, under a directory outside the
+    repository: each model's style matrix (keyed by its outputs file's bytes and the style
+    config) and each fit's labels (keyed by every input of the fit). npz and JSON, no pickle."""
+
+    def __init__(self, root: Path, style_config: dict, fit_key: str = ""):
+        self.root, self.style_config, self.fit_key = root, style_config, fit_key
+
+    def _path(self, kind: str, *parts: object, ext: str) -> Path:
+        key = hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:32]
+        return self.root / kind / f"{key}.{ext}"
+
+    def style(self, path: Path, texts: list[str], styler: StyleVectorizer):
+        from scipy import sparse
+
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        target = self._path("style", digest, sorted(self.style_config.items()), ext="npz")
+        if target.is_file():
+            return sparse.load_npz(target).tocsr()
+        matrix = styler.transform(texts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sparse.save_npz(str(target) + ".tmp.npz", matrix)
+        Path(str(target) + ".tmp.npz").replace(target)
+        return matrix
+
+    def labels(self, drop: frozenset[str], score: list[str]) -> dict | None:
+        target = self._path("fits", self.fit_key, sorted(drop), ext="json")
+        if not target.is_file():
+            return None
+        stored = json.loads(target.read_text())
+        return stored if set(score) <= set(stored) else None
+
+    def store_labels(self, drop: frozenset[str], labels: dict) -> None:
+        target = self._path("fits", self.fit_key, sorted(drop), ext="json")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Path(str(target) + ".tmp").write_text(json.dumps(labels))
+        Path(str(target) + ".tmp").replace(target)
 
 
 def p_value(method: str, share: float, null: dict[str, float], n: int) -> float | None:
@@ -164,20 +246,22 @@ def p_value(method: str, share: float, null: dict[str, float], n: int) -> float 
                      sd_floor=share_sd_floor(rate, n)).p_value
 
 
-def shares_of(labels: list[str], targets: list[str]) -> dict[str, float]:
-    return {t: float(np.mean([lab == t for lab in labels])) if labels else 0.0 for t in targets}
+def shares_of(labels: list[str], targets: dict[str, frozenset[str]]) -> dict[str, float]:
+    """Per target: the share of ``labels`` that are one of its classes."""
+    return {t: float(np.mean([lab in cs for lab in labels])) if labels else 0.0
+            for t, cs in targets.items()}
 
 
-def nulls(fits: dict, drops: dict, classes_models: dict, targets: list[str]
+def nulls(fits: dict, drops: dict, classes_models: dict, targets: dict[str, frozenset[str]]
           ) -> dict[str, dict[str, dict[str, float]]]:
-    """Per evaluation, per target class: each other class's share assigned to it, scored with
-    the evaluation's classes left out (a class whose fit left the target out is no draw for it:
-    it shares a lineage group with the target)."""
+    """Per evaluation, per target: each other class's share assigned to it, scored with
+    the evaluation's classes left out (a class whose fit left one of the target's classes out
+    is no draw for it: it shares a lineage group with the target)."""
     out: dict = {}
     for ev, per_class in drops.items():
-        out[ev] = {t: {c: shares_of(fits[per_class[c]][c], [t])[t]
-                       for c in classes_models if c != t and t not in per_class[c]}
-                   for t in targets}
+        out[ev] = {t: {c: shares_of(fits[per_class[c]][c], {t: cs})[t]
+                       for c in classes_models if c not in cs and not cs & per_class[c]}
+                   for t, cs in targets.items()}
     return out
 
 
@@ -249,22 +333,45 @@ def family_figures(models: list[dict], families: dict) -> dict:
     return report
 
 
-def evaluate(dirs: list[Path], jobs: int = 1) -> dict:
-    """Kept whole: one pass from the lineage files to the report, each step a call."""
-    started = time.time()
+def evaluate(dirs: list[Path], jobs: int = 1, style_extras: str = "", per_model: bool = False,
+             evaluations: tuple[str, ...] = ("lolgo",), cache_dir: Path | None = None) -> dict:
+    """Kept whole: one pass from the lineage files to the report, each step a call.
+    ``style_extras`` and ``per_model`` are the configuration under test (fingerprint.style_extras;
+    one class per provider model), ``evaluations`` the nulls computed (MAIN's always)."""
+    seconds: dict[str, float] = {}
+    started = clock = time.time()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        seconds[name] = round(time.time() - clock, 1)
+        clock = time.time()
+
+    evaluations = tuple(ev for ev in EVALUATIONS if ev in evaluations or ev == MAIN[0])
     lineage, texts = load(dirs)
-    families, classes_models, suspects = roles(lineage)
+    families, classes_models, suspects = roles(lineage, per_model)
     vendor_of = vendors(lineage, families)
-    config = FingerprintConfig()
-    styler = StyleVectorizer(config.style_features, config.style_version)
+    config = FingerprintConfig(style_extras=style_extras)
+    styler = StyleVectorizer(config.style_features, config.style_version, config.style_extras)
+    style_config = {k: getattr(config, k) for k in ("style_version", "style_features",
+                                                    "style_extras")}
+    cache = None
+    if cache_dir is not None:
+        inputs = sorted((n, hashlib.sha256(r["_path"].read_bytes()).hexdigest())
+                        for n, r in lineage.items())
+        cache = Cache(cache_dir, style_config, json.dumps(
+            [inputs, sorted(style_config.items()), sorted(classes_models.items())]))
+    lap("load")
     from scipy import sparse
 
-    style = {n: styler.transform(texts[n]) for n in lineage}
+    style = {n: cache.style(lineage[n]["_path"], texts[n], styler) if cache
+             else styler.transform(texts[n]) for n in lineage}
     classes = {c: sparse.vstack([style[m] for m in ms], format="csr")
                for c, ms in classes_models.items()}
-    targets = [f"provider:{f}" for f in families]
-    drops = drop_sets(lineage, classes_models)
-    fits = fit_all(classes, {s: style[s] for s in suspects}, drops, jobs)
+    lap("style")
+    targets = members(classes_models, families)
+    drops = drop_sets(lineage, classes_models, evaluations)
+    fits = fit_all(classes, {s: style[s] for s in suspects}, drops, jobs, cache)
+    lap("fits")
     null = nulls(fits, drops, classes_models, targets)
     rows = {c: m.shape[0] for c, m in classes.items()}
 
@@ -277,7 +384,7 @@ def evaluate(dirs: list[Path], jobs: int = 1) -> dict:
         ranked = sorted(scores.values(), reverse=True)
         p = {f"{ev}/{me}": {f: p_value(me, scores[f], null[ev][f"provider:{f}"], len(texts[name]))
                             for f in scores}
-             for ev in EVALUATIONS for me in METHODS}
+             for ev in evaluations for me in METHODS}
         models.append({
             "model": name, "role": row["role"], "teacher": row["teacher"],
             "lineage_group": row["lineage_group"], "responses": len(texts[name]),
@@ -288,7 +395,7 @@ def evaluate(dirs: list[Path], jobs: int = 1) -> dict:
         })
 
     variants = {}
-    for ev in EVALUATIONS:
+    for ev in evaluations:
         for me in METHODS:
             key = f"{ev}/{me}"
             for m in models:
@@ -314,8 +421,53 @@ def evaluate(dirs: list[Path], jobs: int = 1) -> dict:
                         "left_out_for_lolgo": {c: sorted(d) for c, d in drops["lolgo"].items()
                                                if len(d) > 1},
                         "fits": len(fits), "style_features": config.style_features,
+                        "style_extras": config.style_extras,
+                        "classes_per": "provider model" if per_model else "provider family",
+                        "evaluations": list(evaluations), "seconds": seconds,
                         "seconds_total": round(time.time() - started, 1)}
     return report
+
+
+def screen(dirs: list[Path], style_extras: str = "", per_model: bool = False,
+           cache_dir: Path | None = None) -> dict:
+    """The figures that need only the full fit (AUC per family, top-1 family and vendor): the
+    students and human-data models are never classes, so these are the lolgo run's own figures;
+    the nulls' fits (p-values, the reference check) are skipped. One fit instead of ~19."""
+    started = time.time()
+    lineage, texts = load(dirs)
+    families, classes_models, suspects = roles(lineage, per_model)
+    vendor_of = vendors(lineage, families)
+    config = FingerprintConfig(style_extras=style_extras)
+    styler = StyleVectorizer(config.style_features, config.style_version, config.style_extras)
+    cache = Cache(cache_dir, {k: getattr(config, k) for k in ("style_version", "style_features",
+                                                              "style_extras")}) if cache_dir else None
+    from scipy import sparse
+
+    style = {n: cache.style(lineage[n]["_path"], texts[n], styler) if cache
+             else styler.transform(texts[n]) for n in lineage}
+    classes = {c: sparse.vstack([style[m] for m in ms], format="csr")
+               for c, ms in classes_models.items()}
+    _init({"classes": classes, "rows": {s: style[s] for s in suspects}})
+    labels = _fit_and_label((frozenset(), suspects))[1]
+    targets = members(classes_models, families)
+    models = []
+    for name in suspects:
+        scores = {t.split(":", 1)[1]: v for t, v in shares_of(labels[name], targets).items()}
+        best = max(scores, key=scores.get)
+        models.append({"model": name, "role": lineage[name]["role"],
+                       "teacher": lineage[name]["teacher"],
+                       "lineage_group": lineage[name]["lineage_group"], "scores": scores,
+                       "mean_words": float(np.mean([len(t.split()) for t in texts[name]])),
+                       "top_teacher": best, "top_vendor": vendor_of[best]})
+    students = [m for m in models if m["role"] == "student"]
+    return {"families": family_figures(models, families),
+            "top1_accuracy": float(np.mean([m["top_teacher"] == m["teacher"] for m in students])),
+            "top1_vendor_accuracy": float(np.mean([m["top_vendor"] == vendor_of.get(m["teacher"])
+                                                   for m in students])),
+            "models": models, "method": {"screen": True, "style_extras": style_extras,
+                                         "classes_per": "provider model" if per_model
+                                         else "provider family",
+                                         "seconds_total": round(time.time() - started, 1)}}
 
 
 def table(report: dict) -> str:
@@ -357,8 +509,28 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the JSON report only")
     parser.add_argument("--jobs", type=int, default=2,
                         help="classifier fits run at once (processes; default 2)")
+    parser.add_argument("--style-extras", default="",
+                        help="style feature sets added to the word uni/bigrams, '+'-joined: "
+                             "edges, templates (fingerprint.style_extras; default none)")
+    parser.add_argument("--classes", choices=("family", "model"), default="family",
+                        help="one classifier class per provider family (default) or per "
+                             "provider model (a family's share sums its models')")
+    parser.add_argument("--pooled", action="store_true",
+                        help="also the pooled null (each reference left out alone: ~7 more "
+                             "fits); the lolgo null is always computed")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="directory for style matrices and fits reused between runs "
+                             "(outside the repository, e.g. /tmp/lineage-cache)")
+    parser.add_argument("--screen", action="store_true",
+                        help="only the figures the full fit gives (AUC, top-1): one fit, no "
+                             "p-values; prints JSON")
     args = parser.parse_args()
-    report = evaluate(args.data, args.jobs)
+    if args.screen:
+        print(json.dumps(screen(args.data, args.style_extras, args.classes == "model",
+                                args.cache), indent=2))
+        return
+    report = evaluate(args.data, args.jobs, args.style_extras, args.classes == "model",
+                      ("pooled", "lolgo") if args.pooled else ("lolgo",), args.cache)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -75,7 +75,8 @@ def evaluate(dirs: list[Path], orders: int, alpha: float, min_fraction: float,
     taught = sorted({lineage[s]["teacher"] for s in suspects} & set(families))
 
     config = FingerprintConfig()
-    styler = StyleVectorizer(config.style_features, config.style_version)
+    styler = StyleVectorizer(config.style_features, config.style_version,
+                                   config.style_extras)
     from scipy import sparse
 
     style = {n: styler.transform(texts[n]) for n in lineage}

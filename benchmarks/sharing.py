@@ -191,7 +191,8 @@ def reconstruction(indexes: dict[str, Path], shared: dict, common: set[str]) -> 
     with open_index(indexes[OWN]) as own:
         partners = {p.name: p for p in load_partners([shared["signals"]],
                                                      [shared["consortium"]], own.config)}
-        vectorizer = StyleVectorizer(own.config.style_features, own.config.style_version)
+        vectorizer = StyleVectorizer(own.config.style_features, own.config.style_version,
+                                   own.config.style_extras)
     words = read = content = content_read = 0
     for name in PARTNERS:
         profile = partners[name].profile

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from fingerprint.errors import ConfigError
 from fingerprint.normalize import NORMALIZER_VERSIONS
 from fingerprint.style import STYLE_VERSIONS
+from fingerprint.style_extras import parse_extras
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -44,7 +45,8 @@ class FingerprintConfig:
     ``minhash_scheme`` and ``hash_function`` name datasketch's (``MinHash(scheme="affine32",
     hashfunc=...)``; ``xxh32`` is ``xxhash.xxh32_intdigest``, ``sha1_32`` datasketch's default
     ``sha1_hash32``): signatures are bit-identical to datasketch's for the same shingles and seed.
-    ``style_*`` define the per-response style fingerprint (fingerprint.style).
+    ``style_*`` define the per-response style fingerprint (fingerprint.style); ``style_extras``
+    names the feature sets added to version 1's words (fingerprint.style_extras), "" for none.
     """
 
     normalizer_version: int = 1
@@ -63,6 +65,7 @@ class FingerprintConfig:
         "--max-tokens", "Tokens embedded per response"))
     style_version: int = 1
     style_features: int = 2**18
+    style_extras: str = ""
 
     def __post_init__(self) -> None:
         _check_int(self, "normalizer_version", 1)
@@ -88,15 +91,19 @@ class FingerprintConfig:
         _check_int(self, "style_features", 2**10, 2**24)
         if self.style_features & (self.style_features - 1):
             raise ConfigError(f"style_features must be a power of two, got {self.style_features}")
+        parse_extras(self.style_extras)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FingerprintConfig":
-        """Strict inverse of ``to_dict``: an unknown or missing key is an error, not a default."""
+        """Strict inverse of ``to_dict``: an unknown or missing key is an error, not a default,
+        except a field added later (ADDED_FIELDS), which a config written before it existed
+        lacks and which then takes the value that reproduces that config's fingerprints."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        data = {**ADDED_FIELDS, **data}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         missing = sorted(names - set(data))
@@ -111,6 +118,10 @@ class FingerprintConfig:
         return [(f.name, getattr(self, f.name), getattr(other, f.name))
                 for f in dataclasses.fields(self)
                 if getattr(self, f.name) != getattr(other, f.name)]
+
+
+# Fields added after indexes were first written, with the value every earlier index implies.
+ADDED_FIELDS: dict[str, Any] = {"style_extras": ""}
 
 
 def _check_int(cfg: FingerprintConfig, name: str, low: int, high: int | None = None) -> None:

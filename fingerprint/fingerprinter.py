@@ -35,7 +35,8 @@ class Fingerprinter:
         self.minhasher = MinHasher(config)
         self.embedder = Embedder(config.embedding_model, config.embedding_max_tokens,
                                  batch_size=batch_size, backend=config.embedding_backend)
-        self.styler = StyleVectorizer(config.style_features, config.style_version)
+        self.styler = StyleVectorizer(config.style_features, config.style_version,
+                                   config.style_extras)
 
     @property
     def embedding_dim(self) -> int:

@@ -16,6 +16,10 @@ Version 1, applied in this order:
 No feature list is chosen by hand: which features matter is learned per provider at attribution
 time, against reference models.
 
+The config's ``style_extras`` may add named feature sets to these counts (fingerprint.style_extras:
+openings and closings, function-word templates), hashed into the same buckets; "" (the default,
+and what every index built before it existed holds) adds none.
+
 ``StyleVectorizer`` computes these counts with a compiled kernel (fingerprint.style_kernels, about
 ten times faster); ``reference_transform`` is the same definition through scikit-learn's
 HashingVectorizer, kept as the reference the kernel is tested against bucket for bucket.
@@ -30,7 +34,8 @@ from typing import Sequence
 import numpy as np
 
 from fingerprint.errors import ConfigError
-from fingerprint.folding import FoldedTexts, char_classes, fold_texts
+from fingerprint.folding import FoldedTexts, char_classes, fold, fold_texts
+from fingerprint.style_extras import extra_counts, parse_extras
 
 STYLE_VERSIONS = frozenset({1})
 COUNT_DTYPE = np.dtype("<f4")
@@ -51,11 +56,12 @@ def style_features(text: str) -> list[str]:
 class StyleVectorizer:
     """Texts to a CSR matrix of hashed feature counts (rows: texts, columns: buckets)."""
 
-    def __init__(self, n_features: int, version: int = 1):
+    def __init__(self, n_features: int, version: int = 1, extras: str = ""):
         if version not in STYLE_VERSIONS:
             raise ConfigError(f"unknown style version {version}")
         self.n_features = n_features
         self.version = version
+        self.extras = parse_extras(extras)
         self._hasher = None
 
     def transform(self, texts: Sequence[str]):
@@ -73,7 +79,14 @@ class StyleVectorizer:
                                                self.n_features)
         if indptr[-1] < 2**31:
             indptr = indptr.astype(np.int32)
-        return csr_matrix((counts, indices, indptr), shape=(len(folded), self.n_features))
+        matrix = csr_matrix((counts, indices, indptr), shape=(len(folded), self.n_features))
+        if not self.extras:
+            return matrix
+        texts = [folded.codes[a:b].tobytes().decode("utf-32-le", "surrogatepass")
+                 for a, b in zip(folded.offsets[:-1], folded.offsets[1:])]
+        matrix = matrix + extra_counts(texts, self.extras, self.n_features)
+        matrix.sort_indices()
+        return matrix
 
     def reference_transform(self, texts: Sequence[str]):
         """The same matrix through scikit-learn (slow: the definition the kernel is tested
@@ -85,5 +98,7 @@ class StyleVectorizer:
                                              alternate_sign=False, norm=None,
                                              dtype=np.float32)
         matrix = self._hasher.transform(list(texts)).tocsr()
+        if self.extras:
+            matrix = matrix + extra_counts([fold(t) for t in texts], self.extras, self.n_features)
         matrix.sort_indices()
         return matrix

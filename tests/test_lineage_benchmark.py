@@ -47,3 +47,21 @@ def test_reference_check_ranks_each_reference_among_the_others():
     assert check["reference_p_values"]["r5"] == pytest.approx(1 / 6)  # above its 5 others
     assert check["reference_p_values"]["r0"] == 1.0  # tied with 4 others, below one
     assert check["n_references"] == 6 and check["share_below_0_05"] == 0.0
+
+
+def test_per_model_classes_count_for_their_family_and_are_left_out_with_it():
+    families, classes, _ = lineage_benchmark.roles(LINEAGE, per_model=True)
+    assert {"provider:fam/p1", "provider:fam/p2", "provider:other/q1"} <= set(classes)
+    targets = lineage_benchmark.members(classes, families)
+    assert targets["provider:fam"] == {"provider:fam/p1", "provider:fam/p2"}
+    drops = lineage_benchmark.drop_sets(LINEAGE, classes, ("lolgo",))
+    assert drops["lolgo"]["provider:fam/p1"] == {"provider:fam/p1", "provider:fam/p2"}
+    assert list(drops) == ["lolgo"]  # the pooled null only when asked for
+    # every class labels its own rows as itself: the family's share counts both of its models,
+    # and a family's own models are never draws of its null
+    fits = {drop: {c: [c] * 4 for c in classes} for drop in set(drops["lolgo"].values())}
+    null = lineage_benchmark.nulls(fits, drops, classes, targets)["lolgo"]
+    assert set(null["provider:fam"]) == {"provider:other/q1", "vendor:v1", "vendor:v2",
+                                         "vendor:v3"}
+    assert lineage_benchmark.shares_of(["provider:fam/p1", "provider:fam/p2", "vendor:v1",
+                                        "vendor:v3"], targets)["provider:fam"] == 0.5
