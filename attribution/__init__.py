@@ -5,10 +5,11 @@ statistics are attribution.stats. Knows no HTTP, no CLI and no report formats.""
 from attribution.attribute import AttributionOptions, attribute, attribute_file
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
 from attribution.classes import PROVIDER, check_references_are_not_providers, style_classes
-from attribution.errors import (AttributionError, ReferenceIsProviderError, ReferenceNameError,
-                                TooFewClassesError)
+from attribution.errors import (AttributionError, ReferenceIsProviderError, ReferenceMatchError,
+                                ReferenceNameError, TooFewClassesError)
 from attribution.evidence import PromptEvidence, ReferenceAnswer, prompt_evidence, strongest_first
 from attribution.references import (ReferenceData, choose_references, load_reference_files,
+                                    match_note, matched_references,
                                     reference_from_file, reference_from_group,
                                     reference_from_records, stored_references)
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
@@ -28,7 +29,8 @@ __all__ = [
     "Partner", "PartnerEvidence", "PartnerMatch", "ProviderProfile",
     "PROVIDER", "SIGNALS", "SIGNALS_BY_NAME", "AttributionError", "AttributionOptions",
     "AttributionResult", "Calibration", "Match", "MatchedPair", "PairedComparison",
-    "ReferenceData", "ReferenceIsProviderError", "ReferenceNameError", "RelativeAttributor",
+    "ReferenceData", "ReferenceIsProviderError", "ReferenceMatchError", "ReferenceNameError",
+    "match_note", "matched_references", "RelativeAttributor",
     "ResponseEvidence", "Signal", "SignalSpec", "StyleClassifier", "SuspectPrints",
     "TargetAttribution", "TeacherRanking", "TeacherScore", "TooFewClassesError", "attribute",
     "attribute_file", "calibrate_against_references", "check_references_are_not_providers",

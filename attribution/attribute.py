@@ -20,7 +20,7 @@ import dataclasses
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,7 +29,8 @@ from attribution.evidence import (PromptEvidence, prompt_evidence, reference_ans
                                   strongest_first)
 from attribution.partners import Partner, ProviderProfile
 from attribution.provenance import provenance
-from attribution.references import ReferenceData, choose_references, stored_references
+from attribution.references import (ReferenceData, choose_references, match_note,
+                                    stored_references)
 from attribution.result import (AttributionResult, Match, MatchedPair, PairedComparison,
                                 ResponseEvidence, Signal)
 from attribution.share import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
@@ -82,7 +83,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                    watermark_key: WatermarkKey | None = None,
                    watermark_tokenizer: str | None = None,
                    provider_names: Sequence[str] | None = None,
-                   partners: Sequence[Partner] = ()) -> AttributionResult:
+                   partners: Sequence[Partner] = (),
+                   match_references: Mapping[str, str] | None = None) -> AttributionResult:
     """Read a suspect's outputs from a file and attribute them against an index.
 
     References: ``reference_files`` (each named after its file) if given, else ``references``,
@@ -97,6 +99,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     ``partners`` (attribution.partners: partners' shared bundles) join the ranking as providers
     where they shared a style profile, and each checks the suspect for near-duplicates of its
     shared signatures; the full attribution is against the best-ranked of the indexes.
+    ``match_references`` (facts such as ``{"era": "2023"}``) keeps only the references whose
+    facts match (attribution.references.matched_references); the result says which were used.
     """
     paths = ([index_path] if isinstance(index_path, (str, os.PathLike))
              else list(index_path))
@@ -113,7 +117,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     with ExitStack() as stack:
         indexes = [stack.enter_context(open_index(p)) for p in paths]
         # the same references for the ranking and the attribution
-        references = choose_references(indexes, fingerprinter, references, reference_files)
+        references = choose_references(indexes, fingerprinter, references, reference_files,
+                                       match=match_references)
         ranking, target, share = _ranking(indexes, records, references, provider_names,
                                           [p.profile for p in partners if p.profile is not None])
         result = attribute(target, records, fingerprinter=fingerprinter, options=options,
@@ -125,12 +130,16 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     evidence = tuple(e for e in (p.near_duplicates(records, options.near_duplicate_threshold)
                                  for p in partners) if e is not None)
     notes = result.notes
+    matched = match_note(references, match_references)
+    if matched is not None:
+        notes += (matched,)
     if ranking is not None and ranking.teacher.origin is not None:
         notes += (f"the likely teacher is a partner's provider, {ranking.teacher.provider} "
                   f"({ranking.teacher.index}), known here by its shared style profile only; "
                   f"the full attribution is against your best-ranked index, {result.index}",)
     return dataclasses.replace(result, teachers=ranking, partners=evidence, notes=notes,
-                               provenance=provenance(suspect_path, paths, references))
+                               provenance=provenance(suspect_path, paths, references,
+                                                     match_references))
 
 
 def _ranking(indexes: Sequence[FingerprintIndex], records: Sequence[ResponseRecord],

@@ -23,3 +23,8 @@ class TooFewClassesError(AttributionError):
 class ReferenceIsProviderError(AttributionError):
     """A reference model gives the provider's own answers: a candidate teacher among the
     references puts the alternative into the null hypothesis."""
+
+
+class ReferenceMatchError(AttributionError):
+    """References were asked for by their facts (``--match-references``) and none qualifies, or
+    they were given as files, which carry no facts."""

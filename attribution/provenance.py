@@ -14,7 +14,7 @@ import importlib.metadata
 import os
 import platform
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from attribution.references import ReferenceData
 from fingerprint.provenance import file_sha256, probe_details
@@ -25,9 +25,11 @@ VERSIONED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "faiss-cpu", "onnxrunti
 
 
 def provenance(suspect_path: str | os.PathLike[str], index_paths: Sequence[str | os.PathLike[str]],
-               references: Sequence[ReferenceData]) -> dict[str, Any]:
+               references: Sequence[ReferenceData],
+               match: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What a reader needs to reproduce the result: when and with what it was made, the sha256
-    of the suspect file and of each index's manifest, and how the suspect was probed."""
+    of the suspect file and of each index's manifest, which references (chosen by which facts,
+    ``match``) and how the suspect was probed."""
     from fingerprint import __version__
 
     return {
@@ -39,6 +41,8 @@ def provenance(suspect_path: str | os.PathLike[str], index_paths: Sequence[str |
         "indexes": [{"path": str(p), "manifest_sha256": file_sha256(Path(p) / "manifest.json")}
                     for p in index_paths],
         "references": [r.name for r in references],
+        "reference_facts": {r.name: dict(r.meta) for r in references if r.meta},
+        "reference_match": dict(match or {}),
         "probe": probe_details(suspect_path),
     }
 

@@ -44,6 +44,10 @@ from fingerprint.records import FieldMap
                         "index.")
 @click.option("--no-references", is_flag=True,
               help="Ignore stored references: uncalibrated score, no p-value.")
+@click.option("--match-references", "match", multiple=True, metavar="KEY=VALUE",
+              help="Use only the stored references with this fact (era=2023, base_model=..., "
+                   "vendor=...; 'fingerprint reference describe' sets them), so the null is "
+                   "drawn from models like the suspect. Repeatable: all must match.")
 @click.option("--watermark-key", type=click.Path(dir_okay=False, path_type=Path),
               help="Also test the outputs for the provider's watermark (key from 'fingerprint "
                    "watermark keygen'); its exact p-value joins the others.")
@@ -63,7 +67,7 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
                       as_rows: bool, reports: tuple[Path, ...], k: int,
                       near_duplicate_threshold: float, batch_size: int,
                       reference_files: tuple[Path, ...], no_references: bool,
-                      watermark_key: Path | None, bundles: tuple[Path, ...],
+                      match: tuple[str, ...], watermark_key: Path | None, bundles: tuple[Path, ...],
                       consortium_keys: tuple[Path, ...], tokenizer: str | None) -> None:
     """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses.
 
@@ -71,7 +75,7 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
     calibrated against them: the result has a p-value and a derived fraction."""
     from attribution import AttributionOptions, attribute_file
     from fingerprint.watermark import load_key
-    from index import fingerprinter_for
+    from index import fingerprinter_for, parse_meta_pairs
     from reports import check_report_path, summary_text, write_report
 
     if as_json and as_rows:
@@ -83,6 +87,10 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
         check_report_path(report)
     options = AttributionOptions(k=k, near_duplicate_threshold=near_duplicate_threshold)
     key = load_key(watermark_key) if watermark_key is not None else None
+    if match and (no_references or reference_files):
+        raise click.UsageError("--match-references chooses among the stored references: not "
+                               "with --no-references or --reference")
+    wanted = parse_meta_pairs(match, "--match-references") if match else None
     if consortium_keys and not bundles:
         raise click.UsageError("--consortium-key is for --bundle: give the partners' bundles")
     run = attribute_file
@@ -98,7 +106,7 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
             progress=progress, references=[] if no_references else None,
             reference_files=() if no_references else reference_files,
             watermark_key=key, watermark_tokenizer=tokenizer,
-            provider_names=provider_names or None)
+            provider_names=provider_names or None, match_references=wanted)
     for report in reports:
         write_report(result, report)
     if as_json:

@@ -16,13 +16,15 @@ from index.manifest import Manifest, MarksEntry, read_manifest
 from index.mark_writer import MarkResult, mark_accounts
 from index.marks import AccountMark
 from index.metadata import StoredResponse
+from index.reference_meta import (WELL_KNOWN, check_reference_meta, meta_matches,
+                                  parse_meta_pairs)
 from index.search import Hits
 from index.staging import (STAGING_PREFIX, DuplicateFilter, Executor, StagedSegment, StageResult,
                            WriteOptions, commit, local_executor, stage_segment)
 from index.store import FingerprintIndex, SegmentGroup, fingerprinter_for, open_index
 from index.verify import VerifyReport, verify_index
 from index.writer import (AppendResult, WriterLock, add_files, add_reference, append_records,
-                          build_index, create_index, remove_debris)
+                          build_index, create_index, describe_reference, remove_debris)
 
 __all__ = [
     "AccountMark", "AppendResult", "CompactResult", "DEFAULT_TARGET_ROWS", "ConfigMismatchError", "DuplicateFilter", "DuplicateIdError",
@@ -31,7 +33,8 @@ __all__ = [
     "IndexStoreError", "IndexWriteError", "Manifest", "MarkResult", "MarksEntry",
     "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment", "StoredResponse",
     "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference", "append_records",
-    "build_index", "commit", "compact_index", "create_index", "fingerprinter_for", "local_executor",
+    "WELL_KNOWN", "build_index", "check_reference_meta", "commit", "describe_reference",
+    "meta_matches", "parse_meta_pairs", "compact_index", "create_index", "fingerprinter_for", "local_executor",
     "mark_accounts", "open_index", "read_manifest", "remove_debris", "stage_segment",
     "verify_index",
 ]

@@ -23,6 +23,7 @@ from fingerprint.config import FingerprintConfig
 from fingerprint.errors import ConfigError
 from index.errors import IndexCorruptedError, NotAnIndexError
 from index.files import atomic_write_bytes
+from index.reference_meta import check_reference_meta
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "fingerprint-index"
@@ -147,6 +148,8 @@ class Manifest:
     versions: dict[str, str] = field(default_factory=library_versions)
     format_version: int = FORMAT_VERSION
     marks: MarksEntry | None = None  # None: no marks (and no "marks" key: older indexes)
+    # reference name -> its facts (index.reference_meta); no "reference_meta" key: none known
+    reference_meta: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -166,6 +169,16 @@ class Manifest:
                            versions=library_versions())
         return replace(self, segments=self.segments + (segment,), embedding_dim=embedding_dim,
                        updated_at=now_iso(), versions=library_versions())
+
+    def with_reference_meta(self, name: str, meta: dict[str, str]) -> "Manifest":
+        """A copy whose reference ``name`` has exactly the facts ``meta`` (empty: none)."""
+        known = dict(self.reference_meta)
+        if meta:
+            known[name] = check_reference_meta(meta, f"reference {name}")
+        else:
+            known.pop(name, None)
+        return replace(self, reference_meta=known, updated_at=now_iso(),
+                       versions=library_versions())
 
     def with_marks(self, marks: MarksEntry) -> "Manifest":
         return replace(self, marks=marks, updated_at=now_iso(), versions=library_versions())
@@ -187,7 +200,23 @@ class Manifest:
         }
         if self.marks is not None:
             body["marks"] = self.marks.to_dict()
+        if self.reference_meta:
+            body["reference_meta"] = {name: dict(meta)
+                                      for name, meta in sorted(self.reference_meta.items())}
         return {**body, "checksum": _checksum(body)}
+
+
+def _reference_meta(data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The manifest's reference facts, each for a reference it lists."""
+    known = data.get("reference_meta") or {}
+    if not isinstance(known, dict):
+        raise IndexCorruptedError("reference_meta is not an object")
+    unknown = sorted(set(known) - set(data["references"]))
+    if unknown:
+        raise IndexCorruptedError(f"reference_meta names references the index does not hold: "
+                                  f"{', '.join(map(str, unknown))}")
+    return {name: check_reference_meta(meta, f"reference_meta.{name}")
+            for name, meta in known.items()}
 
 
 def _checksum(body: dict[str, Any]) -> str:
@@ -241,6 +270,7 @@ def read_manifest(root: Path) -> Manifest:
                         for name, segs in data["references"].items()},
             versions=dict(data["versions"]), format_version=int(version),
             marks=MarksEntry.from_dict(data["marks"]) if data.get("marks") else None,
+            reference_meta=_reference_meta(data),
         )
     except IndexCorruptedError as exc:
         raise IndexCorruptedError(f"{path}: {exc}; the manifest was edited") from None

@@ -220,6 +220,7 @@ class FingerprintIndex(SegmentGroup):
             "references": {name: {"responses": sum(s.rows for s in segs),
                                   "bytes": sum(s.bytes for s in segs),
                                   "embeddings": all(s.embedding_index != "none" for s in segs),
+                                  "meta": dict(m.reference_meta.get(name, {})),
                                   "segments": [_segment_info(s) for s in segs]}
                            for name, segs in sorted(m.references.items())},
         }

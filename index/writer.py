@@ -16,7 +16,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from fingerprint.config import FingerprintConfig
 from fingerprint.errors import InputError
@@ -24,7 +24,8 @@ from fingerprint.fingerprinter import Fingerprinter
 from fingerprint.io import ReadStats, read_records
 from fingerprint.records import FieldMap, ResponseRecord
 from index.errors import IndexCorruptedError, IndexExistsError, IndexLockedError, IndexStoreError
-from index.manifest import MANIFEST_NAME, Manifest, now_iso, write_manifest
+from index.manifest import MANIFEST_NAME, Manifest, now_iso, read_manifest, write_manifest
+from index.reference_meta import check_reference_meta
 from index.staging import Progress, WriteOptions, commit, stage_segment
 from index.store import REFERENCES_DIR, SEGMENTS_DIR, open_index
 
@@ -93,12 +94,15 @@ def create_index(path: str | os.PathLike[str], config: FingerprintConfig) -> Man
 def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecord],
                    fingerprinter: Fingerprinter, *, reference: str | None = None,
                    read_stats: ReadStats | None = None, progress: Progress | None = None,
+                   reference_meta: Mapping[str, str] | None = None,
                    **options: Any) -> AppendResult:
     """Fingerprint ``records`` and add them to the index as one new segment (stage + commit).
 
     ``read_stats`` is the ReadStats the records' reader fills in; its count of empty responses is
     recorded with the segment. With ``reference``, the records are another model's outputs and go
-    to that named reference set instead of the served responses. ``options`` are WriteOptions'
+    to that named reference set instead of the served responses; ``reference_meta`` (its facts:
+    index.reference_meta) is merged into what the index knows of it, in the same manifest swap
+    as the rows, so a reference never exists without the facts it was added with. ``options`` are WriteOptions'
     fields (``store_text``, ``skip_duplicates``, ``chunk_size``, ``embed``, ``workers``).
     """
     write = WriteOptions(**options)
@@ -107,6 +111,10 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
                               f"'_' or '-', starting with a letter or digit")
     if reference is None and not write.embed:
         raise IndexStoreError("served responses are always stored with their embeddings")
+    if reference_meta and reference is None:
+        raise IndexStoreError("reference_meta describes a reference set; served responses "
+                              "have none")
+    meta = check_reference_meta(reference_meta or {}, f"reference {reference}")
     root = Path(path)
     with WriterLock(root):
         index = open_index(root, expected_config=fingerprinter.config)
@@ -118,8 +126,12 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
             if staged is None:
                 return AppendResult(None, 0, result.skipped_empty, result.skipped_duplicates,
                                     result.first_row)
+            manifest = index.manifest
+            if meta:
+                manifest = manifest.with_reference_meta(
+                    reference, {**manifest.reference_meta.get(reference, {}), **meta})
             try:
-                commit(root, index.manifest, [staged])
+                commit(root, manifest, [staged])
             except BaseException:
                 staged.discard()
                 raise
@@ -143,10 +155,32 @@ def add_files(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[s
 
 def add_reference(path: str | os.PathLike[str], name: str,
                   inputs: Sequence[str | os.PathLike[str]], fingerprinter: Fingerprinter, *,
-                  fields: FieldMap = FieldMap(), embed: bool = False, **options) -> AppendResult:
-    """Store another model's outputs as the named reference set (appending if it exists)."""
+                  fields: FieldMap = FieldMap(), embed: bool = False,
+                  meta: Mapping[str, str] | None = None, **options) -> AppendResult:
+    """Store another model's outputs as the named reference set (appending if it exists),
+    with ``meta``, its facts (era, base model, ...: index.reference_meta), if given."""
     return add_files(path, inputs, fingerprinter, fields=fields, reference=name, embed=embed,
-                     **options)
+                     reference_meta=meta, **options)
+
+
+def describe_reference(path: str | os.PathLike[str], name: str,
+                       meta: Mapping[str, str]) -> dict[str, str]:
+    """Set facts of a stored reference (an empty value removes that key); its facts after.
+
+    One manifest swap under the writer lock: the rows are untouched."""
+    root = Path(path)
+    removed = {k for k, v in meta.items() if isinstance(v, str) and not v.strip()}
+    given = check_reference_meta({k: v for k, v in meta.items() if k not in removed},
+                                 f"reference {name}")
+    with WriterLock(root):
+        manifest = read_manifest(root)
+        if name not in manifest.references:
+            held = ", ".join(sorted(manifest.references)) or "none"
+            raise IndexStoreError(f"{root}: holds no reference {name!r} (it holds: {held})")
+        facts = {k: v for k, v in {**manifest.reference_meta.get(name, {}), **given}.items()
+                 if k not in removed}
+        write_manifest(root, manifest.with_reference_meta(name, facts))
+    return facts
 
 
 def build_index(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
