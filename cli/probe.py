@@ -102,6 +102,9 @@ def decision_options(f: Callable) -> Callable:
         click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path),
                      help="The provider's index (with --until-decided)."),
         reference_files_option(REFERENCES_HELP),
+        click.option("--match-references", "match", multiple=True, metavar="KEY=VALUE",
+                     help="Use only the stored references with this fact (era=2023, ...: "
+                          "'fingerprint reference describe'). Repeatable: all must match."),
         click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
                      default=0.05, show_default=True, help="Error level of each decision."),
         click.option("--min-derived-fraction",
@@ -126,11 +129,12 @@ def decision_options(f: Callable) -> Callable:
 def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Path,
               api_key_env: str, temperature: float, max_tokens: int, system_prompt: str | None,
               until_decided: bool, index_path: Path | None, reference_files: tuple[Path, ...],
-              alpha: float, min_derived_fraction: float, max_probes: int | None, seed: int,
+              match: tuple[str, ...], alpha: float, min_derived_fraction: float, max_probes: int | None, seed: int,
               as_json: bool, **connection: Any) -> None:
     """Ask a suspect model the PROMPTS (JSONL with a 'prompt' field, or any input file) and
     write its answers to --out, in the shape 'fingerprint attribute' reads."""
     from attribution.stats import SequentialConfig
+    from index import parse_meta_pairs
     from probing import ProbeConfig, RequestParams, UntilDecided, probe_file
 
     params = RequestParams(model=model, temperature=temperature, max_tokens=max_tokens,
@@ -141,11 +145,16 @@ def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Pa
     if until_decided:
         if index_path is None:
             raise click.UsageError("--until-decided needs --index (the provider's index)")
+        if match and reference_files:
+            raise click.UsageError("--match-references chooses among the stored references: "
+                                   "not with --reference")
         decide = UntilDecided(index_path, SequentialConfig(
             alpha=alpha, min_derived_fraction=min_derived_fraction, max_probes=max_probes),
-            reference_files, seed)
-    elif index_path is not None or reference_files:
-        raise click.UsageError("--index and --reference are used only with --until-decided")
+            reference_files, seed,
+            parse_meta_pairs(match, "--match-references") if match else None)
+    elif index_path is not None or reference_files or match:
+        raise click.UsageError("--index, --reference and --match-references are used only "
+                               "with --until-decided")
     with _probe_progress() as progress:
         outcome = probe_file(prompts, out, params, config, os.environ.get(api_key_env),
                              fields=fields, until_decided=decide, progress=progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from attribution import (PROVIDER, ReferenceData, RelativeAttributor, choose_references,
                          style_classes)
@@ -29,12 +29,14 @@ class ProbeScorer:
     def __init__(self, index_path: str | os.PathLike[str], prompts: Sequence[Prompt],
                  references: Sequence[ReferenceData] | None = None,
                  fingerprinter: Fingerprinter | None = None,
-                 reference_files: Sequence[str | os.PathLike[str]] = ()):
+                 reference_files: Sequence[str | os.PathLike[str]] = (),
+                 match: Mapping[str, str] | None = None):
         with open_index(index_path) as index:
             self.fingerprinter = fingerprinter or Fingerprinter(index.config)
             version = index.config.normalizer_version
             hashes = prompt_hashes((p.text for p in prompts), version)
-            refs = choose_references([index], self.fingerprinter, references, reference_files)
+            refs = choose_references([index], self.fingerprinter, references, reference_files,
+                                     match=match)
             if len(refs) < 2:
                 raise ProbeError(f"--until-decided needs at least 2 reference models (stored in "
                                  f"{index_path} or given with --reference); have {len(refs)}")
@@ -64,11 +66,12 @@ class SequentialDecider:
 
 def sequential_decider(index_path: str | os.PathLike[str], prompts: Sequence[Prompt],
                        config: SequentialConfig,
-                       reference_files: Sequence[str | os.PathLike[str]] = ()
-                       ) -> SequentialDecider:
+                       reference_files: Sequence[str | os.PathLike[str]] = (),
+                       match: Mapping[str, str] | None = None) -> SequentialDecider:
     """The decider of ``probe run --until-decided``: the provider's index, its stored references
-    unless ``reference_files`` are given, fitted for these prompts."""
-    scorer = ProbeScorer(index_path, prompts, reference_files=reference_files)
+    (those with the facts ``match``, if given) unless ``reference_files`` are given, fitted for
+    these prompts."""
+    scorer = ProbeScorer(index_path, prompts, reference_files=reference_files, match=match)
     return SequentialDecider(scorer, config)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from attribution.stats import SequentialConfig, SequentialTest
 from fingerprint.io import read_prompts
@@ -23,6 +23,7 @@ class UntilDecided:
     config: SequentialConfig = field(default_factory=SequentialConfig)
     reference_files: Sequence[str | os.PathLike[str]] = ()
     seed: int = 0  # of the random order the prompts are asked in
+    match: Mapping[str, str] | None = None  # only references with these facts (a matched null)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def probe_file(prompts_path: str | os.PathLike[str], out: str | Path, params: Re
     decider = None
     if until_decided is not None:
         decider = sequential_decider(until_decided.index, prompts, until_decided.config,
-                                     until_decided.reference_files)
+                                     until_decided.reference_files, until_decided.match)
         prompts = shuffled(prompts, until_decided.seed)
     stats = run_probes(prompts, out, params, config, api_key, progress=progress,
                        on_answer=decider)

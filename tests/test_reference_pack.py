@@ -263,3 +263,33 @@ def test_facts_of_a_reference_the_index_does_not_hold_are_an_edited_manifest(tmp
         with pytest.raises(IndexCorruptedError, match=message):
             open_index(index)
         (index / "manifest.json").write_bytes(saved)
+
+
+def test_probe_until_decided_draws_its_null_from_matching_references(tmp_path, fingerprinter):
+    from index import add_reference
+
+    index = served_index(tmp_path, fingerprinter)
+    for style in range(1, 6):
+        add_reference(index, f"open-{style}", [write_jsonl(tmp_path / f"r{style}.jsonl",
+                                                           styled_rows(style, N))],
+                      fingerprinter, meta={"era": ERAS[style], "vendor": f"v{style % 2}"})
+    answers = {r["prompt"]: r["response"] for r in styled_rows(0, N)}
+    with ReplayServer(answers, "suspect") as server:
+        def probe_run(*extra):
+            return invoke("probe", "run", prompts_file(tmp_path), "--endpoint", server.url,
+                          "--model", "suspect", "--out", tmp_path / "out.jsonl",
+                          "--until-decided", "--index", index, "--concurrency", "1", *extra,
+                          env={"OPENAI_API_KEY": "sk-test"})
+
+        nothing = probe_run("--match-references", "vendor=v7")
+        assert nothing.exit_code == 1
+        assert "none of the 5 references has vendor=v7 (vendor: v0, v1)" in nothing.output
+        assert not server.log.events  # refused before any request
+        files = probe_run("--match-references", "era=2023", "--reference", tmp_path / "r1.jsonl")
+        assert files.exit_code == 2 and "not with --reference" in files.output
+        matched = probe_run("--match-references", "vendor=v1")  # open-1, open-3, open-5
+        assert matched.exit_code == 0, matched.output
+        assert "sequential test: derived after" in matched.output
+    alone = invoke("probe", "run", prompts_file(tmp_path), "--endpoint", "http://127.0.0.1:9",
+                   "--model", "m", "--out", tmp_path / "o.jsonl", "--match-references", "era=1")
+    assert alone.exit_code == 2 and "used only with --until-decided" in alone.output
