@@ -99,8 +99,7 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     ``partners`` (attribution.partners: partners' shared bundles) join the ranking as providers
     where they shared a style profile, and each checks the suspect for near-duplicates of its
     shared signatures; the full attribution is against the best-ranked of the indexes.
-    ``match_references`` (facts such as ``{"era": "2023"}``) keeps only the references whose
-    facts match (attribution.references.matched_references); the result says which were used.
+    ``match_references`` ({"era": "2023"}, ...) keeps the references with those facts only.
     """
     paths = ([index_path] if isinstance(index_path, (str, os.PathLike))
              else list(index_path))
@@ -129,17 +128,27 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
         result = join_watermark(result, marks)
     evidence = tuple(e for e in (p.near_duplicates(records, options.near_duplicate_threshold)
                                  for p in partners) if e is not None)
-    notes = result.notes
-    matched = match_note(references, match_references)
+    return dataclasses.replace(result, teachers=ranking, partners=evidence,
+                               notes=result.notes + _file_notes(result, ranking, references,
+                                                                match_references),
+                               provenance=provenance(suspect_path, paths, references,
+                                                     match_references))
+
+
+def _file_notes(result: AttributionResult, ranking: TeacherRanking | None,
+                references: Sequence[ReferenceData],
+                match: Mapping[str, str] | None) -> tuple[str, ...]:
+    """What attribute_file adds to the result's notes: which references (when matched), and
+    that a partner's provider is the likely teacher."""
+    notes: tuple[str, ...] = ()
+    matched = match_note(references, match)
     if matched is not None:
         notes += (matched,)
     if ranking is not None and ranking.teacher.origin is not None:
         notes += (f"the likely teacher is a partner's provider, {ranking.teacher.provider} "
                   f"({ranking.teacher.index}), known here by its shared style profile only; "
                   f"the full attribution is against your best-ranked index, {result.index}",)
-    return dataclasses.replace(result, teachers=ranking, partners=evidence, notes=notes,
-                               provenance=provenance(suspect_path, paths, references,
-                                                     match_references))
+    return notes
 
 
 def _ranking(indexes: Sequence[FingerprintIndex], records: Sequence[ResponseRecord],

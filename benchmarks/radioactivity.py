@@ -237,10 +237,10 @@ def watermark_key(tokenizer_path: Path, seed: int, config: wm.WatermarkConfig,
 
 def watermark_hook(key: wm.WatermarkKey, vocab_size: int) -> tl.LogitsHook:
     """Adds delta to the green tokens after the last ``context_width`` ids (prompt included)."""
-    width, delta = key.tokens.context_width, key.tokens.delta
+    delta = key.tokens.delta
 
     def hook(history: np.ndarray, logits: torch.Tensor) -> torch.Tensor:
-        mask = wm.green_masks(key, history[:, -width:], vocab_size)
+        mask = wm.green_masks(key, history, vocab_size)  # its last ``width`` ids (0: none)
         return logits + delta * torch.from_numpy(mask).to(logits.dtype)
 
     return hook
@@ -249,11 +249,14 @@ def watermark_hook(key: wm.WatermarkKey, vocab_size: int) -> tl.LogitsHook:
 # --- detection, quality, attacks ---------------------------------------------------------------
 
 def detection_row(key: wm.WatermarkKey, tokenizer, answers: list[list[int]],
-                  wrong_keys: Sequence[wm.WatermarkKey]) -> dict:
+                  wrong_keys: Sequence[wm.WatermarkKey], reference: list[str]) -> dict:
     """The detector on decoded answers (pooled and per response), on the raw token ids, and
-    under control keys."""
+    under control keys; the shift test (wm.shift_test) against ``reference``, the teacher's
+    unmarked answers to the training prompts, under the key and the control keys."""
     texts = tokenizer.decode_batch(answers)
     det = wm.detect_texts(key, texts, tokenizer)
+    shift = wm.shift_test(key, texts, reference, tokenizer)
+    shift_wrong = [wm.shift_test(k, texts, reference, tokenizer).p_value for k in wrong_keys]
     ids = wm.detect_token_ids(key, answers)
     per = np.array([r.p_value for r in det.responses if not r.too_short])
     wrong = [wm.detect_texts(k, texts, tokenizer).p_value for k in wrong_keys]
@@ -264,7 +267,8 @@ def detection_row(key: wm.WatermarkKey, tokenizer, answers: list[list[int]],
                              "median_p": float(np.median(per)) if per.size else None,
                              "share_p_below_0.01": float(np.mean(per < 0.01)) if per.size
                              else None},
-            "wrong_key_p_values": wrong}
+            "wrong_key_p_values": wrong,
+            "shift": shift.to_dict(), "shift_wrong_key_p_values": shift_wrong}
 
 
 def perplexity(model: tl.TinyLM, heads: list[list[int]], answers: list[list[int]],
@@ -524,8 +528,9 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
 
     # detection
     outputs["teacher"] = {0.0: served["unmarked"], 1.0: served["marked"]}
+    reference = tokenizer.decode_batch(answers["unmarked"])  # the provider's unmarked text
     rows = [{"student": kind, "fraction": fraction,
-             **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys)}
+             **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys, reference)}
             for kind, fractions in (("teacher", (0.0, 1.0)), ("ngram", FRACTIONS),
                                     ("neural", FRACTIONS)) for fraction in fractions]
     t = lap("detection", t)
@@ -560,6 +565,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     lap("attacks", t)
 
     wrong = np.array([p for r in rows for p in r["wrong_key_p_values"]])
+    shift_wrong = np.array([p for r in rows for p in r["shift_wrong_key_p_values"]])
     return {
         "benchmark": "radioactivity", "quick": quick, "settings": settings.to_dict(),
         "torch": {"version": torch.__version__, "training_threads": threads,
@@ -592,7 +598,10 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
         "control": {"wrong_keys_per_row": WRONG_KEYS, "tests": int(wrong.size),
                     "share_below_0.05": float(np.mean(wrong < 0.05)),
                     "share_below_0.01": float(np.mean(wrong < 0.01)),
-                    "min_p": float(wrong.min())},
+                    "min_p": float(wrong.min()),
+                    "shift_share_below_0.05": float(np.mean(shift_wrong < 0.05)),
+                    "shift_share_below_0.01": float(np.mean(shift_wrong < 0.01)),
+                    "shift_min_p": float(shift_wrong.min())},
         "seconds": timings, "wall_seconds": round(time.time() - started, 1),
     }
 
@@ -619,6 +628,16 @@ def tables(report: dict) -> str:
             f"{per['share_p_below_0.01']:.2f} | {fmt_p(min(r['wrong_key_p_values']))} | "
             f"{r['perplexity_under_student_base']:.1f} |")
     q = report["quality"]
+    lines += ["", "| outputs of | marked share | shift test p | green among up windows | "
+              "green among all compared | z | wrong-key min p |", "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        sh = r["shift"]
+        name = "teacher itself" if r["student"] == "teacher" else f"{r['student']} student"
+        share = "-" if sh["green_share_up"] is None else f"{sh['green_share_up']:.3f}"
+        every = "-" if sh["green_share_all"] is None else f"{sh['green_share_all']:.3f}"
+        lines.append(f"| {name} | {r['fraction']:.0%} | {fmt_p(sh['p_value'])} | "
+                     f"{sh['green_up']}/{sh['up']} ({share}) | {every} of {sh['windows']} | "
+                     f"{sh['z']:.1f} | {fmt_p(min(r['shift_wrong_key_p_values']))} |")
     lines += ["", "| teacher answers | ppl under student base | ppl under teacher (no mark) | "
               "median answer ppl (base) |", "|---|---|---|---|"]
     for name in ("unmarked", "marked"):
@@ -633,7 +652,9 @@ def tables(report: dict) -> str:
                      f"{a['pooled']['green_fraction']:.3f} |")
     c = report["control"]
     lines.append(f"\ncontrol: {c['tests']} tests under keys that marked nothing: "
-                 f"{c['share_below_0.05']:.3f} below 0.05, min p {fmt_p(c['min_p'])}")
+                 f"{c['share_below_0.05']:.3f} below 0.05, min p {fmt_p(c['min_p'])}; shift "
+                 f"test {c['shift_share_below_0.05']:.3f} below 0.05, min p "
+                 f"{fmt_p(c['shift_min_p'])}")
     lines.append(f"wall time {report['wall_seconds']:.0f} s: " + ", ".join(
         f"{k} {v:.0f}" for k, v in report["seconds"].items()))
     return "\n".join(lines)
@@ -647,6 +668,8 @@ def main() -> None:
                         help="tiny models and few prompts: a smoke test of a few minutes")
     parser.add_argument("--delta", type=float, default=wm.WatermarkConfig.delta)
     parser.add_argument("--gamma", type=float, default=wm.WatermarkConfig.gamma)
+    parser.add_argument("--context-width", type=int, default=wm.WatermarkConfig.context_width,
+                        help="the mark's context width (0: one green list for every step)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for training (generation always uses one); on a "
@@ -654,7 +677,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the JSON object only")
     args = parser.parse_args()
     out = args.out / "quick" if args.quick else args.out
-    config = wm.WatermarkConfig(gamma=args.gamma, delta=args.delta)
+    config = wm.WatermarkConfig(context_width=args.context_width, gamma=args.gamma,
+                                delta=args.delta)
     report = run(args.data, out, QUICK if args.quick else FULL, config, args.seed, args.threads,
                  args.quick)
     (out / "radioactivity.json").write_text(json.dumps(report, indent=1))

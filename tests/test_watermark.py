@@ -92,7 +92,7 @@ def test_config_is_validated():
     with pytest.raises(ConfigError, match="gamma"):
         wm.WatermarkConfig(gamma=1.0)
     with pytest.raises(ValueError, match="context_width"):
-        wm.WatermarkConfig(context_width=0)
+        wm.WatermarkConfig(context_width=9)
     with pytest.raises(ValueError, match="delta"):
         wm.WatermarkConfig(delta=-1)
 

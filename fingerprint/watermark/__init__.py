@@ -7,7 +7,9 @@ transformers, ``bias_logits`` or ``green_masks`` for any other stack. The post-h
 (``mark_text``) makes keyed choices in text already generated: synonyms, serial commas and
 contractions (version 2, fingerprint.watermark.posthoc; keys made before it: synonyms only). A student trained on
 marked text inherits a measurable excess of green pairs ("radioactivity", Sander et al. 2024),
-which ``detect_texts`` / ``detect_lexical`` test with exact binomial p-values.
+which ``detect_texts`` / ``detect_lexical`` test with exact binomial p-values; ``shift_test``
+tests a suspect for the excess use of green pairs a student inherits, against the provider's
+unmarked text (fingerprint.watermark.shift).
 
 Importing this package does not import torch or transformers.
 """
@@ -27,6 +29,7 @@ from fingerprint.watermark.key import (WatermarkKey, WatermarkKeyError, generate
                                        save_key)
 from fingerprint.watermark.lexical import MarkedText, detect_lexical, mark_text
 from fingerprint.watermark.lexicon import LexiconError, load_lexicon
+from fingerprint.watermark.shift import ShiftTest, shift_test, shift_test_ids
 from fingerprint.watermark.tokenizer import TokenizerMismatchError, load_tokenizer
 
 
@@ -34,10 +37,11 @@ def green_masks(key: WatermarkKey, contexts: np.ndarray, vocab_size: int) -> np.
     """Boolean (batch, vocab_size): the green next tokens after each row of ``contexts`` (the
     last ``key.tokens.context_width`` token ids). Add ``key.tokens.delta`` to their logits."""
     from fingerprint.watermark.green import green_masks as masks
+    from fingerprint.watermark.green import last_columns
 
-    contexts = np.asarray(contexts, dtype=np.int64)
-    return masks(key.secret, key.tokens.gamma, contexts[:, -key.tokens.context_width:],
-                 vocab_size)
+    contexts = np.asarray(contexts, dtype=np.int64).reshape(len(contexts), -1)
+    return masks(key.secret, key.tokens.gamma,
+                 last_columns(contexts, key.tokens.context_width), vocab_size)
 
 
 def bias_logits(key: WatermarkKey, logits: np.ndarray, contexts: np.ndarray) -> np.ndarray:
@@ -56,7 +60,7 @@ def logits_processor(key: WatermarkKey, tokenizer: Any) -> Any:
 
 __all__ = [
     "Detection", "LexicalConfig", "LexiconError", "MarkSummary", "MarkedText", "PosthocConfig",
-    "Score",
+    "Score", "ShiftTest", "shift_test", "shift_test_ids",
     "TokenizerMismatchError", "WatermarkConfig", "WatermarkKey", "WatermarkKeyError",
     "WatermarkReport", "bias_logits", "binomial_tail", "detect_file", "detect_lexical",
     "detect_records", "detect_texts", "detect_token_ids", "generate_key", "green_masks",

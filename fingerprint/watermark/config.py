@@ -32,6 +32,12 @@ class WatermarkConfig(_Serialised):
     vocabulary; a fraction ``gamma`` is "green" and gets ``delta`` added to its logits. Detection
     counts green tokens among unique (context, token) pairs; a response with fewer than
     ``min_scored`` such pairs is reported as too short (p = 1) rather than scored on noise.
+
+    ``context_width=0`` is one green list for every step (the "unigram" mark of Zhao et al.
+    2023): the mark a student learns most easily, since every marked token teaches it the same
+    list (Gu et al. 2024; benchmarks/radioactivity.py measures it), and the one whose list an
+    attacker holding much marked text can most easily estimate by counting words. Its text is
+    tested for inheritance with fingerprint.watermark.shift (distinct tokens alone carry little).
     """
 
     context_width: int = 2
@@ -40,7 +46,7 @@ class WatermarkConfig(_Serialised):
     min_scored: int = 16
 
     def __post_init__(self) -> None:
-        _check_int(self, "context_width", 1, 8)
+        _check_int(self, "context_width", 0, 8)
         _check_fraction(self, "gamma")
         _check_number(self, "delta", 0.0, 50.0)
         _check_int(self, "min_scored", 1, 10**6)

@@ -46,6 +46,13 @@ def mix(seeds: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def last_columns(contexts: np.ndarray, width: int) -> np.ndarray:
+    """The last ``width`` columns of ``contexts`` (batch, n): none for width 0, where the
+    usual ``a[:, -width:]`` would give all of them."""
+    contexts = np.asarray(contexts)
+    return contexts[:, max(contexts.shape[1] - width, 0):] if width else contexts[:, :0]
+
+
 def green_masks(secret: bytes, gamma: float, contexts: np.ndarray, vocab_size: int) -> np.ndarray:
     """Boolean (n, vocab_size): which next tokens are green after each context row."""
     seeds = context_seeds(secret, contexts)[:, None]
@@ -82,6 +89,9 @@ def _rows_as_bytes(rows: np.ndarray) -> np.ndarray:
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(distinct rows, index of each input row's distinct row)."""
     rows = np.ascontiguousarray(rows, dtype="<u4")
+    if rows.ndim == 2 and rows.shape[1] == 0:  # context width 0: every row is the empty one
+        return (np.zeros((min(len(rows), 1), 0), dtype="<u4"),
+                np.zeros(len(rows), dtype=np.int64))
     uniq, inverse = np.unique(_rows_as_bytes(rows), return_inverse=True)
     return (np.frombuffer(uniq.tobytes(), dtype="<u4").reshape(len(uniq), rows.shape[1]),
             inverse.reshape(-1))

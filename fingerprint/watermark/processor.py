@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from transformers import LogitsProcessor
 
-from fingerprint.watermark.green import green_masks
+from fingerprint.watermark.green import green_masks, last_columns
 from fingerprint.watermark.key import WatermarkKey
 from fingerprint.watermark.tokenizer import check_tokenizer
 
@@ -22,8 +22,8 @@ def bias_logits(key: WatermarkKey, logits: np.ndarray, contexts: np.ndarray) -> 
     context_width) holds the ids before the token being sampled. Returns a new array."""
     logits = np.asarray(logits)
     contexts = np.asarray(contexts, dtype=np.int64).reshape(len(logits), -1)
-    mask = green_masks(key.secret, key.tokens.gamma, contexts[:, -key.tokens.context_width:],
-                       logits.shape[-1])
+    mask = green_masks(key.secret, key.tokens.gamma,
+                       last_columns(contexts, key.tokens.context_width), logits.shape[-1])
     return logits + key.tokens.delta * mask.astype(logits.dtype)
 
 
@@ -43,7 +43,7 @@ class GreenListProcessor(LogitsProcessor):
         width = self._key.tokens.context_width
         if input_ids.shape[-1] < width:
             return scores
-        contexts = input_ids[:, -width:].detach().cpu().numpy()
+        contexts = last_columns(input_ids.detach().cpu().numpy(), width)
         mask = green_masks(self._key.secret, self._key.tokens.gamma, contexts, scores.shape[-1])
         return scores + self._key.tokens.delta * torch.from_numpy(mask).to(scores.device,
                                                                           scores.dtype)

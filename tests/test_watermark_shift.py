@@ -1,0 +1,117 @@
+"""The shift test (does a suspect use green pairs more often than the provider's unmarked text?)
+and the context-width-0 mark it was made for."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fingerprint import watermark as wm
+from fingerprint.errors import ConfigError, InputError
+from fingerprint.watermark.green import unique_rows
+
+VOCAB = 2000
+
+
+def zipf_probabilities(rng: np.random.Generator) -> np.ndarray:
+    p = 1.0 / np.arange(1, VOCAB + 1) ** 1.05
+    return rng.permutation(p / p.sum())
+
+
+def sample(p: np.ndarray, rng: np.random.Generator, answers: int = 300, length: int = 120):
+    return [rng.choice(VOCAB, size=length, p=p).tolist() for _ in range(answers)]
+
+
+@functools.lru_cache(maxsize=None)
+def template() -> wm.WatermarkKey:
+    return wm.generate_key()  # loads a tokenizer: once
+
+
+def with_key(width: int, seed: int) -> wm.WatermarkKey:
+    return dataclasses.replace(template(), tokens=wm.WatermarkConfig(context_width=width),
+                               secret=np.random.default_rng(seed).bytes(32))
+
+
+def student_of(p: np.ndarray, key: wm.WatermarkKey, marked_share: float) -> np.ndarray:
+    """A unigram "student" trained on text of which ``marked_share`` was marked (delta on the
+    key's green tokens) and learned it exactly: the mixture of the two unigram distributions."""
+    green = wm.green_masks(key, np.zeros((1, 0), dtype=np.int64), VOCAB)[0]
+    marked = p * np.exp(key.tokens.delta * green)
+    return (1 - marked_share) * p + marked_share * marked / marked.sum()
+
+
+def test_unmarked_suspects_give_valid_p_values_under_many_keys():
+    """The null: a suspect that never saw marked text, tested under 150 keys. Its p-values must
+    not fall below a level more often than the level says (the test is exact)."""
+    rng = np.random.default_rng(0)
+    p = zipf_probabilities(rng)
+    q = 0.7 * p + 0.3 * zipf_probabilities(rng)  # another model: differs, but not by the key
+    suspect, reference = sample(q, rng, answers=150), sample(p, rng, answers=150)
+    values = np.array([wm.shift_test_ids(with_key(0, seed), suspect, reference).p_value
+                       for seed in range(150)])
+    assert np.mean(values < 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 150) ** 0.5
+    assert np.mean(values < 0.5) == pytest.approx(0.5, abs=0.15)
+    short = [s[:40] for s in suspect[:60]], [r[:40] for r in reference[:60]]
+    width2 = [wm.shift_test_ids(with_key(2, seed), *short, min_count=2).p_value
+              for seed in range(20)]
+    assert np.mean(np.array(width2) < 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 20) ** 0.5
+
+
+def test_a_student_of_a_little_marked_text_is_found_and_only_under_its_key():
+    rng = np.random.default_rng(1)
+    p = zipf_probabilities(rng)
+    key = with_key(0, 7)
+    reference = sample(p, rng)
+    student = sample(student_of(p, key, 0.10), rng)
+    found = wm.shift_test_ids(key, student, reference)
+    assert found.p_value < 1e-3 and found.green_up / found.up > 0.3
+    assert found.windows > 500 and found.suspect_windows == 300 * 120
+    # the usual detector, distinct tokens only, hardly sees it
+    assert wm.detect_token_ids(key, student).p_value > found.p_value * 100
+    others = [wm.shift_test_ids(with_key(0, s), student, reference).p_value
+              for s in range(100, 120)]
+    assert min(others) > 1e-3
+    # a reference that is itself marked costs power, never validity: no small p-value appears
+    marked_reference = sample(student_of(p, key, 1.0), rng)
+    assert wm.shift_test_ids(key, student, marked_reference).p_value > 0.5
+
+
+def test_degenerate_inputs_are_no_evidence():
+    key = with_key(0, 1)
+    empty = wm.shift_test_ids(key, [], [[1, 2, 3]])
+    assert empty.p_value == 1.0 and empty.up == 0 and empty.to_dict()["green_share_up"] is None
+    same = [[1, 2, 3, 4] * 10] * 5
+    assert wm.shift_test_ids(key, same, same).up == 0  # nothing is used more
+    with pytest.raises(InputError, match="token ids must be in"):
+        wm.shift_test_ids(key, [[-1, 2]], [[1, 2]])
+    with pytest.raises(InputError, match="min_count"):
+        wm.shift_test_ids(key, same, same, min_count=0)
+
+
+def test_context_width_0_marks_the_same_tokens_after_any_context():
+    key = with_key(0, 3)
+    logits = np.zeros((3, 50))
+    contexts = np.array([[1, 2], [7, 9], [40, 41]])
+    marked = wm.bias_logits(key, logits, contexts)
+    assert (marked == marked[0]).all() and set(np.unique(marked[0])) == {0.0, key.tokens.delta}
+    with2 = wm.bias_logits(with_key(2, 3), logits, contexts)
+    assert not (with2 == with2[0]).all()  # width 2: each context its own list
+    distinct, inverse = unique_rows(np.zeros((5, 0), dtype=np.int64))
+    assert distinct.shape == (1, 0) and inverse.tolist() == [0] * 5
+    det = wm.detect_token_ids(key, [[1, 2, 3, 1, 2, 3] * 10])
+    assert det.pooled.scored == 3  # distinct tokens
+    with pytest.raises(ConfigError, match="context_width"):
+        wm.WatermarkConfig(context_width=-1)
+
+
+def test_keygen_accepts_context_width_0(tmp_path):
+    from cli import main
+
+    out = CliRunner().invoke(main, ["watermark", "keygen", "--out", str(tmp_path / "k.json"),
+                                    "--context-width", "0", "--json"])
+    assert out.exit_code == 0, out.output
+    assert wm.load_key(tmp_path / "k.json").tokens.context_width == 0
