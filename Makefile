@@ -52,7 +52,7 @@ demo: $(STAMP) wordnet
 
 # The quick benchmarks (a few minutes); benchmarks/README.md has the full runs and their figures.
 bench: $(STAMP) wordnet
-	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet -e '.[bench,share]'
 	$(BIN)/python benchmarks/minhash_speed.py --data "$(ALPACAEVAL)"
 	$(BIN)/python benchmarks/embedding_speed.py --data "$(ALPACAEVAL)" -n 128 --prompts 40 --repeat 1
 	$(BIN)/python benchmarks/scaling.py --data "$(ALPACAEVAL)" --sizes 10000,30000 \
@@ -60,6 +60,7 @@ bench: $(STAMP) wordnet
 	$(BIN)/python benchmarks/watermark_fpr.py --data "$(ALPACAEVAL)" --keys 2
 	$(BIN)/python benchmarks/radioactivity.py --data "$(ALPACAEVAL)" --quick \
 		--out bench-out/radioactivity-quick
+	$(BIN)/python benchmarks/sharing.py --data "$(ALPACAEVAL)" --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info .pytest_cache .hypothesis
