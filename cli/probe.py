@@ -129,7 +129,8 @@ def decision_options(f: Callable) -> Callable:
 def probe_run(prompts: str, fields: FieldMap, endpoint: str, model: str, out: Path,
               api_key_env: str, temperature: float, max_tokens: int, system_prompt: str | None,
               until_decided: bool, index_path: Path | None, reference_files: tuple[Path, ...],
-              match: tuple[str, ...], alpha: float, min_derived_fraction: float, max_probes: int | None, seed: int,
+              match: tuple[str, ...], alpha: float, min_derived_fraction: float,
+              max_probes: int | None, seed: int,
               as_json: bool, **connection: Any) -> None:
     """Ask a suspect model the PROMPTS (JSONL with a 'prompt' field, or any input file) and
     write its answers to --out, in the shape 'fingerprint attribute' reads."""

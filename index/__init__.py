@@ -16,8 +16,7 @@ from index.manifest import Manifest, MarksEntry, read_manifest
 from index.mark_writer import MarkResult, mark_accounts
 from index.marks import AccountMark
 from index.metadata import StoredResponse
-from index.reference_meta import (WELL_KNOWN, check_reference_meta, meta_matches,
-                                  parse_meta_pairs)
+from index.reference_meta import check_reference_meta, meta_matches, parse_meta_pairs
 from index.search import Hits
 from index.staging import (STAGING_PREFIX, DuplicateFilter, Executor, StagedSegment, StageResult,
                            WriteOptions, commit, local_executor, stage_segment)
@@ -27,14 +26,14 @@ from index.writer import (AppendResult, WriterLock, add_files, add_reference, ap
                           build_index, create_index, describe_reference, remove_debris)
 
 __all__ = [
-    "AccountMark", "AppendResult", "CompactResult", "DEFAULT_TARGET_ROWS", "ConfigMismatchError", "DuplicateFilter", "DuplicateIdError",
-    "Executor", "STAGING_PREFIX",
-    "FingerprintIndex", "Hits", "IndexCorruptedError", "IndexExistsError", "IndexLockedError",
-    "IndexStoreError", "IndexWriteError", "Manifest", "MarkResult", "MarksEntry",
-    "NotAnIndexError", "SegmentGroup", "StageResult", "StagedSegment", "StoredResponse",
+    "AccountMark", "AppendResult", "CompactResult", "ConfigMismatchError", "DEFAULT_TARGET_ROWS",
+    "DuplicateFilter", "DuplicateIdError", "Executor", "FingerprintIndex", "Hits",
+    "IndexCorruptedError", "IndexExistsError", "IndexLockedError", "IndexStoreError",
+    "IndexWriteError", "Manifest", "MarkResult", "MarksEntry", "NotAnIndexError",
+    "STAGING_PREFIX", "SegmentGroup", "StageResult", "StagedSegment", "StoredResponse",
     "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference", "append_records",
-    "WELL_KNOWN", "build_index", "check_reference_meta", "commit", "describe_reference",
-    "meta_matches", "parse_meta_pairs", "compact_index", "create_index", "fingerprinter_for", "local_executor",
-    "mark_accounts", "open_index", "read_manifest", "remove_debris", "stage_segment",
+    "build_index", "check_reference_meta", "commit", "compact_index", "create_index",
+    "describe_reference", "fingerprinter_for", "local_executor", "mark_accounts", "meta_matches",
+    "open_index", "parse_meta_pairs", "read_manifest", "remove_debris", "stage_segment",
     "verify_index",
 ]

@@ -23,7 +23,6 @@ from fingerprint.errors import ConfigError
 META_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_KEYS = 16
 MAX_VALUE_CHARS = 200
-WELL_KNOWN = ("era", "base_model", "vendor")  # what the CLI offers as options of their own
 
 
 def check_reference_meta(meta: Mapping[str, Any], where: str = "reference metadata"

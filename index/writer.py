@@ -102,8 +102,9 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
     recorded with the segment. With ``reference``, the records are another model's outputs and go
     to that named reference set instead of the served responses; ``reference_meta`` (its facts:
     index.reference_meta) is merged into what the index knows of it, in the same manifest swap
-    as the rows, so a reference never exists without the facts it was added with. ``options`` are WriteOptions'
-    fields (``store_text``, ``skip_duplicates``, ``chunk_size``, ``embed``, ``workers``).
+    as the rows, so a reference never exists without the facts it was added with. ``options``
+    are WriteOptions' fields (``store_text``, ``skip_duplicates``, ``chunk_size``, ``embed``,
+    ``workers``).
     """
     write = WriteOptions(**options)
     if reference is not None and not REFERENCE_NAME.fullmatch(reference):
