@@ -102,16 +102,9 @@ def detect_texts(key: WatermarkKey, texts: Sequence[str], tokenizer: Any = None)
 
     ``tokenizer`` defaults to loading the one the key records; pass it when it lives elsewhere.
     """
-    from fingerprint.watermark.tokenizer import check_tokenizer, encode, load_tokenizer
+    from fingerprint.watermark.tokenizer import checked_tokenizer, encode
 
-    source = key.tokenizer.source
-    if tokenizer is None:
-        tokenizer = load_tokenizer(source)
-    elif isinstance(tokenizer, str):
-        tokenizer, source = load_tokenizer(tokenizer), tokenizer
-    else:
-        source = "<tokenizer object>"
-    check_tokenizer(key.tokenizer, tokenizer, source)
+    tokenizer = checked_tokenizer(key.tokenizer, tokenizer)
     return detect_token_ids(key, encode(tokenizer, texts))
 
 

@@ -108,15 +108,8 @@ def shift_test(key: WatermarkKey, suspect: Sequence[str], reference: Sequence[st
                tokenizer: Any = None, min_count: int = MIN_COUNT) -> ShiftTest:
     """The shift test on texts, re-tokenised with the key's tokenizer (checked against the key;
     ``tokenizer`` defaults to loading the one the key records)."""
-    from fingerprint.watermark.tokenizer import check_tokenizer, encode, load_tokenizer
+    from fingerprint.watermark.tokenizer import checked_tokenizer, encode
 
-    source = key.tokenizer.source
-    if tokenizer is None:
-        tokenizer = load_tokenizer(source)
-    elif isinstance(tokenizer, str):
-        tokenizer, source = load_tokenizer(tokenizer), tokenizer
-    else:
-        source = "<tokenizer object>"
-    check_tokenizer(key.tokenizer, tokenizer, source)
+    tokenizer = checked_tokenizer(key.tokenizer, tokenizer)
     return shift_test_ids(key, encode(tokenizer, suspect), encode(tokenizer, reference),
                           min_count)

@@ -67,6 +67,20 @@ def check_tokenizer(expected: TokenizerIdentity, tokenizer: Any, source: str) ->
             "serving model's tokenizer (--tokenizer)")
 
 
+def checked_tokenizer(expected: TokenizerIdentity, tokenizer: Any = None) -> Any:
+    """The tokenizer to test with: ``tokenizer`` (an object, or where to load one from), by
+    default the one ``expected`` records; refused unless its vocabulary is ``expected``'s."""
+    source = expected.source
+    if tokenizer is None:
+        tokenizer = load_tokenizer(source)
+    elif isinstance(tokenizer, (str, Path)):
+        tokenizer, source = load_tokenizer(tokenizer), str(tokenizer)
+    else:
+        source = "<tokenizer object>"
+    check_tokenizer(expected, tokenizer, source)
+    return tokenizer
+
+
 def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids without special tokens, for a ``tokenizers`` or a ``transformers`` tokenizer."""
     if hasattr(tokenizer, "encode_batch"):
