@@ -371,7 +371,7 @@ def word_vocabulary(texts: Sequence[str], size: int) -> tuple[np.ndarray, np.nda
 # --- the experiment ----------------------------------------------------------------------------
 
 def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig, seed: int,
-        threads: int, quick: bool) -> dict:
+        threads: int, quick: bool, fractions: Sequence[float] = FRACTIONS) -> dict:
     started = time.time()
     timings: dict[str, float] = {}
 
@@ -431,7 +431,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     # teacher
     # the thread count is part of a trained model's key: float sums in another order give
     # (slightly) different weights, and so different samples
-    teacher_key = cache.key("teacher", [tok_key, teacher_cfg.to_dict(),
+    teacher_key = cache.key("teacher", [tok_key, tl.PRECISION, teacher_cfg.to_dict(),
                                         settings.teacher_train.to_dict(), room, threads])
     examples, starts = corpus_examples(teacher_models)
     teacher, teacher_facts = trained_lm(cache, "teacher", teacher_key, teacher_cfg,
@@ -439,7 +439,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     t = lap("teacher_training", t)
 
     # student base
-    base_key = cache.key("student-base", [tok_key, base_cfg.to_dict(),
+    base_key = cache.key("student-base", [tok_key, tl.PRECISION, base_cfg.to_dict(),
                                           settings.base_train.to_dict(), room, threads])
     examples, starts = corpus_examples(base_models)
     base, base_facts = trained_lm(cache, "student-base", base_key, base_cfg,
@@ -487,7 +487,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
 
     outputs: dict[str, dict[float, list[list[int]]]] = {"ngram": {}, "neural": {}}  # held-out
     student_facts: dict[str, dict] = {"ngram": {}, "neural": {}}
-    for fraction in FRACTIONS:
+    for fraction in fractions:
         data_f = student_data(fraction)
         ngram_key = cache.key("student-ngram", [answers_key, fraction, settings.ngram_order,
                                                 seed, gen, len(eval_slots)])
@@ -531,8 +531,8 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     reference = tokenizer.decode_batch(answers["unmarked"])  # the provider's unmarked text
     rows = [{"student": kind, "fraction": fraction,
              **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys, reference)}
-            for kind, fractions in (("teacher", (0.0, 1.0)), ("ngram", FRACTIONS),
-                                    ("neural", FRACTIONS)) for fraction in fractions]
+            for kind, shares in (("teacher", (0.0, 1.0)), ("ngram", fractions),
+                                 ("neural", fractions)) for fraction in shares]
     t = lap("detection", t)
 
     # quality: perplexity of the teacher's answers, and of the students' outputs
@@ -552,7 +552,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     synonyms = wordnet_synonyms(Path(os.environ.get("FINGERPRINT_WORDNET_DIR",
                                                     "/usr/share/wordnet")))
     targets = [("teacher", 1.0)] + [(kind, f) for kind in ("ngram", "neural")
-                                    for f in ATTACKED_FRACTIONS]
+                                    for f in ATTACKED_FRACTIONS if f in fractions]
     attacks = []
     for name, fraction in targets:
         texts = tokenizer.decode_batch(outputs[name][fraction])
@@ -568,7 +568,8 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     shift_wrong = np.array([p for r in rows for p in r["shift_wrong_key_p_values"]])
     return {
         "benchmark": "radioactivity", "quick": quick, "settings": settings.to_dict(),
-        "torch": {"version": torch.__version__, "training_threads": threads,
+        "torch": {"version": torch.__version__, "precision": tl.PRECISION,
+                  "training_threads": threads,
                   "generation_threads": 1},
         "data": {"path": str(data), "sha256": corpus.digest},
         "split": {"heldout_prompts": len(heldout), "train_prompts": len(train_ids),
@@ -670,6 +671,8 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=wm.WatermarkConfig.gamma)
     parser.add_argument("--context-width", type=int, default=wm.WatermarkConfig.context_width,
                         help="the mark's context width (0: one green list for every step)")
+    parser.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS),
+                        help="marked shares of the students' training data, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for training (generation always uses one); on a "
@@ -679,8 +682,9 @@ def main() -> None:
     out = args.out / "quick" if args.quick else args.out
     config = wm.WatermarkConfig(context_width=args.context_width, gamma=args.gamma,
                                 delta=args.delta)
+    fractions = tuple(float(f) for f in args.fractions.split(","))
     report = run(args.data, out, QUICK if args.quick else FULL, config, args.seed, args.threads,
-                 args.quick)
+                 args.quick, fractions)
     (out / "radioactivity.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     if not args.json:
