@@ -673,6 +673,8 @@ def main() -> None:
                         help="the mark's context width (0: one green list for every step)")
     parser.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS),
                         help="marked shares of the students' training data, comma-separated")
+    parser.add_argument("--eval-samples", type=int, default=None,
+                        help="answers per held-out prompt from each model tested (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for training (generation always uses one); on a "
@@ -683,8 +685,11 @@ def main() -> None:
     config = wm.WatermarkConfig(context_width=args.context_width, gamma=args.gamma,
                                 delta=args.delta)
     fractions = tuple(float(f) for f in args.fractions.split(","))
-    report = run(args.data, out, QUICK if args.quick else FULL, config, args.seed, args.threads,
-                 args.quick, fractions)
+    settings = QUICK if args.quick else FULL
+    if args.eval_samples is not None:
+        settings = dataclasses.replace(settings, eval_samples=args.eval_samples)
+    report = run(args.data, out, settings, config, args.seed, args.threads, args.quick,
+                 fractions)
     (out / "radioactivity.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     if not args.json:
