@@ -81,18 +81,27 @@ def binomial_tail(green: int, scored: int, gamma: float) -> float:
     return float(betainc(green, scored - green + 1, gamma))
 
 
+def token_windows(sequence: Sequence[int], width: int, what: str) -> np.ndarray | None:
+    """Every run of ``width`` consecutive ids of one sequence (rows; None if it is shorter);
+    ids outside [0, 2**32) are an InputError naming ``what``."""
+    ids = np.asarray(sequence, dtype=np.int64)
+    if len(ids) < width:
+        return None
+    if ids.min() < 0 or ids.max() >= 2**32:
+        raise InputError(what, None, "token ids must be in [0, 2**32)")
+    return np.lib.stride_tricks.sliding_window_view(ids, width)
+
+
 def detect_token_ids(key: WatermarkKey, sequences: Sequence[Sequence[int]]) -> Detection:
     """Test token-id sequences (the answer's tokens, without the prompt) for the green-list mark."""
     cfg = key.tokens
     width = cfg.context_width + 1
     windows, owners = [], []
     for i, seq in enumerate(sequences):
-        ids = np.asarray(seq, dtype=np.int64)
-        if len(ids) >= width:
-            if ids.min() < 0 or ids.max() >= 2**32:
-                raise InputError(f"sequence {i}", None, "token ids must be in [0, 2**32)")
-            windows.append(np.lib.stride_tricks.sliding_window_view(ids, width))
-            owners.append(np.full(len(ids) - width + 1, i, dtype=np.int64))
+        rows = token_windows(seq, width, f"sequence {i}")
+        if rows is not None:
+            windows.append(rows)
+            owners.append(np.full(len(rows), i, dtype=np.int64))
     return _tests("tokens", key.secret, cfg.gamma, cfg.min_scored, windows, owners,
                   len(sequences))
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fingerprint.errors import InputError
-from fingerprint.watermark.detect import binomial_tail
+from fingerprint.watermark.detect import binomial_tail, token_windows
 from fingerprint.watermark.green import green_pairs, unique_rows
 from fingerprint.watermark.key import WatermarkKey
 
@@ -72,13 +72,8 @@ class ShiftTest:
 
 
 def _windows(sequences: Sequence[Sequence[int]], width: int, what: str) -> np.ndarray:
-    rows = []
-    for i, seq in enumerate(sequences):
-        ids = np.asarray(seq, dtype=np.int64)
-        if len(ids) >= width:
-            if ids.min() < 0 or ids.max() >= 2**32:
-                raise InputError(f"{what} sequence {i}", None, "token ids must be in [0, 2**32)")
-            rows.append(np.lib.stride_tricks.sliding_window_view(ids, width))
+    rows = [r for i, seq in enumerate(sequences)
+            if (r := token_windows(seq, width, f"{what} sequence {i}")) is not None]
     return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.int64)
 
 
