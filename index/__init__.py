@@ -12,7 +12,7 @@ from index.compact import DEFAULT_TARGET_ROWS, CompactResult, compact_index
 from index.errors import (ConfigMismatchError, DuplicateIdError, IndexCorruptedError,
                           IndexExistsError, IndexLockedError, IndexStoreError, IndexWriteError,
                           NotAnIndexError)
-from index.manifest import Manifest, MarksEntry, read_manifest
+from index.manifest import Manifest, MarksEntry, content_checksum, read_manifest
 from index.mark_writer import MarkResult, mark_accounts
 from index.marks import AccountMark
 from index.metadata import StoredResponse
@@ -23,7 +23,8 @@ from index.staging import (STAGING_PREFIX, DuplicateFilter, Executor, StagedSegm
 from index.store import FingerprintIndex, SegmentGroup, fingerprinter_for, open_index
 from index.verify import VerifyReport, verify_index
 from index.writer import (AppendResult, WriterLock, add_files, add_reference, append_records,
-                          build_index, create_index, describe_reference, remove_debris)
+                          build_index, check_reference_name, create_index,
+                          describe_reference, remove_debris)
 
 __all__ = [
     "AccountMark", "AppendResult", "CompactResult", "ConfigMismatchError", "DEFAULT_TARGET_ROWS",
@@ -32,7 +33,8 @@ __all__ = [
     "IndexWriteError", "Manifest", "MarkResult", "MarksEntry", "NotAnIndexError",
     "STAGING_PREFIX", "SegmentGroup", "StageResult", "StagedSegment", "StoredResponse",
     "VerifyReport", "WriteOptions", "WriterLock", "add_files", "add_reference", "append_records",
-    "build_index", "check_reference_meta", "commit", "compact_index", "create_index",
+    "build_index", "check_reference_meta", "check_reference_name", "commit", "compact_index",
+    "content_checksum", "create_index",
     "describe_reference", "fingerprinter_for", "local_executor", "mark_accounts", "meta_matches",
     "open_index", "parse_meta_pairs", "read_manifest", "remove_debris", "stage_segment",
     "verify_index",

@@ -203,7 +203,7 @@ class Manifest:
         if self.reference_meta:
             body["reference_meta"] = {name: dict(meta)
                                       for name, meta in sorted(self.reference_meta.items())}
-        return {**body, "checksum": _checksum(body)}
+        return {**body, "checksum": content_checksum(body)}
 
 
 def _reference_meta(data: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -219,7 +219,9 @@ def _reference_meta(data: dict[str, Any]) -> dict[str, dict[str, str]]:
             for name, meta in known.items()}
 
 
-def _checksum(body: dict[str, Any]) -> str:
+def content_checksum(body: dict[str, Any]) -> str:
+    """sha256 of a JSON body in canonical form: how a manifest (the index's, a reference
+    pack's) catches edits and damage of its own content."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
@@ -251,7 +253,7 @@ def read_manifest(root: Path) -> Manifest:
         raise IndexCorruptedError(f"{path}: format_version is {version!r}; this toolkit reads "
                                   f"version {FORMAT_VERSION}{hint}")
     stored = data.pop("checksum", None)
-    actual = _checksum(data)
+    actual = content_checksum(data)
     if stored != actual:
         raise IndexCorruptedError(f"{path}: checksum mismatch (expected {stored}, actual {actual}); "
                                   f"the manifest was edited or damaged")

@@ -74,6 +74,14 @@ class WriterLock:
             self._fd = None
 
 
+def check_reference_name(name: str) -> str:
+    """``name`` if it can name a reference set (a plain directory name), else IndexStoreError."""
+    if not isinstance(name, str) or not REFERENCE_NAME.fullmatch(name):
+        raise IndexStoreError(f"reference name {name!r}: use 1 to 64 letters, digits, '.', "
+                              f"'_' or '-', starting with a letter or digit")
+    return name
+
+
 def create_index(path: str | os.PathLike[str], config: FingerprintConfig) -> Manifest:
     """Make an empty index in a new or empty directory."""
     root = Path(path)
@@ -107,9 +115,8 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
     ``workers``).
     """
     write = WriteOptions(**options)
-    if reference is not None and not REFERENCE_NAME.fullmatch(reference):
-        raise IndexStoreError(f"reference name {reference!r}: use 1 to 64 letters, digits, '.', "
-                              f"'_' or '-', starting with a letter or digit")
+    if reference is not None:
+        check_reference_name(reference)
     if reference is None and not write.embed:
         raise IndexStoreError("served responses are always stored with their embeddings")
     if reference_meta and reference is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from fingerprint.fingerprinter import Fingerprinter
 from index import add_reference, open_index
@@ -32,8 +32,7 @@ class Installed:
 
 
 def install_pack(pack_path: str | os.PathLike[str], index_path: str | os.PathLike[str],
-                 fingerprinter: Fingerprinter, names: Sequence[str] = (),
-                 progress: Callable[[str], None] | None = None) -> list[Installed]:
+                 fingerprinter: Fingerprinter, names: Sequence[str] = ()) -> list[Installed]:
     """Add the pack's references (all, or ``names``) to the index with their facts.
 
     The pack is checked first (manifest, then every chosen file's size and sha256) and every
@@ -60,8 +59,6 @@ def install_pack(pack_path: str | os.PathLike[str], index_path: str | os.PathLik
         if name in stored:
             out.append(Installed(name, "already installed", entry.responses, meta))
             continue
-        if progress is not None:
-            progress(name)
         result = add_reference(index_path, name, [pack.path_of(entry)], fingerprinter,
                                meta=meta)
         out.append(Installed(name, "added", result.added, meta))

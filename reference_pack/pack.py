@@ -34,15 +34,14 @@ from fingerprint.atomic import atomic_write_bytes
 from fingerprint.errors import ConfigError, InputError
 from fingerprint.io import ReadStats, read_records, source_name
 from fingerprint.provenance import file_sha256, probe_details
-from index.reference_meta import check_reference_meta
+from index import IndexStoreError, check_reference_meta, check_reference_name, content_checksum
 from reference_pack.errors import PackCorruptedError, PackEntryError, ReferencePackError
 
 PACK_FILE = "pack.json"
 ANSWERS_DIR = "answers"
 FORMAT_NAME = "fingerprint-reference-pack"
 FORMAT_VERSION = 1
-# A reference's name, as the index accepts it (index.writer), and the suffixes of its file.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The suffixes of an answers file (its name is a reference name: index.check_reference_name).
 SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}")
 
 
@@ -83,18 +82,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _checksum(body: Mapping[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise ConfigError(f"reference name {name!r}: use 1 to 64 letters, digits, '.', '_' or "
-                          f"'-', starting with a letter or digit")
-    return name
-
-
 def read_pack(root: str | os.PathLike[str]) -> Pack:
     """The pack at ``root``, its manifest checked (format, version, checksum, names, paths and
     facts); the answers files are checked by ``verify_pack``."""
@@ -116,17 +103,17 @@ def read_pack(root: str | os.PathLike[str]) -> Pack:
         raise PackCorruptedError(f"{path}: version {version!r}; this toolkit reads version "
                                  f"{FORMAT_VERSION}" + (" (upgrade the toolkit)" if newer else ""))
     stored = data.pop("checksum", None)
-    if stored != _checksum(data):
+    if stored != content_checksum(data):
         raise PackCorruptedError(f"{path}: checksum mismatch; the manifest was edited or damaged")
     try:
         entries = {name: _entry(root, name, raw) for name, raw in data["references"].items()}
         return Pack(root, entries, str(data["created_at"]))
-    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+    except (KeyError, TypeError, ValueError, ConfigError, IndexStoreError) as exc:
         raise PackCorruptedError(f"{path}: invalid content ({exc})") from None
 
 
 def _entry(root: Path, name: str, raw: dict[str, Any]) -> PackEntry:
-    check_name(name)
+    check_reference_name(name)
     file = str(raw["file"])
     expected = f"{ANSWERS_DIR}/{name}"
     suffix = file[len(expected):]
@@ -163,7 +150,7 @@ def add_to_pack(root: str | os.PathLike[str], answers: str | os.PathLike[str], n
     The file is read whole first: it must hold at least one answer, and a malformed line is the
     reader's usual error naming file and line, before anything is written."""
     root = Path(root)
-    check_name(name)
+    check_reference_name(name)
     facts = check_reference_meta(meta or {}, f"reference {name}")
     pack = read_pack(root) if (root / PACK_FILE).exists() else None
     if pack is not None and name in pack.entries and not replace:
@@ -198,5 +185,5 @@ def _write(root: Path, entries: Mapping[str, PackEntry], created_at: str) -> Non
     body = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "created_at": created_at,
             "updated_at": _now(),
             "references": {n: e.to_dict() for n, e in sorted(entries.items())}}
-    text = json.dumps({**body, "checksum": _checksum(body)}, indent=2) + "\n"
+    text = json.dumps({**body, "checksum": content_checksum(body)}, indent=2) + "\n"
     atomic_write_bytes(root / PACK_FILE, text.encode("utf-8"))
