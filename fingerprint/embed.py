@@ -27,19 +27,24 @@ import numpy as np
 
 from fingerprint.config import (DEFAULT_EMBEDDING_BACKEND, DEFAULT_EMBEDDING_MODEL,
                                 EMBEDDING_BACKENDS)
+from fingerprint.embed_cache import cache_root
 from fingerprint.embed_model import EMBEDDING_DTYPE, EmbeddingModelError, resolve_model_path
 from fingerprint.errors import ConfigError
 
 __all__ = ["EMBEDDING_DTYPE", "Embedder", "EmbeddingModelError", "forget_loaded_backends",
            "load_backend", "resolve_model_path"]
 
-_loaded: dict[tuple[str, str, str], Any] = {}
+_loaded: dict[tuple[str, str, str, str], Any] = {}
 _loaded_lock = threading.Lock()
 
 
 def load_backend(backend: str, model_name: str, device: str = "cpu") -> Any:
-    """The process-wide instance of a backend for a model (built and cached if need be)."""
-    key = (backend, model_name, device)
+    """The process-wide instance of a backend for a model (built and cached if need be).
+
+    The key holds the cache directory in force (``$FINGERPRINT_CACHE_DIR``): an instance built
+    from one cache must not answer for another, or a process that switched directories would
+    never build (or verify) its entry in the one it uses now."""
+    key = (backend, model_name, device, str(cache_root()))
     with _loaded_lock:
         if key not in _loaded:
             if backend == "torch":

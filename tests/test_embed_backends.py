@@ -143,3 +143,17 @@ def test_derived_backends_run_without_torch_once_built(embedders):
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_backend_loaded_from_one_cache_does_not_answer_for_another(embedders, tmp_path,
+                                                                     monkeypatch):
+    """A process that changes $FINGERPRINT_CACHE_DIR (a CLI test, a user's script) must use
+    the entry in the directory now in force, not the instance loaded from the old one."""
+    name = embedders["static"].model_name
+    before = load_backend("static", name)
+    shutil.copytree(before.entry, tmp_path / before.entry.name)  # verified there, not rebuilt
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    after = load_backend("static", name)
+    assert after is not before and after.entry == tmp_path / before.entry.name
+    monkeypatch.delenv(CACHE_ENV)
+    assert load_backend("static", name) is before
