@@ -21,7 +21,10 @@ import numpy as np
 from index.errors import IndexWriteError
 
 COARSE_POINTS_PER_CENTROID = 2000  # FAISS's own sample cap for the coarse level
-ITERATIONS = 25
+# k-means iterations at each level. FAISS's default is 25; at 1M rows (4,096 lists) 15 gave
+# the stored index the same recall@10 (0.796 / 0.894 / 0.956 at 64 / 128 / 256 lists probed,
+# against 0.800 / 0.895 / 0.959; 200 queries, so +-0.005 is noise) in 60% of the time.
+ITERATIONS = 15
 
 
 def share_lists(sizes: np.ndarray, lists: int) -> np.ndarray:
@@ -44,12 +47,14 @@ def share_lists(sizes: np.ndarray, lists: int) -> np.ndarray:
     return shares
 
 
-def two_level_centroids(sample: np.ndarray, coarse: int, lists: int) -> np.ndarray:
-    """``lists`` centroids of ``sample`` (float32 rows) through ``coarse`` first-level clusters."""
+def two_level_centroids(sample: np.ndarray, coarse: int, lists: int,
+                        iterations: int = ITERATIONS) -> np.ndarray:
+    """``lists`` centroids of ``sample`` (float32 rows) through ``coarse`` first-level clusters,
+    ``iterations`` of k-means at each level."""
     if not 0 < coarse <= lists:
         raise IndexWriteError(f"{coarse} coarse clusters for {lists} lists")
     dim = int(sample.shape[1])
-    top = faiss.Kmeans(dim, coarse, niter=ITERATIONS, min_points_per_centroid=1,
+    top = faiss.Kmeans(dim, coarse, niter=iterations, min_points_per_centroid=1,
                        max_points_per_centroid=COARSE_POINTS_PER_CENTROID)
     top.train(sample)
     _, assigned = top.assign(sample)
@@ -61,7 +66,7 @@ def two_level_centroids(sample: np.ndarray, coarse: int, lists: int) -> np.ndarr
         start += sizes[cluster]
         if k == 0:
             continue
-        sub = faiss.Kmeans(dim, int(k), niter=ITERATIONS, min_points_per_centroid=1)
+        sub = faiss.Kmeans(dim, int(k), niter=iterations, min_points_per_centroid=1)
         sub.train(np.ascontiguousarray(sample[members]))
         centroids.append(sub.centroids)
     return np.vstack(centroids)

@@ -35,7 +35,7 @@ import numpy as np
 from fingerprint.minhash import SIGNATURE_DTYPE
 from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
 from index.errors import IndexCorruptedError, IndexStoreError
-from index.files import sha256_file
+from index.files import sha256_file, sha256_files
 from index.manifest import SegmentEntry
 from index.metadata import MetadataReader
 
@@ -113,8 +113,9 @@ class Segment:
 
     def verify(self) -> None:
         """Compare every file with its recorded sha256 (reads the whole segment once)."""
-        for name in self.files:
-            self._path(name)
+        names = [name for name in self.files if name not in self._verified]
+        for name, actual in zip(names, sha256_files([self.dir / n for n in names])):
+            self._check(name, actual)
 
     def verify_file(self, name: str) -> None:
         """Compare one file with its recorded sha256."""
@@ -123,13 +124,15 @@ class Segment:
     def _path(self, name: str) -> Path:
         """The file's path, after checking its sha256 against the manifest (once per process)."""
         if name not in self._verified:
-            expected = self.entry.file(name)
-            actual = sha256_file(self.dir / name)
-            if actual != expected.sha256:
-                raise IndexCorruptedError(f"{self.dir / name}: checksum mismatch (expected sha256 "
-                                          f"{expected.sha256}, actual {actual})")
-            self._verified.add(name)
+            self._check(name, sha256_file(self.dir / name))
         return self.dir / name
+
+    def _check(self, name: str, actual: str) -> None:
+        expected = self.entry.file(name)
+        if actual != expected.sha256:
+            raise IndexCorruptedError(f"{self.dir / name}: checksum mismatch (expected sha256 "
+                                      f"{expected.sha256}, actual {actual})")
+        self._verified.add(name)
 
     def _array(self, name: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
         path = self._path(name)

@@ -23,7 +23,7 @@ from fingerprint.style import COUNT_DTYPE, INDEX_DTYPE
 from index.clustering import two_level_centroids
 from index.codes import one_bit_codes
 from index.errors import IndexStoreError, IndexWriteError
-from index.files import NpyAppender, fsync_path, sha256_file
+from index.files import NpyAppender, fsync_path, sha256_files
 from index.manifest import FileEntry, SegmentEntry, now_iso
 from index.metadata import MetadataWriter
 from index.segment import (ANN_MIN_ROWS, BAND_DTYPE, BANDED, BANDS, CODES, EMBEDDING_FILES,
@@ -36,7 +36,12 @@ from index.segment import (ANN_MIN_ROWS, BAND_DTYPE, BANDED, BANDS, CODES, EMBED
 TRAINING_PER_LIST = 50
 ROTATION_SEED = 1234
 HNSW_NEIGHBOURS = 32  # graph over the IVF centroids, used to assign rows while building
-HNSW_EF_ADD = 64
+# The graph's search width when assigning rows to lists. At 1M rows (4,096 lists) width 64 put
+# 99.3% of rows in their nearest list and took 28 us a row, most of a build's index time; width
+# 24 puts about 98% there, and recall@10 of the stored index was the same (0.800 / 0.895 /
+# 0.959 at 64 / 128 / 256 lists probed, against 0.798 / 0.895 / 0.958): a row one list off its
+# nearest lies in the next nearest, which a query probing 128 lists reaches too.
+HNSW_EF_ADD = 24
 _BLOCK = 65_536  # rows moved at once when building indexes from the memory-mapped files
 
 
@@ -147,14 +152,14 @@ class SegmentWriter:
                                   f"or a file size limit reached? Nothing was added to the "
                                   f"index") from None
         self._metadata.close()
-        files = []
-        for name in SEGMENT_FILES:
-            path = self.dir / name
-            if (name in EMBEDDING_FILES and self._vectors is None) or \
-                    name == (CODES if self.minhash_index_type == BANDED else BANDS):
-                continue  # no embeddings; 1-bit codes or bands, whichever the size called for
-            fsync_path(path)
-            files.append(FileEntry(name, path.stat().st_size, sha256_file(path)))
+        names = [name for name in SEGMENT_FILES
+                 if not ((name in EMBEDDING_FILES and self._vectors is None)
+                         or name == (CODES if self.minhash_index_type == BANDED else BANDS))]
+        # (no embeddings; 1-bit codes or bands, whichever the size called for)
+        paths = [self.dir / name for name in names]
+        digests = sha256_files(paths, fsync=True)
+        files = [FileEntry(name, path.stat().st_size, digest)
+                 for name, path, digest in zip(names, paths, digests)]
         fsync_path(self.dir)
         return SegmentEntry(
             name=self.name, first_row=self.first_row, rows=self.rows, created_at=now_iso(),
@@ -235,9 +240,12 @@ def _write_ivf_fastscan(vectors: np.ndarray, nlist: int, m: int, path: Path) -> 
     dim = int(vectors.shape[1])
     rotation = faiss.RandomRotationMatrix(dim, dim)
     rotation.init(ROTATION_SEED)
+    # Rows are rotated here by numpy's threaded matrix product, 1.6x faster than the
+    # transform's own apply; the stored IndexPreTransform rotates queries with the same matrix.
+    rotate = faiss.vector_to_array(rotation.A).reshape(dim, dim).T.copy()
     sample = _sample(vectors, TRAINING_PER_LIST * nlist)
     for start in range(0, len(sample), _BLOCK):  # rotated in place: one copy of the sample
-        sample[start:start + _BLOCK] = rotation.apply(sample[start:start + _BLOCK])
+        sample[start:start + _BLOCK] = sample[start:start + _BLOCK] @ rotate
     centroids = two_level_centroids(sample, int(math.sqrt(nlist)), nlist)
     graph = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBOURS)
     threads = faiss.omp_get_max_threads()
@@ -252,7 +260,7 @@ def _write_ivf_fastscan(vectors: np.ndarray, nlist: int, m: int, path: Path) -> 
     del sample
     for start in range(0, vectors.shape[0], _BLOCK):
         block = np.ascontiguousarray(vectors[start:start + _BLOCK], dtype=np.float32)
-        ivf.add(rotation.apply(block))
+        ivf.add(block @ rotate)
     flat = faiss.IndexFlatL2(dim)
     flat.add(centroids)
     ivf.quantizer = flat  # same centroids, same order: list numbers keep their meaning

@@ -460,3 +460,20 @@ def test_verify_finds_damage_in_any_file(built_index, name):
     assert bad.exit_code == 1 and not report["ok"]
     assert len(report["problems"]) == 1 and name in report["problems"][0]
     assert "checksum mismatch" in report["problems"][0]
+
+
+def test_files_hashed_side_by_side_keep_their_order(tmp_path):
+    from index.files import sha256_files
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate((0, 5, 3 << 20, 1 << 20)):  # empty, tiny, several read blocks
+        path = tmp_path / f"f{i}"
+        path.write_bytes(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        paths.append(path)
+    expected = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert sha256_files(paths) == expected
+    assert sha256_files(paths[::-1], fsync=True) == expected[::-1]
+    assert sha256_files(paths[2:3]) == expected[2:3] and sha256_files([]) == []
+    with pytest.raises(FileNotFoundError):
+        sha256_files(paths + [tmp_path / "missing"])
