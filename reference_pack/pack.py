@@ -25,12 +25,13 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from fingerprint.atomic import atomic_write_bytes
+from fingerprint.atomic import atomic_write_bytes, fsync_path
 from fingerprint.errors import ConfigError, InputError
 from fingerprint.io import ReadStats, read_records, source_name
 from fingerprint.provenance import file_sha256, probe_details
@@ -156,22 +157,31 @@ def add_to_pack(root: str | os.PathLike[str], answers: str | os.PathLike[str], n
     if pack is not None and name in pack.entries and not replace:
         raise ReferencePackError(f"{root}: already holds reference {name!r}; give --replace to "
                                  f"replace its answers")
-    data = Path(answers).read_bytes() if str(answers) != "-" else None
-    if data is None:
+    if str(answers) == "-":
         raise InputError("<stdin>", None, "a pack stores a copy of the answers file: give a file")
-    stats = ReadStats()
-    responses = sum(1 for _ in read_records(answers, stats=stats))
-    if responses == 0:
-        raise InputError(source_name(answers), None,
-                         f"no non-empty answer ({stats.empty} empty): nothing to add")
+    data = Path(answers).read_bytes()
     suffix = "".join(Path(answers).suffixes[-2:]) or ".jsonl"
     if not SUFFIX.fullmatch(suffix):
         suffix = ".jsonl"
-    entry = PackEntry(name, f"{ANSWERS_DIR}/{name}{suffix}", hashlib.sha256(data).hexdigest(),
-                      len(data), responses, stats.empty, facts, probe_details(answers),
-                      source_name(answers), _now())
+    # The answers are counted in the copy, not in the user's file, so that what is counted is
+    # what is stored even if the file changes meanwhile; errors still name the user's file.
     (root / ANSWERS_DIR).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(root / entry.file, data)
+    copy = root / ANSWERS_DIR / f".tmp-{name}-{uuid.uuid4().hex[:8]}{suffix}"
+    try:
+        atomic_write_bytes(copy, data)
+        stats = ReadStats()
+        responses = sum(1 for _ in read_records(copy, stats=stats, name=source_name(answers)))
+        if responses == 0:
+            raise InputError(source_name(answers), None,
+                             f"no non-empty answer ({stats.empty} empty): nothing to add")
+        entry = PackEntry(name, f"{ANSWERS_DIR}/{name}{suffix}",
+                          hashlib.sha256(data).hexdigest(), len(data), responses, stats.empty,
+                          facts, probe_details(answers), source_name(answers), _now())
+        os.replace(copy, root / entry.file)
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    fsync_path(root / ANSWERS_DIR)
     entries = dict(pack.entries) if pack is not None else {}
     old = entries.get(name)
     entries[name] = entry

@@ -210,6 +210,9 @@ def test_adding_to_a_pack_checks_names_answers_and_facts_first(tmp_path):
     assert out.exit_code == 1 and f"{broken} line 2" in out.output
     names = json.loads(invoke("reference", "pack", "list", pack, "--json").output)
     assert list(names) == ["m"] and names["m"]["meta"] == {"era": "2023"}
+    # what was refused left no copy behind; what is stored is what was counted
+    assert sorted(p.name for p in (pack / "answers").iterdir()) == ["m.jsonl"]
+    assert (pack / "answers" / "m.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
 
 def test_reference_facts_are_set_merged_removed_and_kept_by_compaction(tmp_path, fingerprinter):
