@@ -152,10 +152,11 @@ class SegmentWriter:
                                   f"or a file size limit reached? Nothing was added to the "
                                   f"index") from None
         self._metadata.close()
+        # Every file but those of embeddings not stored, and but the 1-bit codes or the bands,
+        # whichever the segment's size did not call for.
         names = [name for name in SEGMENT_FILES
                  if not ((name in EMBEDDING_FILES and self._vectors is None)
                          or name == (CODES if self.minhash_index_type == BANDED else BANDS))]
-        # (no embeddings; 1-bit codes or bands, whichever the size called for)
         paths = [self.dir / name for name in names]
         digests = sha256_files(paths, fsync=True)
         files = [FileEntry(name, path.stat().st_size, digest)
