@@ -131,46 +131,67 @@ def plan_tasks(group: SegmentGroup, scans: Sequence[Scan], *, skip_duplicates: b
     last row; ``first_number`` numbers the first new segment. Skipped records are counted on
     the first segment, so the index's totals are those of a local build."""
     duplicates = DuplicateFilter(group, skip_duplicates)
-    fresh: list[_Seen] = []
+    fresh = _Fresh()
     for scan in sorted(scans, key=lambda s: s.shard.index):
-        seen = [_Seen(i, scan.shard.name, line, scan.shard.index, n)
-                for n, (i, line) in enumerate(zip(scan.ids, scan.lines))]
-        for start in range(0, len(seen), CHECK_CHUNK):
-            chunk = seen[start:start + CHECK_CHUNK]
+        for start in range(0, len(scan.ids), CHECK_CHUNK):
+            ids = scan.ids[start:start + CHECK_CHUNK]
+            if duplicates.all_fresh(ids):
+                fresh.extend(ids, scan.shard.index, range(start, start + len(ids)))
+                continue
+            chunk = [_Seen(i, scan.shard.name, line, scan.shard.index, start + n) for n, (i, line)
+                     in enumerate(zip(ids, scan.lines[start:start + CHECK_CHUNK]))]
             kept = duplicates.fresh(chunk)  # type: ignore[arg-type]  # reads id/source/line
             duplicates.skipped += len(chunk) - len(kept)
-            fresh.extend(kept)  # type: ignore[arg-type]
+            for row in kept:
+                fresh.extend([row.id], row.shard, [row.ordinal])  # type: ignore[attr-defined]
     empty = sum(s.empty for s in scans)
     read = sum(len(s.ids) + s.empty for s in scans)
-    if not fresh:
+    if not fresh.ids:
         return Plan([], read, 0, empty, duplicates.skipped)
     shards = {s.shard.index: s.shard for s in scans}
-    count = min(len(fresh), max(workers, math.ceil(len(fresh) / rows_per_task)))
-    bounds = [len(fresh) * k // count for k in range(count + 1)]
+    total = len(fresh.ids)
+    count = min(total, max(workers, math.ceil(total / rows_per_task)))
+    bounds = [total * k // count for k in range(count + 1)]
     first_row = len(group)
     tasks = []
     for k in range(count):
-        rows = fresh[bounds[k]:bounds[k + 1]]
+        lo, hi = bounds[k], bounds[k + 1]
         tasks.append(StageTask(
             name=f"seg-{first_number + k:06d}-{uuid.uuid4().hex[:8]}",
-            first_row=first_row + bounds[k], rows=len(rows), parts=_parts(rows, shards),
+            first_row=first_row + lo, rows=hi - lo,
+            parts=_parts(fresh.shards[lo:hi], fresh.ordinals[lo:hi], shards),
             skipped_empty=empty if k == 0 else 0,
             skipped_duplicates=duplicates.skipped if k == 0 else 0,
-            digest=digest_ids(r.id for r in rows)))
-    return Plan(tasks, read, len(fresh), empty, duplicates.skipped)
+            digest=digest_ids(fresh.ids[lo:hi])))
+    return Plan(tasks, read, total, empty, duplicates.skipped)
 
 
-def _parts(rows: list[_Seen], shards: dict[int, Shard]) -> list[Part]:
+class _Fresh:
+    """The kept records in input order, as three parallel lists (a million small objects
+    would cost the driver about a second): id, shard index and ordinal in the shard."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.shards: list[int] = []
+        self.ordinals: list[int] = []
+
+    def extend(self, ids: Sequence[str], shard: int, ordinals: Iterable[int]) -> None:
+        self.ids.extend(ids)
+        self.shards.extend([shard] * len(ids))
+        self.ordinals.extend(ordinals)
+
+
+def _parts(shard_of: list[int], ordinals: list[int], shards: dict[int, Shard]) -> list[Part]:
     """Consecutive rows of one shard become one part; consecutive ordinals one range."""
     parts: list[Part] = []
     current = None
-    for row in rows:
-        if row.shard != current:  # by shard, not path: a file given twice is two shards
-            current = row.shard
+    for shard, ordinal in zip(shard_of, ordinals):
+        if shard != current:  # by shard, not path: a file given twice is two shards
+            current = shard
             parts.append(Part(shards[current].path, shards[current].name, []))
         ranges = parts[-1].ranges
-        if ranges and ranges[-1][1] == row.ordinal:
-            ranges[-1] = (ranges[-1][0], row.ordinal + 1)
+        if ranges and ranges[-1][1] == ordinal:
+            ranges[-1] = (ranges[-1][0], ordinal + 1)
         else:
-            ranges.append((row.ordinal, row.ordinal + 1))
+            ranges.append((ordinal, ordinal + 1))
     return parts

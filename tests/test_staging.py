@@ -145,3 +145,16 @@ def test_commit_fsyncs_the_directory_of_every_rename(built_index, fingerprinter,
         manifest, result = stage(built_index, more, fingerprinter)
         commit(built_index, manifest, [result.staged])
     assert order == [("fsync", built_index / "segments"), ("manifest", built_index)]
+
+
+def test_the_bulk_duplicate_check_changes_nothing_unless_all_are_fresh(built_index):
+    from index import DuplicateFilter
+
+    with open_index(built_index) as index:
+        stored = "resp-0"
+        assert index.existing_ids([stored, "nope"]) == {stored}
+        check = DuplicateFilter(index, skip=False)
+        assert check.all_fresh(["a", "b"]) and check.seen == {"a", "b"}
+        for refused in (["c", "c"], ["d", "a"], ["e", stored]):  # repeat, seen, stored
+            assert not check.all_fresh(refused) and check.seen == {"a", "b"}
+        assert check.all_fresh([]) and check.skipped == 0
