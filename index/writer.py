@@ -103,7 +103,7 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
                    fingerprinter: Fingerprinter, *, reference: str | None = None,
                    read_stats: ReadStats | None = None, progress: Progress | None = None,
                    reference_meta: Mapping[str, str] | None = None,
-                   **options: Any) -> AppendResult:
+                   new_reference: bool = False, **options: Any) -> AppendResult:
     """Fingerprint ``records`` and add them to the index as one new segment (stage + commit).
 
     ``read_stats`` is the ReadStats the records' reader fills in; its count of empty responses is
@@ -112,7 +112,9 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
     index.reference_meta) is merged into what the index knows of it, in the same manifest swap
     as the rows, so a reference never exists without the facts it was added with. ``options``
     are WriteOptions' fields (``store_text``, ``skip_duplicates``, ``chunk_size``, ``embed``,
-    ``workers``).
+    ``workers``). ``new_reference`` refuses to append to a reference set that exists, checked
+    under the writer lock: a caller that checked beforehand (a pack install) cannot then mix
+    its answers into a set another writer created meanwhile.
     """
     write = WriteOptions(**options)
     if reference is not None:
@@ -127,6 +129,9 @@ def append_records(path: str | os.PathLike[str], records: Iterable[ResponseRecor
     with WriterLock(root):
         index = open_index(root, expected_config=fingerprinter.config)
         try:
+            if new_reference and reference in index.references:
+                raise IndexExistsError(f"{root}: reference {reference!r} exists (added by "
+                                       f"another writer meanwhile?); nothing was added to it")
             remove_debris(root, index.manifest)
             result = stage_segment(index, records, fingerprinter, reference=reference,
                                    options=write, read_stats=read_stats, progress=progress)

@@ -60,6 +60,6 @@ def install_pack(pack_path: str | os.PathLike[str], index_path: str | os.PathLik
             out.append(Installed(name, "already installed", entry.responses, meta))
             continue
         result = add_reference(index_path, name, [pack.path_of(entry)], fingerprinter,
-                               meta=meta)
+                               meta=meta, new_reference=True)
         out.append(Installed(name, "added", result.added, meta))
     return out

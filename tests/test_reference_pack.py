@@ -296,3 +296,19 @@ def test_probe_until_decided_draws_its_null_from_matching_references(tmp_path, f
     alone = invoke("probe", "run", prompts_file(tmp_path), "--endpoint", "http://127.0.0.1:9",
                    "--model", "m", "--out", tmp_path / "o.jsonl", "--match-references", "era=1")
     assert alone.exit_code == 2 and "used only with --until-decided" in alone.output
+
+
+def test_a_reference_created_meanwhile_is_not_appended_to(built_index, fingerprinter, tmp_path):
+    """An install checks clashes before it writes; the write itself refuses (under the writer
+    lock) a reference another writer created in between, so two models' answers never mix."""
+    from index import IndexExistsError, add_reference, read_manifest
+
+    first = write_jsonl(tmp_path / "first.jsonl", styled_rows(1, 4))
+    other = write_jsonl(tmp_path / "other.jsonl", styled_rows(2, 4))
+    add_reference(built_index, "m", [first], fingerprinter, new_reference=True)
+    before = read_manifest(built_index)
+    with pytest.raises(IndexExistsError, match="reference 'm' exists"):
+        add_reference(built_index, "m", [other], fingerprinter, new_reference=True)
+    assert read_manifest(built_index) == before
+    add_reference(built_index, "m", [other], fingerprinter)  # appending is still the default
+    assert read_manifest(built_index).references["m"] != before.references["m"]
