@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from fingerprint.atomic import atomic_write_bytes, fsync_path
+from fingerprint.parallel import default_workers
 from index.errors import IndexStoreError, IndexWriteError
 
 __all__ = ["NpyAppender", "atomic_write_bytes", "fsync_path", "sha256_file", "sha256_files"]
@@ -42,11 +43,7 @@ def sha256_files(paths: Sequence[str | os.PathLike[str]], fsync: bool = False) -
 
     if len(paths) <= 1:
         return [one(p) for p in paths]
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), cores))) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(paths), default_workers())) as pool:
         return list(pool.map(one, paths))
 
 

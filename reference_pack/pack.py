@@ -148,8 +148,9 @@ def add_to_pack(root: str | os.PathLike[str], answers: str | os.PathLike[str], n
     """Copy an answers file (``probe run``'s output, or any file the toolkit reads with its
     default fields) into the pack as reference ``name`` with its facts; the pack is made if new.
 
-    The file is read whole first: it must hold at least one answer, and a malformed line is the
-    reader's usual error naming file and line, before anything is written."""
+    The file is copied into the pack under a hidden name and read there: it must hold at least
+    one answer, and a malformed line is the reader's usual error naming the user's file and
+    line; only then does the copy take its place and the manifest name it."""
     root = Path(root)
     check_reference_name(name)
     facts = check_reference_meta(meta or {}, f"reference {name}")
