@@ -71,6 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinylm as tl  # noqa: E402
 from fingerprint import watermark as wm  # noqa: E402
+from fingerprint.watermark.tokenizer import encode  # noqa: E402
 
 CACHE_VERSION = 1
 FRACTIONS = (0.0, 0.05, 0.10, 0.50, 1.00)
@@ -78,6 +79,7 @@ ATTACKED_FRACTIONS = (1.00, 0.10)
 ATTACKS = (("substitute", 0.1), ("substitute", 0.3), ("delete", 0.1), ("delete", 0.3),
            ("synonym", 1.0))
 WRONG_KEYS = 10
+SHIFT_CONTROL_KEYS = 40  # the shift test is cheap once texts are token ids: more control keys
 WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 
 
@@ -249,14 +251,17 @@ def watermark_hook(key: wm.WatermarkKey, vocab_size: int) -> tl.LogitsHook:
 # --- detection, quality, attacks ---------------------------------------------------------------
 
 def detection_row(key: wm.WatermarkKey, tokenizer, answers: list[list[int]],
-                  wrong_keys: Sequence[wm.WatermarkKey], reference: list[str]) -> dict:
+                  wrong_keys: Sequence[wm.WatermarkKey], reference: list[list[int]],
+                  shift_keys: Sequence[wm.WatermarkKey]) -> dict:
     """The detector on decoded answers (pooled and per response), on the raw token ids, and
-    under control keys; the shift test (wm.shift_test) against ``reference``, the teacher's
-    unmarked answers to the training prompts, under the key and the control keys."""
+    under control keys; the shift test (wm.shift_test_ids, both statistics) of the decoded and
+    re-tokenised answers against ``reference``, the teacher's unmarked answers to the training
+    prompts (token ids), under the key and under ``shift_keys``, which marked nothing."""
     texts = tokenizer.decode_batch(answers)
     det = wm.detect_texts(key, texts, tokenizer)
-    shift = wm.shift_test(key, texts, reference, tokenizer)
-    shift_wrong = [wm.shift_test(k, texts, reference, tokenizer).p_value for k in wrong_keys]
+    suspect = encode(tokenizer, texts)  # what a provider sees: text, tokenised again
+    shift = wm.shift_test_ids(key, suspect, reference)
+    controls = [wm.shift_test_ids(k, suspect, reference) for k in shift_keys]
     ids = wm.detect_token_ids(key, answers)
     per = np.array([r.p_value for r in det.responses if not r.too_short])
     wrong = [wm.detect_texts(k, texts, tokenizer).p_value for k in wrong_keys]
@@ -268,7 +273,9 @@ def detection_row(key: wm.WatermarkKey, tokenizer, answers: list[list[int]],
                              "share_p_below_0.01": float(np.mean(per < 0.01)) if per.size
                              else None},
             "wrong_key_p_values": wrong,
-            "shift": shift.to_dict(), "shift_wrong_key_p_values": shift_wrong}
+            "shift": shift.to_dict(),
+            "shift_wrong_key_p_values": [t.weighted_p for t in controls],
+            "shift_wrong_key_sign_p_values": [t.sign_p for t in controls]}
 
 
 def perplexity(model: tl.TinyLM, heads: list[list[int]], answers: list[list[int]],
@@ -528,9 +535,13 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
 
     # detection
     outputs["teacher"] = {0.0: served["unmarked"], 1.0: served["marked"]}
-    reference = tokenizer.decode_batch(answers["unmarked"])  # the provider's unmarked text
+    # the provider's unmarked text, as text tokenised again
+    reference = encode(tokenizer, tokenizer.decode_batch(answers["unmarked"]))
+    shift_keys = [watermark_key(out / "tokenizer.json", seed, wm_config, f"control-{i}")
+                  for i in range(SHIFT_CONTROL_KEYS)]
     rows = [{"student": kind, "fraction": fraction,
-             **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys, reference)}
+             **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys, reference,
+                             shift_keys)}
             for kind, shares in (("teacher", (0.0, 1.0)), ("ngram", fractions),
                                  ("neural", fractions)) for fraction in shares]
     t = lap("detection", t)
@@ -566,6 +577,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
 
     wrong = np.array([p for r in rows for p in r["wrong_key_p_values"]])
     shift_wrong = np.array([p for r in rows for p in r["shift_wrong_key_p_values"]])
+    sign_wrong = np.array([p for r in rows for p in r["shift_wrong_key_sign_p_values"]])
     return {
         "benchmark": "radioactivity", "quick": quick, "settings": settings.to_dict(),
         "torch": {"version": torch.__version__, "precision": tl.PRECISION,
@@ -602,7 +614,13 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
                     "min_p": float(wrong.min()),
                     "shift_share_below_0.05": float(np.mean(shift_wrong < 0.05)),
                     "shift_share_below_0.01": float(np.mean(shift_wrong < 0.01)),
-                    "shift_min_p": float(shift_wrong.min())},
+                    "shift_tests": int(shift_wrong.size),
+                    "shift_keys_per_row": SHIFT_CONTROL_KEYS,
+                    "shift_share_below_0.5": float(np.mean(shift_wrong < 0.5)),
+                    "shift_min_p": float(shift_wrong.min()),
+                    "sign_share_below_0.05": float(np.mean(sign_wrong < 0.05)),
+                    "sign_share_below_0.01": float(np.mean(sign_wrong < 0.01)),
+                    "sign_min_p": float(sign_wrong.min())},
         "seconds": timings, "wall_seconds": round(time.time() - started, 1),
     }
 
@@ -629,16 +647,20 @@ def tables(report: dict) -> str:
             f"{per['share_p_below_0.01']:.2f} | {fmt_p(min(r['wrong_key_p_values']))} | "
             f"{r['perplexity_under_student_base']:.1f} |")
     q = report["quality"]
-    lines += ["", "| outputs of | marked share | shift test p | green among up windows | "
-              "green among all compared | z | wrong-key min p |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| outputs of | marked share | shift test p (weighted) | lean | sign test p "
+              "| green among up windows | windows | control keys: weighted p < 0.05, min | "
+              "sign p < 0.05, min |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         sh = r["shift"]
         name = "teacher itself" if r["student"] == "teacher" else f"{r['student']} student"
         share = "-" if sh["green_share_up"] is None else f"{sh['green_share_up']:.3f}"
-        every = "-" if sh["green_share_all"] is None else f"{sh['green_share_all']:.3f}"
-        lines.append(f"| {name} | {r['fraction']:.0%} | {fmt_p(sh['p_value'])} | "
-                     f"{sh['green_up']}/{sh['up']} ({share}) | {every} of {sh['windows']} | "
-                     f"{sh['z']:.1f} | {fmt_p(min(r['shift_wrong_key_p_values']))} |")
+        ctl, sign = (np.array(r[f]) for f in ("shift_wrong_key_p_values",
+                                              "shift_wrong_key_sign_p_values"))
+        lines.append(f"| {name} | {r['fraction']:.0%} | {fmt_p(sh['weighted_p'])} | "
+                     f"{sh['lean']:.3f} | {fmt_p(sh['sign_p'])} | {sh['green_up']}/{sh['up']} "
+                     f"({share}) | {sh['windows']} | {int((ctl < 0.05).sum())}/{ctl.size}, "
+                     f"{fmt_p(ctl.min())} | {int((sign < 0.05).sum())}/{sign.size}, "
+                     f"{fmt_p(sign.min())} |")
     lines += ["", "| teacher answers | ppl under student base | ppl under teacher (no mark) | "
               "median answer ppl (base) |", "|---|---|---|---|"]
     for name in ("unmarked", "marked"):
@@ -653,9 +675,12 @@ def tables(report: dict) -> str:
                      f"{a['pooled']['green_fraction']:.3f} |")
     c = report["control"]
     lines.append(f"\ncontrol: {c['tests']} tests under keys that marked nothing: "
-                 f"{c['share_below_0.05']:.3f} below 0.05, min p {fmt_p(c['min_p'])}; shift "
-                 f"test {c['shift_share_below_0.05']:.3f} below 0.05, min p "
-                 f"{fmt_p(c['shift_min_p'])}")
+                 f"{c['share_below_0.05']:.3f} below 0.05, min p {fmt_p(c['min_p'])}; "
+                 f"{c['shift_tests']} shift tests: weighted {c['shift_share_below_0.05']:.3f} "
+                 f"below 0.05, {c['shift_share_below_0.01']:.3f} below 0.01, "
+                 f"{c['shift_share_below_0.5']:.3f} below 0.5, min p {fmt_p(c['shift_min_p'])}; "
+                 f"sign {c['sign_share_below_0.05']:.3f} below 0.05, min p "
+                 f"{fmt_p(c['sign_min_p'])}")
     lines.append(f"wall time {report['wall_seconds']:.0f} s: " + ", ".join(
         f"{k} {v:.0f}" for k, v in report["seconds"].items()))
     return "\n".join(lines)

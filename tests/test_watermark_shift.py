@@ -51,10 +51,11 @@ def test_unmarked_suspects_give_valid_p_values_under_many_keys():
     p = zipf_probabilities(rng)
     q = 0.7 * p + 0.3 * zipf_probabilities(rng)  # another model: differs, but not by the key
     suspect, reference = sample(q, rng, answers=150), sample(p, rng, answers=150)
-    values = np.array([wm.shift_test_ids(with_key(0, seed), suspect, reference).p_value
-                       for seed in range(150)])
-    assert np.mean(values < 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 150) ** 0.5
-    assert np.mean(values < 0.5) == pytest.approx(0.5, abs=0.15)
+    tests = [wm.shift_test_ids(with_key(0, seed), suspect, reference) for seed in range(150)]
+    for values in (np.array([t.weighted_p for t in tests]), np.array([t.sign_p for t in tests])):
+        assert np.mean(values < 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 150) ** 0.5
+        assert np.mean(values < 0.5) == pytest.approx(0.5, abs=0.15)
+    assert all(t.p_value == t.weighted_p for t in tests)  # the default method
     short = [s[:40] for s in suspect[:60]], [r[:40] for r in reference[:60]]
     width2 = [wm.shift_test_ids(with_key(2, seed), *short, min_count=2).p_value
               for seed in range(20)]
@@ -77,7 +78,58 @@ def test_a_student_of_a_little_marked_text_is_found_and_only_under_its_key():
     assert min(others) > 1e-3
     # a reference that is itself marked costs power, never validity: no small p-value appears
     marked_reference = sample(student_of(p, key, 1.0), rng)
-    assert wm.shift_test_ids(key, student, marked_reference).p_value > 0.5
+    against_marked = wm.shift_test_ids(key, student, marked_reference)
+    assert against_marked.p_value > 0.5 and against_marked.sign_p > 0.5
+    assert against_marked.lean < 0 < found.lean
+
+
+def test_weighing_each_window_by_how_far_it_moved_finds_what_the_sign_test_misses():
+    """At 5% marked training text the sign of each window's move is mostly noise; its size,
+    weighted by how precisely it is measured, is not."""
+    rng = np.random.default_rng(1)
+    p = zipf_probabilities(rng)
+    key = with_key(0, 7)
+    reference = sample(p, rng)
+    student = sample(student_of(p, key, 0.05), rng)
+    weighted = wm.shift_test_ids(key, student, reference)
+    sign = wm.shift_test_ids(key, student, reference, method="sign")
+    assert weighted.method == "weighted" and sign.method == "sign"
+    assert sign.p_value == sign.sign_p == weighted.sign_p and sign.p_value > 1e-3
+    assert weighted.p_value < 1e-4 and weighted.p_value < sign.p_value / 100
+    # the size it reports: exp(lean) ~ how much more often than a red window a green one is
+    # used; the student learned 5% of delta = 2's boost (a factor 1.3 on green, ~0.98 on red)
+    assert 0.03 < weighted.lean < 0.3
+    assert weighted.to_dict()["weighted_p"] == weighted.p_value
+    with pytest.raises(InputError, match="method"):
+        wm.shift_test_ids(key, student, reference, method="t")
+
+
+def test_the_weighted_tail_is_exact():
+    """Against every one of the 2**14 outcomes, for weights of both signs and every threshold;
+    equal unit weights give the binomial tail."""
+    import itertools
+
+    from fingerprint.watermark.bernoulli_sum import bernoulli_sum_tail, integer_weights
+
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-7, 12, size=14)
+    gamma = 0.3
+    outcomes = np.array(list(itertools.product([0, 1], repeat=14)))
+    sums = outcomes @ weights
+    probs = np.prod(np.where(outcomes == 1, gamma, 1 - gamma), axis=1)
+    for t in range(int(sums.min()) - 1, int(sums.max()) + 2):
+        assert bernoulli_sum_tail(weights, t, gamma) == pytest.approx(probs[sums >= t].sum(),
+                                                                      rel=1e-9, abs=1e-15)
+    assert bernoulli_sum_tail(np.ones(400, dtype=int), 160, 0.25) == pytest.approx(
+        wm.binomial_tail(160, 400, 0.25), rel=1e-6)
+    assert bernoulli_sum_tail(np.zeros(3, dtype=int), 0, 0.25) == 1.0
+    assert bernoulli_sum_tail(np.zeros(0, dtype=int), 1, 0.25) == 0.0
+    with pytest.raises(InputError, match="gamma"):
+        bernoulli_sum_tail(weights, 0, 1.0)
+    grid = integer_weights(np.array([0.0, 1.0, -1.0, 1e9]))
+    assert grid[0] == 0 and grid[1] == -grid[2] > 0 and grid[3] == 8 * 20  # the outlier clipped
+    with pytest.raises(InputError, match="finite"):
+        integer_weights(np.array([np.nan]))
 
 
 def test_degenerate_inputs_are_no_evidence():

@@ -21,6 +21,19 @@ depends on the texts only, never on the key, so choosing them costs nothing. A r
 carries the mark itself only makes green windows look down in the suspect: power is lost, never
 validity. What a small p-value does not say: how much marked text the suspect saw, or that it
 saw it directly (a student of a student inherits the shift too).
+
+Two statistics, one set of windows (``method``):
+- ``sign``: of the up windows, how many are green (the count above). It throws away how far a
+  window moved, and weighs a token seen 5 times like one seen 5,000 times.
+- ``weighted`` (the default): each window's log rate ratio (suspect over reference), centred and
+  weighted by its inverse variance (sampling variance plus the spread between windows, estimated
+  from the texts), summed over the green windows: the score statistic for "green windows are
+  used more, relative to the reference, than red ones". Its weights depend on the texts only,
+  so under the null the statistic is a weighted sum of independent Bernoulli(gamma) variables,
+  whose tail fingerprint.watermark.bernoulli_sum computes exactly on an integer grid. ``lean``
+  reports the size: the weighted mean log rate ratio of green windows minus that of red ones
+  (exp(lean) = how many times as often, relative to the reference, the suspect uses a green
+  window as a red one).
 """
 
 from __future__ import annotations
@@ -31,17 +44,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from fingerprint.errors import InputError
+from fingerprint.watermark.bernoulli_sum import bernoulli_sum_tail, integer_weights
 from fingerprint.watermark.detect import binomial_tail, token_windows
 from fingerprint.watermark.green import green_pairs, unique_rows
 from fingerprint.watermark.key import WatermarkKey
 
 MIN_COUNT = 4  # a window seen fewer times in both texts together says little about direction
+METHODS = ("weighted", "sign")
 
 
 @dataclass(frozen=True)
 class ShiftTest:
     """``green_up`` green windows among the ``up`` windows the suspect uses more than the
-    reference, of ``windows`` compared; null probability ``gamma`` each."""
+    reference, of ``windows`` compared; null probability ``gamma`` each. ``p_value`` is the
+    ``method``'s: the sign test's exact binomial tail or the weighted test's ``weighted_p``."""
 
     windows: int
     up: int
@@ -50,10 +66,17 @@ class ShiftTest:
     gamma: float
     suspect_windows: int  # windows (with repeats) in the suspect's text
     reference_windows: int
+    method: str = "sign"
+    weighted_p: float = 1.0
+    lean: float = 0.0  # weighted mean log rate ratio, green windows minus red ones
+
+    @property
+    def sign_p(self) -> float:
+        return binomial_tail(self.green_up, self.up, self.gamma) if self.up else 1.0
 
     @property
     def p_value(self) -> float:
-        return binomial_tail(self.green_up, self.up, self.gamma) if self.up else 1.0
+        return self.weighted_p if self.method == "weighted" else self.sign_p
 
     @property
     def z(self) -> float:
@@ -67,6 +90,8 @@ class ShiftTest:
                 "green_share_up": self.green_up / self.up if self.up else None,
                 "green_share_all": self.green_all / self.windows if self.windows else None,
                 "gamma": self.gamma, "z": round(self.z, 4), "p_value": self.p_value,
+                "method": self.method, "sign_p": self.sign_p, "weighted_p": self.weighted_p,
+                "lean": round(self.lean, 6),
                 "suspect_windows": self.suspect_windows,
                 "reference_windows": self.reference_windows}
 
@@ -77,34 +102,63 @@ def _windows(sequences: Sequence[Sequence[int]], width: int, what: str) -> np.nd
     return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.int64)
 
 
+def window_scores(counts_mine: np.ndarray, counts_theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log rate ratios, inverse-variance weights) of windows counted in two texts.
+
+    The ratio is centred on its weighted mean (the texts' overall level is not the key's doing)
+    and each weight is 1 / (sampling variance + spread between windows), the spread estimated by
+    moments (DerSimonian-Laird): two models differ in many windows for reasons of their own, and
+    without it the most frequent windows, measured most precisely, would drown the rest."""
+    mine, theirs = counts_mine + 0.5, counts_theirs + 0.5
+    ratio = np.log(mine / mine.sum()) - np.log(theirs / theirs.sum())
+    variance = 1.0 / mine + 1.0 / theirs
+    spread = max(0.0, float(np.var(ratio)) - float(np.mean(variance))) if len(ratio) > 1 else 0.0
+    weight = 1.0 / (variance + spread)
+    return ratio - float(np.sum(weight * ratio) / np.sum(weight)), weight
+
+
+def _lean(ratio: np.ndarray, weight: np.ndarray, green: np.ndarray) -> float:
+    if not green.any() or green.all():
+        return 0.0
+    mean = lambda m: float(np.sum(weight[m] * ratio[m]) / np.sum(weight[m]))  # noqa: E731
+    return mean(green) - mean(~green)
+
+
 def shift_test_ids(key: WatermarkKey, suspect: Sequence[Sequence[int]],
-                   reference: Sequence[Sequence[int]], min_count: int = MIN_COUNT) -> ShiftTest:
+                   reference: Sequence[Sequence[int]], min_count: int = MIN_COUNT,
+                   method: str = "weighted") -> ShiftTest:
     """The shift test on token-id sequences (answers without their prompts)."""
     if not isinstance(min_count, int) or min_count < 1:
         raise InputError("min_count", None, f"must be a positive integer, got {min_count!r}")
+    if method not in METHODS:
+        raise InputError("method", None, f"must be one of {', '.join(METHODS)}, got {method!r}")
     width = key.tokens.context_width + 1
     mine, theirs = _windows(suspect, width, "suspect"), _windows(reference, width, "reference")
     gamma = key.tokens.gamma
     if not len(mine) or not len(theirs):
-        return ShiftTest(0, 0, 0, 0, gamma, len(mine), len(theirs))
+        return ShiftTest(0, 0, 0, 0, gamma, len(mine), len(theirs), method)
     distinct, which = unique_rows(np.concatenate([mine, theirs]))
     counts_mine = np.bincount(which[:len(mine)], minlength=len(distinct))
     counts_theirs = np.bincount(which[len(mine):], minlength=len(distinct))
     kept = (counts_mine + counts_theirs) >= min_count
     # up: a higher rate in the suspect (cross-multiplied: exact in integers)
-    up = kept & (counts_mine * len(theirs) > counts_theirs * len(mine))
-    green_kept = np.zeros(len(distinct), dtype=bool)
-    green_kept[kept] = green_pairs(key.secret, gamma, distinct[kept])
-    return ShiftTest(int(kept.sum()), int(up.sum()), int((green_kept & up).sum()),
-                     int((green_kept & kept).sum()), gamma, len(mine), len(theirs))
+    up = (counts_mine * len(theirs) > counts_theirs * len(mine))[kept]
+    green = green_pairs(key.secret, gamma, distinct[kept])
+    ratio, weight = window_scores(counts_mine[kept], counts_theirs[kept])
+    weights = integer_weights(ratio * weight)
+    weighted_p = bernoulli_sum_tail(weights, int(weights[green].sum()), gamma)
+    return ShiftTest(int(kept.sum()), int(up.sum()), int((green & up).sum()), int(green.sum()),
+                     gamma, len(mine), len(theirs), method, weighted_p,
+                     _lean(ratio, weight, green))
 
 
 def shift_test(key: WatermarkKey, suspect: Sequence[str], reference: Sequence[str],
-               tokenizer: Any = None, min_count: int = MIN_COUNT) -> ShiftTest:
+               tokenizer: Any = None, min_count: int = MIN_COUNT,
+               method: str = "weighted") -> ShiftTest:
     """The shift test on texts, re-tokenised with the key's tokenizer (checked against the key;
     ``tokenizer`` defaults to loading the one the key records)."""
     from fingerprint.watermark.tokenizer import checked_tokenizer, encode
 
     tokenizer = checked_tokenizer(key.tokenizer, tokenizer)
     return shift_test_ids(key, encode(tokenizer, suspect), encode(tokenizer, reference),
-                          min_count)
+                          min_count, method)
