@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/radioactivity.py --data ../shared/data/alpacaeval
         [--out bench-out/radioactivity] [--quick] [--delta 2.0] [--gamma 0.25] [--json]
+        [--context-width 0] [--fractions 0,0.05,0.1] [--eval-samples 8]
+        [--finetune-epochs 2] [--finetune-lr 5e-4]
 
 A real, small distillation experiment on the CPU (Sander et al. 2024, "Watermarking makes
 language models radioactive", closed-model setting: only the suspect's outputs are seen). No
@@ -700,6 +702,10 @@ def main() -> None:
                         help="marked shares of the students' training data, comma-separated")
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="answers per held-out prompt from each model tested (default 2)")
+    parser.add_argument("--finetune-epochs", type=float, default=None,
+                        help="epochs of the neural student's fine-tuning (default 2)")
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help="its peak learning rate (default 5e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for training (generation always uses one); on a "
@@ -713,6 +719,11 @@ def main() -> None:
     settings = QUICK if args.quick else FULL
     if args.eval_samples is not None:
         settings = dataclasses.replace(settings, eval_samples=args.eval_samples)
+    finetune = {k: v for k, v in (("epochs", args.finetune_epochs), ("lr", args.finetune_lr))
+                if v is not None}
+    if finetune:
+        settings = dataclasses.replace(
+            settings, finetune=dataclasses.replace(settings.finetune, **finetune))
     report = run(args.data, out, settings, config, args.seed, args.threads, args.quick,
                  fractions)
     (out / "radioactivity.json").write_text(json.dumps(report, indent=1))
