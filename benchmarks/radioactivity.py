@@ -380,7 +380,8 @@ def word_vocabulary(texts: Sequence[str], size: int) -> tuple[np.ndarray, np.nda
 # --- the experiment ----------------------------------------------------------------------------
 
 def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig, seed: int,
-        threads: int, quick: bool, fractions: Sequence[float] = FRACTIONS) -> dict:
+        threads: int, quick: bool, fractions: Sequence[float] = FRACTIONS,
+        shift_control_keys: int = SHIFT_CONTROL_KEYS) -> dict:
     started = time.time()
     timings: dict[str, float] = {}
 
@@ -540,7 +541,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     # the provider's unmarked text, as text tokenised again
     reference = encode(tokenizer, tokenizer.decode_batch(answers["unmarked"]))
     shift_keys = [watermark_key(out / "tokenizer.json", seed, wm_config, f"control-{i}")
-                  for i in range(SHIFT_CONTROL_KEYS)]
+                  for i in range(shift_control_keys)]
     rows = [{"student": kind, "fraction": fraction,
              **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys, reference,
                              shift_keys)}
@@ -617,7 +618,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
                     "shift_share_below_0.05": float(np.mean(shift_wrong < 0.05)),
                     "shift_share_below_0.01": float(np.mean(shift_wrong < 0.01)),
                     "shift_tests": int(shift_wrong.size),
-                    "shift_keys_per_row": SHIFT_CONTROL_KEYS,
+                    "shift_keys_per_row": shift_control_keys,
                     "shift_share_below_0.5": float(np.mean(shift_wrong < 0.5)),
                     "shift_min_p": float(shift_wrong.min()),
                     "sign_share_below_0.05": float(np.mean(sign_wrong < 0.05)),
@@ -706,6 +707,9 @@ def main() -> None:
                         help="epochs of the neural student's fine-tuning (default 2)")
     parser.add_argument("--finetune-lr", type=float, default=None,
                         help="its peak learning rate (default 5e-4)")
+    parser.add_argument("--shift-control-keys", type=int, default=SHIFT_CONTROL_KEYS,
+                        help="keys that marked nothing, each model's outputs shift-tested "
+                        "under every one (the null check of the shift test)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for training (generation always uses one); on a "
@@ -725,7 +729,7 @@ def main() -> None:
         settings = dataclasses.replace(
             settings, finetune=dataclasses.replace(settings.finetune, **finetune))
     report = run(args.data, out, settings, config, args.seed, args.threads, args.quick,
-                 fractions)
+                 fractions, args.shift_control_keys)
     (out / "radioactivity.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     if not args.json:
