@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Callable
 
 from fingerprint.atomic import fsync_path
+from fingerprint.checksum import file_sha256
 from fingerprint.errors import EmbeddingCacheError
 
 CACHE_ENV = "FINGERPRINT_CACHE_DIR"
 ENTRY_FILE = "entry.json"
-_CHUNK = 1 << 20
 
 log = logging.getLogger(__name__)
 _model_digests: dict[tuple, str] = {}
@@ -43,14 +43,6 @@ _model_digests: dict[tuple, str] = {}
 def cache_root() -> Path:
     configured = os.environ.get(CACHE_ENV)
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fingerprint"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_digest(model_dir: Path) -> str:

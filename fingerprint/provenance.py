@@ -8,11 +8,11 @@ can say which endpoint and model answered, with which parameters, and when.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from typing import Any
 
+from fingerprint import checksum
 from fingerprint.errors import InputError
 from fingerprint.io import BLANK, decode_json_line, input_format, open_input, source_name
 
@@ -23,13 +23,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str | None:
     if not _regular_file(path):
         return None
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
+        return checksum.file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _regular_file(path: str | os.PathLike[str]) -> bool:

@@ -3,7 +3,6 @@ files of the watermark need them too) and are re-exported here."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,20 +11,11 @@ from typing import Sequence
 import numpy as np
 
 from fingerprint.atomic import atomic_write_bytes, fsync_path
+from fingerprint.checksum import file_sha256 as sha256_file
 from fingerprint.parallel import default_workers
 from index.errors import IndexStoreError, IndexWriteError
 
 __all__ = ["NpyAppender", "atomic_write_bytes", "fsync_path", "sha256_file", "sha256_files"]
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_files(paths: Sequence[str | os.PathLike[str]], fsync: bool = False) -> list[str]:
