@@ -8,6 +8,12 @@ tokenizer; lexical: the post-hoc mark's version 2, serial commas, contractions a
 context 1; lexical_v1: version 1, synonyms only, context 1, gamma 0.5, the same secrets) this prints the share of responses with a per-response
 p-value at or below each level (responses too short to test excluded, their count printed), and
 the pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform distribution.
+
+``shift`` and ``shift_w0``: the shift test (weighted, the default; fingerprint.watermark.shift)
+of each model's answers against the next model's (in file-name order) as the "unmarked
+reference", under keys of context width 2 and 0. Two different models differ in many windows
+for reasons of their own, which is the case the test must not mistake for a mark. These have no
+per-response tests: only the pooled column applies.
 """
 
 from __future__ import annotations
@@ -28,7 +34,11 @@ from fingerprint import watermark as wm  # noqa: E402
 from fingerprint.watermark.tokenizer import encode  # noqa: E402
 
 LEVELS = (1e-4, 1e-3, 0.01, 0.05, 0.1)
-SCHEMES = ("tokens", "lexical", "lexical_v1")
+SCHEMES = ("tokens", "lexical", "lexical_v1", "shift", "shift_w0")
+
+
+def width_0(key: wm.WatermarkKey) -> wm.WatermarkKey:
+    return dataclasses.replace(key, tokens=dataclasses.replace(key.tokens, context_width=0))
 
 
 def main() -> None:
@@ -48,10 +58,17 @@ def main() -> None:
     keys = {m: [wm.generate_key() for _ in range(args.keys)] for m in outputs}
     result = {"models": len(outputs), "responses": sum(len(t) for t in outputs.values()),
               "keys": args.keys}
+    models = list(outputs)
+    reference = {m: ids[models[(i + 1) % len(models)]] for i, m in enumerate(models)}
     for scheme in SCHEMES:
         per, pooled, short = [], [], 0
         for model, texts in outputs.items():
             for key in keys[model]:
+                if scheme.startswith("shift"):
+                    shifted = width_0(key) if scheme == "shift_w0" else key
+                    pooled.append(wm.shift_test_ids(shifted, ids[model],
+                                                    reference[model]).p_value)
+                    continue
                 det = (wm.detect_token_ids(key, ids[model]) if scheme == "tokens"
                        else wm.detect_lexical(key, texts) if scheme == "lexical"
                        else wm.detect_lexical(dataclasses.replace(key, posthoc=None), texts))
@@ -65,6 +82,7 @@ def main() -> None:
                               for a in LEVELS},
             "pooled_tests": len(pooled), "pooled_min_p": float(min(pooled)),
             "pooled_rate_at_0.05": float(np.mean(np.array(pooled) <= 0.05)),
+            "pooled_rate_at_0.01": float(np.mean(np.array(pooled) <= 0.01)),
             "pooled_ks_pvalue": float(kstest(pooled, "uniform").pvalue)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=2))

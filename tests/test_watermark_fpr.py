@@ -58,11 +58,15 @@ def check_levels(p_values: np.ndarray, what: str) -> None:
                                             "below it: the test would be needlessly weak"
 
 
-def test_token_mark_false_positive_rate_matches_the_level(outputs, keys):
-    tokenizer = wm.load_tokenizer("all-MiniLM-L6-v2")
+@pytest.fixture(scope="module")
+def ids(outputs):
     from fingerprint.watermark.tokenizer import encode
 
-    ids = {model: encode(tokenizer, texts) for model, texts in outputs.items()}
+    tokenizer = wm.load_tokenizer("all-MiniLM-L6-v2")
+    return {model: encode(tokenizer, texts) for model, texts in outputs.items()}
+
+
+def test_token_mark_false_positive_rate_matches_the_level(outputs, keys, ids):
     per_response, pooled = [], []
     for model, seqs in ids.items():
         for key in keys[model]:
@@ -80,5 +84,24 @@ def test_token_mark_false_positive_rate_matches_the_level(outputs, keys):
 def test_lexical_mark_pooled_p_values_are_uniform(outputs, keys):
     pooled = [wm.detect_lexical(key, texts).p_value
               for model, texts in outputs.items() for key in keys[model]]
+    assert kstest(pooled, "uniform").pvalue > 1e-3
+    assert min(pooled) > MIN_POOLED
+
+
+@pytest.mark.parametrize("width", [2, 0])
+def test_shift_test_p_values_are_uniform_between_real_models(ids, keys, width):
+    """Each model's answers against the next model's as the unmarked reference: two real models
+    differ in many windows for reasons of their own, and the weighted shift test must not read
+    that as a mark under keys neither ever saw."""
+    import dataclasses
+
+    models = list(ids)
+    pooled = []
+    for i, model in enumerate(models):
+        for key in keys[model]:
+            key = dataclasses.replace(key, tokens=dataclasses.replace(key.tokens,
+                                                                      context_width=width))
+            pooled.append(wm.shift_test_ids(key, ids[model],
+                                            ids[models[(i + 1) % len(models)]]).p_value)
     assert kstest(pooled, "uniform").pvalue > 1e-3
     assert min(pooled) > MIN_POOLED
