@@ -529,7 +529,11 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
             with single_thread():
                 made = tl.generate(student, [heads[i] for i in eval_slots], seed=seed + 4,
                                    **gen)
-            return {"answers": made, "finetune": facts}
+            # how much of the teacher it learned, whatever the mark: its perplexity on the
+            # teacher's unmarked answers to prompts nobody trained on
+            fit = perplexity(student, [heads[i] for i in eval_slots], served["unmarked"], pad)
+            return {"answers": made, "finetune": {**facts, "heldout_teacher_perplexity":
+                                                  fit["perplexity"]}}
 
         result, built = cache.json("student-neural", neural_key, neural_outputs)
         outputs["neural"][fraction] = result["answers"]
@@ -684,6 +688,12 @@ def tables(report: dict) -> str:
                  f"{c['shift_share_below_0.5']:.3f} below 0.5, min p {fmt_p(c['shift_min_p'])}; "
                  f"sign {c['sign_share_below_0.05']:.3f} below 0.05, min p "
                  f"{fmt_p(c['sign_min_p'])}")
+    for fraction, facts in report["students"]["neural"]["by_fraction"].items():
+        fit = facts.get("heldout_teacher_perplexity")
+        lines.append(f"neural student {float(fraction):.0%}: fine-tune {facts['steps']} steps, "
+                     f"{facts['tokens']:,} tokens, {facts['seconds']:.0f} s; perplexity of the "
+                     f"teacher's held-out unmarked answers "
+                     f"{'-' if fit is None else f'{fit:.2f}'}")
     lines.append(f"wall time {report['wall_seconds']:.0f} s: " + ", ".join(
         f"{k} {v:.0f}" for k, v in report["seconds"].items()))
     return "\n".join(lines)
