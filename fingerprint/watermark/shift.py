@@ -80,6 +80,7 @@ class ShiftTest:
 
     @property
     def z(self) -> float:
+        """The sign test's z-score, for reading beside its exact p-value."""
         if not self.up:
             return 0.0
         sd = (self.up * self.gamma * (1 - self.gamma)) ** 0.5
