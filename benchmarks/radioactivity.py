@@ -641,6 +641,8 @@ def fmt_p(p: float | None) -> str:
 
 
 def tables(report: dict) -> str:
+    from scipy.stats import kstest
+
     lines = ["| outputs of | marked share | pooled p (text) | green / scored | z | pooled p (ids) "
              "| median response p | responses p<0.01 | wrong-key min p | ppl under student base |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -655,8 +657,8 @@ def tables(report: dict) -> str:
             f"{r['perplexity_under_student_base']:.1f} |")
     q = report["quality"]
     lines += ["", "| outputs of | marked share | shift test p (weighted) | lean | sign test p "
-              "| green among up windows | windows | control keys: weighted p < 0.05, min | "
-              "sign p < 0.05, min |", "|---|---|---|---|---|---|---|---|---|"]
+              "| green among up windows | windows | control keys: weighted p < 0.05, min, KS p | "
+              "sign p < 0.05, min, KS p |", "|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         sh = r["shift"]
         name = "teacher itself" if r["student"] == "teacher" else f"{r['student']} student"
@@ -666,8 +668,9 @@ def tables(report: dict) -> str:
         lines.append(f"| {name} | {r['fraction']:.0%} | {fmt_p(sh['weighted_p'])} | "
                      f"{sh['lean']:.3f} | {fmt_p(sh['sign_p'])} | {sh['green_up']}/{sh['up']} "
                      f"({share}) | {sh['windows']} | {int((ctl < 0.05).sum())}/{ctl.size}, "
-                     f"{fmt_p(ctl.min())} | {int((sign < 0.05).sum())}/{sign.size}, "
-                     f"{fmt_p(sign.min())} |")
+                     f"{fmt_p(ctl.min())}, {fmt_p(kstest(ctl, 'uniform').pvalue)} | "
+                     f"{int((sign < 0.05).sum())}/{sign.size}, {fmt_p(sign.min())}, "
+                     f"{fmt_p(kstest(sign, 'uniform').pvalue)} |")
     lines += ["", "| teacher answers | ppl under student base | ppl under teacher (no mark) | "
               "median answer ppl (base) |", "|---|---|---|---|"]
     for name in ("unmarked", "marked"):
