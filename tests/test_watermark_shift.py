@@ -136,6 +136,8 @@ def test_degenerate_inputs_are_no_evidence():
     key = with_key(0, 1)
     empty = wm.shift_test_ids(key, [], [[1, 2, 3]])
     assert empty.p_value == 1.0 and empty.up == 0 and empty.to_dict()["green_share_up"] is None
+    rare = wm.shift_test_ids(key, [[1, 2]], [[3]])  # no window seen min_count times
+    assert rare.windows == 0 and rare.p_value == rare.sign_p == 1.0
     same = [[1, 2, 3, 4] * 10] * 5
     assert wm.shift_test_ids(key, same, same).up == 0  # nothing is used more
     with pytest.raises(InputError, match="token ids must be in"):

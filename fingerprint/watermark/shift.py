@@ -103,13 +103,15 @@ def _windows(sequences: Sequence[Sequence[int]], width: int, what: str) -> np.nd
     return np.concatenate(rows) if rows else np.zeros((0, width), dtype=np.int64)
 
 
-def window_scores(counts_mine: np.ndarray, counts_theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def window_scores(counts_mine: np.ndarray,
+                  counts_theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(log rate ratios, inverse-variance weights) of windows counted in two texts.
 
     The ratio is centred on its weighted mean (the texts' overall level is not the key's doing)
     and each weight is 1 / (sampling variance + spread between windows), the spread estimated by
-    moments (DerSimonian-Laird): two models differ in many windows for reasons of their own, and
-    without it the most frequent windows, measured most precisely, would drown the rest."""
+    moments (the ratios' variance less their mean sampling variance): two models differ in many
+    windows for reasons of their own, and without it the most frequent windows, measured most
+    precisely, would drown the rest."""
     mine, theirs = counts_mine + 0.5, counts_theirs + 0.5
     ratio = np.log(mine / mine.sum()) - np.log(theirs / theirs.sum())
     variance = 1.0 / mine + 1.0 / theirs
@@ -142,6 +144,8 @@ def shift_test_ids(key: WatermarkKey, suspect: Sequence[Sequence[int]],
     counts_mine = np.bincount(which[:len(mine)], minlength=len(distinct))
     counts_theirs = np.bincount(which[len(mine):], minlength=len(distinct))
     kept = (counts_mine + counts_theirs) >= min_count
+    if not kept.any():
+        return ShiftTest(0, 0, 0, 0, gamma, len(mine), len(theirs), method)
     # up: a higher rate in the suspect (cross-multiplied: exact in integers)
     up = (counts_mine * len(theirs) > counts_theirs * len(mine))[kept]
     green = green_pairs(key.secret, gamma, distinct[kept])
