@@ -235,8 +235,16 @@ def watermark_key(tokenizer_path: Path, seed: int, config: wm.WatermarkConfig,
     """A key for the benchmark's tokenizer whose secret is derived from the seed (so reruns use
     the same key); ``label`` tells the marking key from the control keys."""
     key = wm.generate_key(str(tokenizer_path), config=config)
-    secret = hashlib.sha256(f"radioactivity/{label}/{seed}".encode()).digest()
-    return dataclasses.replace(key, secret=secret)
+    return dataclasses.replace(key, secret=key_secret(seed, label))
+
+
+def key_secret(seed: int, label: str) -> bytes:
+    return hashlib.sha256(f"radioactivity/{label}/{seed}".encode()).digest()
+
+
+def control_secret(seed: int, i: int) -> bytes:
+    """The secret of control key ``i`` (``watermark_key``'s label ``control-i``)."""
+    return key_secret(seed, f"control-{i}")
 
 
 def watermark_hook(key: wm.WatermarkKey, vocab_size: int) -> tl.LogitsHook:
@@ -544,7 +552,8 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     outputs["teacher"] = {0.0: served["unmarked"], 1.0: served["marked"]}
     # the provider's unmarked text, as text tokenised again
     reference = encode(tokenizer, tokenizer.decode_batch(answers["unmarked"]))
-    shift_keys = [watermark_key(out / "tokenizer.json", seed, wm_config, f"control-{i}")
+    # the same control keys as above, and more: a key differs from another only by its secret
+    shift_keys = [dataclasses.replace(key, secret=control_secret(seed, i))
                   for i in range(shift_control_keys)]
     rows = [{"student": kind, "fraction": fraction,
              **detection_row(key, tokenizer, outputs[kind][fraction], wrong_keys, reference,

@@ -45,7 +45,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/alpacaeval"))
     parser.add_argument("--keys", type=int, default=10)
+    parser.add_argument("--schemes", default=",".join(SCHEMES),
+                        help=f"comma-separated, of {', '.join(SCHEMES)}")
     args = parser.parse_args()
+    schemes = [x for x in args.schemes.split(",") if x]
+    unknown = sorted(set(schemes) - set(SCHEMES))
+    if unknown:
+        parser.error(f"unknown schemes {unknown}; known: {', '.join(SCHEMES)}")
     start = time.perf_counter()
     outputs = {}
     for path in sorted((args.data / "outputs").glob("*.jsonl")):
@@ -60,7 +66,7 @@ def main() -> None:
               "keys": args.keys}
     models = list(outputs)
     reference = {m: ids[models[(i + 1) % len(models)]] for i, m in enumerate(models)}
-    for scheme in SCHEMES:
+    for scheme in schemes:
         per, pooled, short = [], [], 0
         for model, texts in outputs.items():
             for key in keys[model]:
@@ -90,7 +96,7 @@ def main() -> None:
           f"{args.keys} keys", file=sys.stderr)
     print("scheme     tests    short  " + "  ".join(f"<= {a:<6g}" for a in LEVELS)
           + "  pooled: n  KS p   min p", file=sys.stderr)
-    for scheme in SCHEMES:
+    for scheme in schemes:
         r = result[scheme]
         rates = "  ".join(f"{'-' if v is None else f'{v:.5f}':<9}"
                           for v in r["rate_at_level"].values())

@@ -62,12 +62,17 @@ def test_unmarked_suspects_give_valid_p_values_under_many_keys():
     assert np.mean(np.array(width2) < 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 20) ** 0.5
 
 
-def test_a_student_of_a_little_marked_text_is_found_and_only_under_its_key():
+def marked_student(share: float):
+    """(rng, unigram distribution, key, unmarked reference, student of ``share`` marked)."""
     rng = np.random.default_rng(1)
     p = zipf_probabilities(rng)
     key = with_key(0, 7)
     reference = sample(p, rng)
-    student = sample(student_of(p, key, 0.10), rng)
+    return rng, p, key, reference, sample(student_of(p, key, share), rng)
+
+
+def test_a_student_of_a_little_marked_text_is_found_and_only_under_its_key():
+    rng, p, key, reference, student = marked_student(0.10)
     found = wm.shift_test_ids(key, student, reference)
     assert found.p_value < 1e-3 and found.green_up / found.up > 0.3
     assert found.windows > 500 and found.suspect_windows == 300 * 120
@@ -86,11 +91,7 @@ def test_a_student_of_a_little_marked_text_is_found_and_only_under_its_key():
 def test_weighing_each_window_by_how_far_it_moved_finds_what_the_sign_test_misses():
     """At 5% marked training text the sign of each window's move is mostly noise; its size,
     weighted by how precisely it is measured, is not."""
-    rng = np.random.default_rng(1)
-    p = zipf_probabilities(rng)
-    key = with_key(0, 7)
-    reference = sample(p, rng)
-    student = sample(student_of(p, key, 0.05), rng)
+    _, _, key, reference, student = marked_student(0.05)
     weighted = wm.shift_test_ids(key, student, reference)
     sign = wm.shift_test_ids(key, student, reference, method="sign")
     assert weighted.method == "weighted" and sign.method == "sign"
