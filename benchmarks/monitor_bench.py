@@ -55,7 +55,7 @@ def main() -> None:
     started = time.perf_counter()
     benign = read_requests(args.traffic / "baseline.jsonl.gz")
     if args.text_only:
-        benign = (dataclasses.replace(r, prior_turns=None) for r in benign)
+        benign = (dataclasses.replace(r, prior_turns=None, conversation=None) for r in benign)
     baseline = fit_baseline(benign, MonitorConfig())
     fit_seconds = time.perf_counter() - started
     states, score_seconds, requests = score(baseline, args.traffic / "requests.jsonl.gz",
@@ -99,8 +99,8 @@ def score(baseline, path: Path, text_only: bool = False):
     """Every account's final state, scoring its requests in time order."""
     by_account = defaultdict(list)
     for r in read_requests(path):
-        by_account[r.account].append(dataclasses.replace(r, prior_turns=None) if text_only
-                                     else r)
+        by_account[r.account].append(
+            dataclasses.replace(r, prior_turns=None, conversation=None) if text_only else r)
     scorer = AccountScorer(baseline)
     started = time.perf_counter()
     states, total = {}, 0
@@ -110,7 +110,7 @@ def score(baseline, path: Path, text_only: bool = False):
         rff, signatures = scorer.features.transform([scorer.strip(state, r.prompt)
                                                      for r in reqs])
         for r, row, signature in zip(reqs, rff, signatures):
-            scorer.observe(state, row, signature, r.timestamp, r.prior_turns)
+            scorer.observe(state, row, signature, r.timestamp, r.prior_turns, r.conversation)
         states[account] = state
         total += len(reqs)
     return states, time.perf_counter() - started, total

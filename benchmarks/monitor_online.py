@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor import (AccountScorer, Baseline, LimitPolicy, Monitor, MonitorConfig,  # noqa: E402
                      MonitorServer, build_baseline)
+from monitor.detector import conversation_key  # noqa: E402
 from monitor.requests import parse_timestamp  # noqa: E402
 
 WARM_UP = 200
@@ -62,7 +63,9 @@ def traffic(out: Path) -> Path:
     return out
 
 
-def requests_of(log: Path, count: int) -> list[tuple[str, str, float, int]]:
+def requests_of(log: Path, count: int) -> list[tuple[str, str, float, int, str]]:
+    """(account, prompt, timestamp, prior turns, first user message) of the log's first
+    ``count`` requests in time order: Monitor.observe's arguments."""
     rows = []
     with gzip.open(log, "rt", encoding="utf-8") as f:
         for line in f:
@@ -70,7 +73,8 @@ def requests_of(log: Path, count: int) -> list[tuple[str, str, float, int]]:
             messages = row["request"]["messages"]
             rows.append((row["account"], messages[-1]["content"],
                          parse_timestamp(row["timestamp"]),
-                         sum(m["role"] == "assistant" for m in messages[:-1])))
+                         sum(m["role"] == "assistant" for m in messages[:-1]),
+                         messages[0]["content"]))
     rows.sort(key=lambda r: r[2])
     return rows[:count]
 
@@ -91,7 +95,7 @@ def score_alone(baseline: Baseline, requests) -> float:
 
     def run(r):
         state = states.get(r[0]) or states.setdefault(r[0], scorer.new_state())
-        scorer.score([(state, r[1], r[2], r[3])])
+        scorer.score([(state, r[1], r[2], r[3], conversation_key(r[4]))])
     return timed(run, requests)
 
 
@@ -109,7 +113,7 @@ def over_http(baseline: Baseline, requests) -> float:
 
         def run(r):
             body = json.dumps({"account": r[0], "prompt": r[1], "timestamp": r[2],
-                               "prior_turns": r[3]})
+                               "prior_turns": r[3], "conversation": r[4]})
             conn.request("POST", "/v1/check", body, {"Content-Type": "application/json"})
             response = conn.getresponse()
             response.read()

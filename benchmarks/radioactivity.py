@@ -725,6 +725,9 @@ def main() -> None:
                         help="marked shares of the students' training data, comma-separated")
     parser.add_argument("--eval-samples", type=int, default=None,
                         help="answers per held-out prompt from each model tested (default 2)")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="the BPE tokenizer's vocabulary (default 4,096): at width 0 the "
+                        "shift test has one window per token type")
     parser.add_argument("--finetune-epochs", type=float, default=None,
                         help="epochs of the neural student's fine-tuning (default 2)")
     parser.add_argument("--finetune-lr", type=float, default=None,
@@ -745,6 +748,8 @@ def main() -> None:
     settings = QUICK if args.quick else FULL
     if args.eval_samples is not None:
         settings = dataclasses.replace(settings, eval_samples=args.eval_samples)
+    if args.vocab_size is not None:
+        settings = dataclasses.replace(settings, vocab_size=args.vocab_size)
     finetune = {k: v for k, v in (("epochs", args.finetune_epochs), ("lr", args.finetune_lr))
                 if v is not None}
     if finetune:

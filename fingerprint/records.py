@@ -54,6 +54,8 @@ class ResponseRecord:
     line: int = 0
     # chat logs only: answers already in the conversation the request carries (0: it opens one)
     prior_turns: int | None = None
+    # chat logs only: the conversation's first user message, which every follow-up carries again
+    conversation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class RecordParser:
         values["prompt"] = None if prompt is None else \
             self._clean(prompt, "request.messages", number)
         values["prior_turns"] = prior_turns(messages)
+        values["conversation"] = first_user_message(messages)
         id_field = "id" if "id" in obj else "response.id"
         values["id"] = self._optional_scalar(obj, id_field, number)
         if "timestamp" in obj:
@@ -340,6 +343,17 @@ def last_user_message(messages: Any) -> str | None:
     if not isinstance(messages, list):
         return None
     for msg in reversed(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            return content_text(msg.get("content"))
+    return None
+
+
+def first_user_message(messages: Any) -> str | None:
+    """The text of the first ``user`` message of an OpenAI chat request: what identifies the
+    conversation, since every follow-up sends it again. None when there is none with text."""
+    if not isinstance(messages, list):
+        return None
+    for msg in messages:
         if isinstance(msg, dict) and msg.get("role") == "user":
             return content_text(msg.get("content"))
     return None

@@ -10,6 +10,7 @@ per-account state that survives a restart (snapshot + journal); errors: the type
 
 from monitor.baseline import Baseline, build_baseline, fit_baseline
 from monitor.config import MonitorConfig
+from monitor.detector import conversation_key
 from monitor.errors import (BaselineError, CheckError, ExportError, LimiterError,
                             MonitorConfigError, MonitorError, MonitorReportError, ScanError,
                             ServeError, StateCorruptedError, StateEntryError, StateError,
@@ -29,6 +30,7 @@ from monitor.state import Recovery, StateStore
 
 __all__ = [
     "AccountScorer", "Assessment", "Baseline", "Group", "MonitorConfig", "build_baseline",
+    "conversation_key",
     "find_groups", "fit_baseline", "link_accounts",
     "ScanError", "ScanResult", "ScanRow", "scan_file", "scan_log",
     "MonitorReportError", "ReportSummary", "check_report_path", "write_report",

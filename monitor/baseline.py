@@ -16,8 +16,9 @@ listed in the baseline as untested, with that reason.
 
 On disk a baseline is a directory: ``manifest.json`` (format and toolkit versions, the full
 MonitorConfig, the median, counts, which checkpoints are tested, the sha256 of every array) and
-``mean.npy``, ``null_shift.npy``, ``null_reuse.npy``. Written atomically; loading verifies every
-checksum and refuses another format, and a caller's config that differs names each difference.
+``mean.npy``, ``null_shift.npy``, ``null_reuse.npy``, ``null_single_turn.npy``. Written
+atomically; loading verifies every checksum and refuses another format, and a caller's config
+that differs names each difference.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ from fingerprint import __version__
 from fingerprint.atomic import atomic_write_bytes, fsync_path
 from fingerprint.records import FieldMap
 from monitor.config import MonitorConfig
-from monitor.detector import AccountState, is_reuse, remember
+from monitor.detector import AccountState, count_turn, is_reuse, remember
 from monitor.errors import BaselineError
 from monitor.features import PromptFeatures
 from monitor.requests import Request, RequestStats, read_requests, requests_by_account
 from monitor.skeleton import stripped
 
-BASELINE_FORMAT = 1
+BASELINE_FORMAT = 2  # 2: single_turn (openings not continued) replaces openings
 MIN_NULL_COVERAGE = 10
-ARRAYS = ("mean", "null_shift", "null_reuse", "null_openings")
+ARRAYS = ("mean", "null_shift", "null_reuse", "null_single_turn")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Baseline:
     mean: np.ndarray  # (dim,) float64
     null_shift: np.ndarray  # (null_accounts, checkpoints) float64, each column sorted
     null_reuse: np.ndarray
-    null_openings: np.ndarray  # all NaN when the benign log does not show conversations
+    null_single_turn: np.ndarray  # all NaN when the benign log does not show conversations
     tested: tuple[bool, ...]  # per checkpoint: enough benign traffic to calibrate it
     counts: dict[str, int]
 
@@ -97,7 +98,7 @@ class Baseline:
                                 + "; ".join(saved.differences(config)))
         arrays = {name: _read_array(root, name, manifest["sha256"].get(name)) for name in ARRAYS}
         return cls(saved, float(manifest["median"]), arrays["mean"], arrays["null_shift"],
-                   arrays["null_reuse"], arrays["null_openings"],
+                   arrays["null_reuse"], arrays["null_single_turn"],
                    tuple(bool(t) for t in manifest["tested"]), dict(manifest["counts"]))
 
 
@@ -119,12 +120,14 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
     total_b = sum(len(flags) for _, flags in units)
     tested = tuple(size * MIN_NULL_COVERAGE <= total_b for size in config.checkpoint_sizes)
     null_shift, null_shares = _null_statistics(units, mean, config, tested)
-    shows_turns = all(r.prior_turns is not None for reqs in accounts.values() for r in reqs)
-    null_openings = null_shares[1] if shows_turns else np.full_like(null_shift, np.nan)
+    shows_turns = all(r.prior_turns is not None and (r.prior_turns == 0 or r.conversation
+                                                     is not None)
+                      for reqs in accounts.values() for r in reqs)
+    null_single_turn = null_shares[1] if shows_turns else np.full_like(null_shift, np.nan)
     counts = {"accounts": len(accounts), "requests": sum(len(v) for v in accounts.values()),
               "mean_accounts": len(half_a), "mean_requests": int(len(embedded_a)),
               "null_accounts_from": len(half_b), "null_requests_from": int(total_b)}
-    return Baseline(config, median, mean, null_shift, null_shares[0], null_openings, tested,
+    return Baseline(config, median, mean, null_shift, null_shares[0], null_single_turn, tested,
                     counts)
 
 
@@ -155,16 +158,22 @@ def _split(accounts: dict[str, list[Request]], seed: int) -> tuple[list[str], li
 def _unit(features: PromptFeatures, config: MonitorConfig,
           requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
     """One benign account as the detector would see it: its RFF rows, and per request whether
-    it reuses a recent prompt (column 0) and whether it opens a conversation (column 1)."""
+    it reuses a recent prompt (column 0) and how it changes the count of openings not continued
+    (column 1: +1 for an opening, -1 for the follow-up that continues one, as
+    monitor.detector.count_turn counts them), so a prefix sum is the count at that request.
+    Each account starts with no remembered openings: a null account's units are separate
+    accounts, so one cannot continue another's conversation."""
     prompts = stripped([r.prompt for r in requests])
     rff, signatures = features.transform(prompts)
     state = AccountState.new(config, rff.shape[1])
     flags = np.zeros((len(prompts), 2), dtype=np.float64)
-    for i, signature in enumerate(signatures):
+    for i, (signature, request) in enumerate(zip(signatures, requests)):
         flags[i, 0] = is_reuse(state.recent, state.recent_count, signature,
                                config.reuse_jaccard)
         remember(state, signature)
-    flags[:, 1] = [r.prior_turns == 0 for r in requests]
+        before = state.single_turn
+        count_turn(state, request.prior_turns, request.conversation)
+        flags[i, 1] = state.single_turn - before
     return rff.astype(np.float64), flags
 
 

@@ -10,19 +10,23 @@ ones (monitor.skeleton: an app's wrapper around its users' messages is not what 
   account's prompts sit from what benign traffic asks about and how it asks it;
 - ``reuse``: the share of its requests whose prompt is a near-copy (estimated word 3-gram
   Jaccard >= ``reuse_jaccard``) of one of its ``reuse_history`` previous prompts: templates;
-- ``openings``: the share of its requests that open a conversation (no earlier answer in the
-  request's messages): people follow up on answers, a harvest asks one question per request.
-  Only where the log shows the conversation (chat logs), and only if the baseline's did.
+- ``single_turn``: the share of its requests that open a conversation (no earlier answer in
+  the request's messages) which none of its later requests so far continues (carries it as
+  history): people follow up on answers, a harvest asks one question per request and moves on.
+  A follow-up is matched to the opening by the conversation's first user message, among the
+  account's last ``OPEN_RING`` openings. Only where the log shows the conversation (chat logs),
+  and only if the baseline's did. (Counting openings alone was weaker: a person's conversation
+  that goes on is evidence of a person, and a follow-up takes its opening out of the count.)
 
 They are tested at fixed checkpoints, n = 30, 60, 120, ... (``MonitorConfig.checkpoint_sizes``),
 each against its null distribution at that n, measured on benign accounts simulated from the
 baseline (monitor.baseline). A checkpoint's p-value is the Bonferroni combination of the
 empirical p-values; the account is flagged at the first checkpoint whose p-value is at most
-alpha / (the checkpoints the baseline can calibrate). Spending alpha evenly over them is what keeps the share of benign
-accounts ever flagged at most alpha however often each is looked at: the guarantee is a union
-bound over the checkpoints, and it is exactly as good as the baseline's likeness to the benign
-accounts being scored (a benign population unlike the baseline, such as a new kind of API
-customer, is not covered). After the last checkpoint an account is not tested again.
+alpha / (the checkpoints the baseline can calibrate). Spending alpha evenly over them is what
+keeps the share of benign accounts ever flagged at most alpha however often each is looked at:
+the guarantee is a union bound over the checkpoints, and it is exactly as good as the
+baseline's likeness to the benign accounts being scored (a benign population unlike the
+baseline, such as a new kind of API customer, is not covered). After the last checkpoint an account is not tested again.
 
 ``risk`` in [0, 1] is log(1/p) / log(1/level) at the strongest checkpoint so far, capped at 1:
 1 means flagged, 0.5 means evidence half-way (on the log scale) to the flagging level.
@@ -31,6 +35,7 @@ customer, is not covered). After the last checkpoint an account is not tested ag
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import struct
@@ -46,10 +51,11 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 4  # 4: activity counts elicitation; 3: edges and templates as text, reasons as
-# JSON (2: all as one JSON)
-_HEADER = struct.Struct("<HIIIIIiddddd")  # format, n, hits, recent_count, openings,
-# turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
+STATE_FORMAT = 5  # 5: openings remembered and followed (single_turn); 4: activity counts
+# elicitation; 3: edges and templates as text, reasons as JSON (2: all as one JSON)
+_HEADER = struct.Struct("<HIIIIIIiddddd")  # format, n, hits, recent_count, openings,
+# followed, turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
+OPEN_RING = 64  # an account's latest openings a follow-up is matched against
 _TAIL = struct.Struct("<IIIQ")  # after the activity: edges, their bytes, the reasons' bytes,
 # prompts that filled a template
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -65,7 +71,13 @@ class AccountState:
     reuse_hits: int = 0
     recent_count: int = 0
     openings: int = 0  # requests that open a conversation (no earlier answer in the request)
-    turns_known: int = 0  # requests whose conversation depth the log shows (chat logs)
+    followed: int = 0  # openings a later request continued (matched in ``open_keys``)
+    turns_known: int = 0  # requests whose conversation the log shows (chat logs): its depth
+    # and, for a follow-up, the conversation it continues
+    open_keys: np.ndarray = field(  # (OPEN_RING,) uint64 ring: the latest openings' keys
+        default_factory=lambda: np.zeros(OPEN_RING, dtype=np.uint64))
+    open_followed: np.ndarray = field(  # (OPEN_RING,) bool: whether each was continued
+        default_factory=lambda: np.zeros(OPEN_RING, dtype=bool))
     next_checkpoint: int = 0
     flagged_at: int = -1  # requests seen when it was flagged; -1: not flagged
     risk: float = 0.0
@@ -88,6 +100,11 @@ class AccountState:
     def flagged(self) -> bool:
         return self.flagged_at >= 0
 
+    @property
+    def single_turn(self) -> int:
+        """Openings that no later request has continued (so far)."""
+        return self.openings - self.followed
+
     def to_bytes(self) -> bytes:
         """A compact, versioned encoding (no pickle): header, the arrays' bytes, the activity,
         sizes (``_TAIL``), then the skeleton's edges as one text, the reasons as JSON and the
@@ -95,7 +112,8 @@ class AccountState:
         ``reasons`` is the same list: they change only at a checkpoint (monitor.scoring replaces
         the list, never changes it in place), and their floats are most of an encoding's cost."""
         header = _HEADER.pack(STATE_FORMAT, self.n, self.reuse_hits, self.recent_count,
-                              self.openings, self.turns_known, self.flagged_at, self.risk,
+                              self.openings, self.followed, self.turns_known, self.flagged_at,
+                              self.risk,
                               self.p_value, self.first_seen, self.last_seen,
                               float(self.next_checkpoint))
         if self._reasons_json is None or self._reasons_json[0] is not self.reasons:
@@ -105,6 +123,8 @@ class AccountState:
         edges = skeleton.edges_text().encode("utf-8", "surrogatepass")
         return b"".join((header, self.rff_sum.astype("<f8", copy=False).tobytes(),
                          self.recent.astype("<u4", copy=False).tobytes(),
+                         self.open_keys.astype("<u8", copy=False).tobytes(),
+                         self.open_followed.astype("u1", copy=False).tobytes(),
                          self.activity.to_bytes(),
                          _TAIL.pack(len(skeleton.edges), len(edges), len(reasons),
                                     skeleton.filled),
@@ -112,7 +132,9 @@ class AccountState:
 
     @classmethod
     def from_bytes(cls, data: bytes, config: MonitorConfig, dim: int) -> "AccountState":
-        arrays = _HEADER.size + 8 * dim + 4 * config.reuse_history * config.reuse_perm
+        recent_at = _HEADER.size + 8 * dim
+        keys_at = recent_at + 4 * config.reuse_history * config.reuse_perm
+        arrays = keys_at + 9 * OPEN_RING
         expected = arrays + activity.SIZE + _TAIL.size
         if len(data) < expected or data[:2] != struct.pack("<H", STATE_FORMAT):
             raise StateEntryError(f"an account's stored state has {len(data)} bytes or another "
@@ -133,15 +155,15 @@ class AccountState:
                 AttributeError):
             raise StateEntryError("an account's stored edges, reasons or templates are not "
                                   "valid text and JSON") from None
-        (_, n, hits, count, openings, known, flagged_at, risk, p, first, last,
+        (_, n, hits, count, openings, followed, known, flagged_at, risk, p, first, last,
          nxt) = _HEADER.unpack_from(data)
-        offset = _HEADER.size
-        rff = np.frombuffer(data, "<f8", dim, offset).copy()
+        rff = np.frombuffer(data, "<f8", dim, _HEADER.size).copy()
         recent = np.frombuffer(data, "<u4", config.reuse_history * config.reuse_perm,
-                               offset + 8 * dim).reshape(config.reuse_history,
-                                                         config.reuse_perm).copy()
-        state = cls(rff, recent, n, hits, count, openings, known, int(nxt), flagged_at, risk, p,
-                    first, last, reasons, skeleton,
+                               recent_at).reshape(config.reuse_history, config.reuse_perm).copy()
+        keys = np.frombuffer(data, "<u8", OPEN_RING, keys_at).astype(np.uint64)
+        continued = np.frombuffer(data, "u1", OPEN_RING, keys_at + 8 * OPEN_RING).astype(bool)
+        state = cls(rff, recent, n, hits, count, openings, followed, known, keys, continued,
+                    int(nxt), flagged_at, risk, p, first, last, reasons, skeleton,
                     Activity.from_bytes(data[arrays:arrays + activity.SIZE]))
         state._reasons_json = (reasons, reasons_json)
         return state
@@ -178,6 +200,39 @@ def least_matches(threshold: float, perm: int) -> int:
 def remember(state: AccountState, signature: np.ndarray) -> None:
     state.recent[state.recent_count % len(state.recent)] = signature
     state.recent_count += 1
+
+
+def conversation_key(first_user_message: str) -> int:
+    """A conversation's 64-bit key: the hash of its first user message, which an opening sends
+    as its prompt and every follow-up carries again as history."""
+    digest = hashlib.blake2b(first_user_message.encode("utf-8", "surrogatepass"),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def count_turn(state: AccountState, prior_turns: int | None, conversation: int | None) -> None:
+    """Count one request's place in its conversation: an opening (``prior_turns`` 0) is
+    remembered under ``conversation``; a follow-up continues the latest of the remembered,
+    not yet continued openings with its key, if there is one (one follow-up per opening
+    counts). A follow-up without a key leaves the account's conversations unknown: it is not
+    counted in ``turns_known``, so ``single_turn`` is not tested on this account."""
+    if prior_turns is None or (prior_turns > 0 and conversation is None):
+        return
+    state.turns_known += 1
+    keys, continued = state.open_keys, state.open_followed
+    if prior_turns == 0:
+        slot = state.openings % OPEN_RING
+        keys[slot] = conversation if conversation is not None else 0
+        continued[slot] = False
+        state.openings += 1
+        return
+    matches = np.flatnonzero((keys == np.uint64(conversation)) & ~continued)
+    matches = matches[matches < state.openings]  # slots never written hold key 0
+    if matches.size:
+        latest = (state.openings - 1) % OPEN_RING
+        slot = matches[np.argmin((latest - matches) % OPEN_RING)]
+        continued[slot] = True
+        state.followed += 1
 
 
 def empirical_p(null: np.ndarray, value: float) -> float:

@@ -14,10 +14,11 @@ A template filled by more than ``MAX_TEMPLATE_ACCOUNTS`` accounts links none of 
 common phrasing, and the pairs it would make grow with the square of its users.
 
 A group is tested as one account: its members' sums pooled (requests, random Fourier features,
-openings) and compared with the benign null of the largest tested checkpoint not above its size.
+openings not continued) and compared with the benign null of the largest tested checkpoint
+not above its size.
 That null is wider than the null at the group's own size would be (a larger benign account
 averages over more conversations), so the test is conservative there. Only ``shift`` and
-``openings`` are pooled: grouping selects accounts that reuse templates, so ``reuse`` would be
+``single_turn`` are pooled: grouping selects accounts that reuse templates, so ``reuse`` would be
 tested on what chose the group; the other two are computed on prompts without their templates
 and on the conversation depth, which the grouping does not look at. The group's p-value is the
 Bonferroni combination over those signals times the number of groups tested in the scan, and a
@@ -54,7 +55,7 @@ MIN_SHARED_TEMPLATES = 2  # templates two accounts must share to be linked
 MIN_MEMBER_SHARE = 0.2  # share of an account's requests that fill templates, to join a group
 MIN_FILLED = 5  # and at least this many
 MAX_TEMPLATE_ACCOUNTS = 1000  # a template filled by more accounts is common phrasing: no link
-GROUP_SIGNALS = ("shift", "openings")
+GROUP_SIGNALS = ("shift", "single_turn")
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ from typing import Any, Callable
 
 from monitor.account import NO_DIGEST, AccountEntry, prompt_digest, state_fingerprint
 from monitor.baseline import Baseline
+from monitor.detector import conversation_key
 from monitor.errors import CheckError, MonitorConfigError, StateError
 from monitor.limiter import ALLOW, BLOCK, LimitPolicy
 from monitor.scoring import AccountScorer
@@ -140,7 +141,7 @@ def check_text(name: str, value: object) -> str:
 
 
 def check_request(account: object, prompt: object, timestamp: object,
-                  prior_turns: object) -> None:
+                  prior_turns: object, conversation: object = None) -> None:
     """The CheckError a request's fields deserve, if any (each names its field)."""
     check_text("account", account)
     if not account:
@@ -155,6 +156,8 @@ def check_request(account: object, prompt: object, timestamp: object,
     if prior_turns is not None and (isinstance(prior_turns, bool) or not isinstance(
             prior_turns, int) or prior_turns < 0):
         raise CheckError(f"prior_turns must be an integer >= 0, got {prior_turns!r}")
+    if conversation is not None:
+        check_text("conversation", conversation)
 
 
 class Monitor:
@@ -197,10 +200,13 @@ class Monitor:
     # -- deciding --------------------------------------------------------------------------
 
     def observe(self, account: str, prompt: str, timestamp: float | None = None,
-                prior_turns: int | None = None) -> Decision:
+                prior_turns: int | None = None, conversation: str | None = None) -> Decision:
         """Score one request and decide it (see the module docstring for which requests are
-        scored, how time is taken and when the decision is durable)."""
-        check_request(account, prompt, timestamp, prior_turns)
+        scored, how time is taken and when the decision is durable). ``prior_turns`` (answers
+        already in the conversation) and ``conversation`` (its first user message: an
+        opening's is its prompt) let the monitor see conversations that are never continued;
+        without them that signal is not tested."""
+        check_request(account, prompt, timestamp, prior_turns, conversation)
         with self._lock:
             if self._closed:
                 raise StateError(f"the monitor of {self.store.directory} is closed")
@@ -213,7 +219,8 @@ class Monitor:
             elif entry.state.flagged:
                 self.stats["flagged_unscored"] += 1
             else:
-                self.scorer.score([(entry.state, prompt, moment, prior_turns)])
+                key = None if conversation is None else conversation_key(conversation)
+                self.scorer.score([(entry.state, prompt, moment, prior_turns, key)])
                 self.stats["scored"] += 1
             seen = self.scorer.assessment(account, entry.state)
             limit = self.policy.decision(seen.risk, entry.tat, limiter_time)

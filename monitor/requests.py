@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 
 from fingerprint.io import ReadStats, read_records
 from fingerprint.records import FieldMap
+from monitor.detector import conversation_key
 
 MILLISECONDS_FROM = 1e11
 EXAMPLES_KEPT = 5
@@ -43,6 +44,8 @@ class Request:
     id: str
     line: int = 0
     prior_turns: int | None = None  # answers in the conversation it carries (chat logs only)
+    conversation: int | None = None  # its conversation's key (monitor.detector.conversation_key
+    # of the first user message; chat logs only)
 
 
 @dataclass
@@ -109,7 +112,8 @@ def read_requests(path: str | os.PathLike[str], fields: FieldMap = FieldMap(),
             continue
         stats.requests += 1
         yield Request(record.account, record.prompt or "", moment, record.id, record.line,
-                      record.prior_turns)
+                      record.prior_turns, None if record.conversation is None
+                      else conversation_key(record.conversation))
     for line in read.skipped_lines:
         stats.skip("no prompt", line)
 

@@ -187,7 +187,8 @@ class AccountTable:
             if state is None:
                 state = self.states[request.account] = self.scorer.new_state()
                 self.examples[request.account] = ([], [])
-            items.append((state, request.prompt, request.timestamp, request.prior_turns))
+            items.append((state, request.prompt, request.timestamp, request.prior_turns,
+                          request.conversation))
         for request, reused in zip(batch, self.scorer.score(items)):
             first, reuse = self.examples[request.account]
             if len(first) < EXAMPLES_FIRST:

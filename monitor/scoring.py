@@ -15,15 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from monitor.baseline import Baseline
-from monitor.detector import AccountState, empirical_p, is_reuse, remember, risk_of
+from monitor.detector import (AccountState, conversation_key, count_turn, empirical_p, is_reuse,
+                              remember, risk_of)
 from monitor.elicitation import elicits
 from monitor.features import PromptFeatures
 
-SIGNALS = ("shift", "reuse", "openings")  # as many as monitor.config.SIGNAL_COUNT
+SIGNALS = ("shift", "reuse", "single_turn")  # as many as monitor.config.SIGNAL_COUNT
 MEANINGS = {
     "shift": "MMD^2 between the account's prompts and benign prompts (RBF kernels)",
     "reuse": "share of requests that nearly copy one of the account's recent prompts",
-    "openings": "share of requests that open a conversation (no earlier answer in the request)",
+    "single_turn": "share of requests that open a conversation no later request continued",
 }
 
 
@@ -68,37 +69,44 @@ class AccountScorer:
         computing the features that ``observe`` takes."""
         return state.skeleton.strip(prompt)
 
-    def score(self, requests: Sequence[tuple[AccountState, str, float, int | None]]
-              ) -> list[bool]:
+    def score(self, requests: Sequence[tuple[AccountState, str, float, int | None,
+                                             int | None]]) -> list[bool]:
         """Score requests, given in the order they are to be judged, each as (its account's
-        state, prompt, timestamp, prior turns or None); states are updated in place, and an
-        account may appear several times. Returns, per request, whether it nearly copied one
-        of its account's recent prompts (for the examples a reviewer is shown).
+        state, prompt, timestamp, prior turns or None, its conversation's key or None: see
+        monitor.detector.conversation_key); states are updated in place, and an account may
+        appear several times. An opening's key is its prompt's when not given; a follow-up's
+        must be given for ``single_turn`` to be tested. Returns, per request, whether it nearly
+        copied one of its account's recent prompts (for the examples a reviewer is shown).
 
         The one entry point for callers: templates are stripped one by one in order (each
         depends on the account's earlier prompts), features computed for the whole batch at
         once (the costly part), then each request observed in order, so a batch gives what
         one-by-one scoring gives."""
         texts = []
-        for state, prompt, _, _ in requests:
+        for state, prompt, _, _, _ in requests:
             state.activity.elicited += elicits(prompt)
             texts.append(self.strip(state, prompt))
         if not texts:
             return []
         rff, signatures = self.features.transform(texts)
         reused = []
-        for (state, _, timestamp, prior_turns), row, signature in zip(requests, rff, signatures):
+        for (state, prompt, timestamp, prior_turns, key), row, signature in zip(
+                requests, rff, signatures):
             hits = state.reuse_hits
-            self.observe(state, row, signature, timestamp, prior_turns)
+            if key is None and prior_turns == 0:
+                key = conversation_key(prompt)
+            self.observe(state, row, signature, timestamp, prior_turns, key)
             reused.append(state.reuse_hits > hits)
         return reused
 
     def observe(self, state: AccountState, rff_row: np.ndarray, signature: np.ndarray,
-                timestamp: float, prior_turns: int | None = None) -> None:
+                timestamp: float, prior_turns: int | None = None,
+                conversation: int | None = None) -> None:
+        """Add one request (its features computed, its template stripped) to ``state``;
+        ``conversation`` is monitor.detector.conversation_key of its conversation's first user
+        message (an opening's: its prompt's)."""
         state.n += 1
-        if prior_turns is not None:
-            state.turns_known += 1
-            state.openings += prior_turns == 0
+        count_turn(state, prior_turns, conversation)
         state.rff_sum += rff_row
         state.reuse_hits += is_reuse(state.recent, state.recent_count, signature,
                                      self.config.reuse_jaccard)
@@ -120,7 +128,7 @@ class AccountScorer:
                           state.activity.summary(state.n, state.first_seen, state.last_seen))
 
     def _test(self, state: AccountState, k: int) -> None:
-        """The checkpoint test: Bonferroni over the signals' empirical p-values. ``openings``
+        """The checkpoint test: Bonferroni over the signals' empirical p-values. ``single_turn``
         takes part only where the account's log and the baseline's both show conversations
         (the count is then fixed before any evidence is seen: by the log format)."""
         p, reasons = self.checkpoint_test(Totals.of(state), k, SIGNALS)
@@ -147,10 +155,10 @@ class AccountScorer:
         values = {"shift": float(np.sum((totals.rff_sum / totals.n - self.baseline.mean) ** 2)),
                   "reuse": totals.reuse_hits / totals.n}
         nulls = {"shift": self.baseline.null_shift[:, k], "reuse": self.baseline.null_reuse[:, k]}
-        openings = self.baseline.null_openings[:, k]
-        if totals.turns_known == totals.n and not np.isnan(openings).any():
-            values["openings"] = totals.openings / totals.n
-            nulls["openings"] = openings
+        single_turn = self.baseline.null_single_turn[:, k]
+        if totals.turns_known == totals.n and not np.isnan(single_turn).any():
+            values["single_turn"] = totals.single_turn / totals.n
+            nulls["single_turn"] = single_turn
         names = [name for name in values if name in signals]
         ps = {name: empirical_p(nulls[name], values[name]) for name in names}
         p = min(1.0, len(ps) * min(ps.values()))
@@ -166,15 +174,16 @@ class Totals:
     n: int
     rff_sum: np.ndarray
     reuse_hits: int
-    openings: int
+    single_turn: int  # openings not continued
     turns_known: int
 
     @classmethod
     def of(cls, state: AccountState) -> "Totals":
-        return cls(state.n, state.rff_sum, state.reuse_hits, state.openings, state.turns_known)
+        return cls(state.n, state.rff_sum, state.reuse_hits, state.single_turn,
+                   state.turns_known)
 
     @classmethod
     def pooled(cls, states: Sequence[AccountState]) -> "Totals":
         return cls(sum(s.n for s in states), np.sum([s.rff_sum for s in states], axis=0),
-                   sum(s.reuse_hits for s in states), sum(s.openings for s in states),
+                   sum(s.reuse_hits for s in states), sum(s.single_turn for s in states),
                    sum(s.turns_known for s in states))

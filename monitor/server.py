@@ -2,7 +2,8 @@
 
 What it answers is monitor.service's (``POST /v1/check``, ``GET /v1/health``); how requests are
 read off the socket, with limits against hostile clients, is fingerprint.http_server's (shared
-with the replay server); this module puts them together, runs the flush timer, and starts and stops them. ``serve`` is what the
+with the replay server); this module puts them together, runs the flush timer, and starts and
+stops them. ``serve`` is what the
 command runs: it opens the monitor's state, listens, and on SIGTERM or SIGINT stops accepting,
 lets the requests being answered finish (a few seconds at most), then flushes and snapshots the
 state and releases its directory.

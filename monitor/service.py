@@ -3,13 +3,14 @@ monitor.server, puts it on HTTP, and monitor.protocol frames requests), so every
 can be tested without a network.
 
 ``POST /v1/check`` takes a JSON object in one of two shapes:
-- ``{"account": ..., "prompt": ..., "timestamp": ..., "prior_turns": ...}`` (timestamp and
-  prior_turns optional);
+- ``{"account": ..., "prompt": ..., "timestamp": ..., "prior_turns": ..., "conversation": ...}``
+  (timestamp, prior_turns and conversation optional; ``conversation`` is the first user message
+  of the conversation a follow-up continues);
 - the OpenAI chat body, as a gateway's pre-call hook (LiteLLM's, for one) holds it:
   ``{"user": ..., "messages": [...], ...}``: the account is ``user`` (``account``, if given,
   wins), the prompt is the last user message's text, ``prior_turns`` the assistant messages
-  before it (as the offline scan reads a chat log); every other field (model, temperature, ...)
-  is ignored.
+  before it and ``conversation`` the first user message (as the offline scan reads a chat log);
+  every other field (model, temperature, ...) is ignored.
 ``timestamp`` is seconds since the epoch (numbers of 1e11 and more are milliseconds) or an ISO
 8601 time (without an offset: UTC), as in request logs; absent or null means now.
 
@@ -28,7 +29,7 @@ import json
 from typing import Any, Mapping
 
 from fingerprint.http_server import Reply, read_json_object
-from fingerprint.records import last_user_message, prior_turns
+from fingerprint.records import first_user_message, last_user_message, prior_turns
 from monitor.errors import CheckError, MonitorError
 from monitor.online import Monitor
 from monitor.requests import parse_timestamp
@@ -58,8 +59,9 @@ def parse_json_object(body: bytes) -> dict[str, Any] | Reply:
     return request
 
 
-def check_arguments(request: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """(account, prompt, timestamp, prior_turns) from either body shape (the module docstring);
+def check_arguments(request: Mapping[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """(account, prompt, timestamp, prior_turns, conversation) from either body shape (the
+    module docstring);
     a CheckError names what is missing or unusable (types are checked by the monitor)."""
     if "messages" in request:
         if "prompt" in request:
@@ -72,14 +74,16 @@ def check_arguments(request: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
         if prompt is None:
             raise CheckError("messages holds no user message with text content")
         turns = request.get("prior_turns", prior_turns(messages))
+        conversation = request.get("conversation", first_user_message(messages))
     elif "prompt" in request:
         prompt, turns = request["prompt"], request.get("prior_turns")
+        conversation = request.get("conversation")
     else:
         raise CheckError("prompt (or messages, in the chat shape) is missing")
     account = request.get("account", request.get("user"))
     if account is None:
         raise CheckError("account (or user, in the chat shape) is missing")
-    return account, prompt, request_time(request.get("timestamp")), turns
+    return account, prompt, request_time(request.get("timestamp")), turns, conversation
 
 
 def request_time(value: Any) -> float | None:

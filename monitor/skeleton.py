@@ -18,9 +18,9 @@ The templates an account fills are also counted, by id: the coordination check (
 links accounts that fill the same templates. A prompt whose first or last words are a kept
 template's counts as one more filling of it even when no recent prompt shares them (a campaign
 cycling through many templates rarely sends two fillings of one within ``RECENT`` prompts), and
-``filled`` counts the prompts that filled any template. A stripped prefix of at least ``ID_MIN_WORDS``
-words counts as one template (its id: a hash of its first ``ID_WORDS`` words) and a stripped
-suffix as another (its last ``ID_WORDS`` words). Only a few words at the outer edge make the id
+``filled`` counts the prompts that filled any template. A stripped prefix of at least
+``ID_MIN_WORDS`` words counts as one template (its id: a hash of its first ``ID_WORDS``
+words) and a stripped suffix as another (its last ``ID_WORDS`` words). Only a few words at the outer edge make the id
 because what two prompts share runs past the template whenever their fillings begin alike (T0's
 question templates ask several questions about one passage, so two fillings share the passage
 too): the whole shared prefix would give one template many ids. At most

@@ -33,6 +33,7 @@ from cli import main
 from conftest import traffic_module, write_jsonl
 from monitor import (AccountScorer, Baseline, LimitPolicy, MonitorConfig, Request,
                      build_baseline, fit_baseline)
+from monitor.detector import conversation_key
 from monitor.requests import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,9 +114,10 @@ def tiny_baseline(tmp_path_factory) -> Path:
     return out
 
 
-def campaign_prompts(traffic: Path) -> dict[str, list[tuple[str, int | None]]]:
-    """Each campaign account's (prompt, prior turns), in time order, a prompt that repeats the
-    one before it left out (the monitor would take it as a retry)."""
+def campaign_prompts(traffic: Path) -> dict[str, list[tuple[str, int | None, str]]]:
+    """Each campaign account's (prompt, prior turns, its conversation's first user message), in
+    time order, a prompt that repeats the one before it left out (the monitor would take it as
+    a retry)."""
     truth = json.loads((traffic / "truth.json").read_text())
     wanted = {a for a, info in truth["accounts"].items() if info["kind"] == "campaign"}
     rows = defaultdict(list)
@@ -126,24 +128,25 @@ def campaign_prompts(traffic: Path) -> dict[str, list[tuple[str, int | None]]]:
                 messages = row["request"]["messages"]
                 turns = sum(m["role"] == "assistant" for m in messages[:-1])
                 rows[row["account"]].append((parse_timestamp(row["timestamp"]), row["id"],
-                                             messages[-1]["content"], turns))
+                                             messages[-1]["content"], turns,
+                                             messages[0]["content"]))
     out = {}
     for account, requests in sorted(rows.items()):
-        kept: list[tuple[str, int | None]] = []
-        for _, _, prompt, turns in sorted(requests):
+        kept: list[tuple[str, int | None, str]] = []
+        for _, _, prompt, turns, first in sorted(requests):
             if not kept or kept[-1][0] != prompt:
-                kept.append((prompt, turns))
+                kept.append((prompt, turns, first))
         out[account] = kept
     return out
 
 
-def risks(baseline: Baseline, prompts: list[tuple[str, int | None]]) -> list[float]:
+def risks(baseline: Baseline, prompts: list[tuple[str, int | None, str]]) -> list[float]:
     """The account's risk after each request, as the detector alone gives it."""
     scorer = AccountScorer(baseline)
     state = scorer.new_state()
     out = []
-    for i, (prompt, turns) in enumerate(prompts):
-        scorer.score([(state, prompt, START + i, turns)])
+    for i, (prompt, turns, first) in enumerate(prompts):
+        scorer.score([(state, prompt, START + i, turns, conversation_key(first))])
         out.append(scorer.assessment("a", state).risk)
     return out
 

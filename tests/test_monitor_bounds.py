@@ -28,7 +28,7 @@ def test_an_accounts_state_stays_the_same_size_however_much_it_sends(baseline_di
         prompts = [giant if i % 50 == 0 else
                    f"Rewrite this for a child: {turns[(batch * 500 + i) % 500]} Keep it short."
                    for i in range(500)]
-        scorer.score([(state, p, 1_795_000_000.0 + batch * 500 + i, None)
+        scorer.score([(state, p, 1_795_000_000.0 + batch * 500 + i, None, None)
                       for i, p in enumerate(prompts)])
         sizes.append(len(state.to_bytes()))
     assert state.n == 6000 and len(giant) > 200_000

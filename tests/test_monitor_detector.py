@@ -12,7 +12,7 @@ import pytest
 
 from monitor.baseline import Baseline, fit_baseline
 from monitor.config import MonitorConfig
-from monitor.detector import AccountState
+from monitor.detector import OPEN_RING, AccountState, conversation_key, count_turn
 from monitor.errors import BaselineError, MonitorConfigError, StateEntryError
 from monitor.requests import Request
 from monitor.scoring import AccountScorer
@@ -104,7 +104,7 @@ def test_a_baseline_round_trips_and_refuses_damage(fitted, tmp_path):
         Baseline.load(tmp_path / "bl")
     manifest = json.loads((tmp_path / "bl" / "manifest.json").read_text())
     (tmp_path / "bl" / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
-    with pytest.raises(BaselineError, match="baseline format 99; this toolkit reads format 1"):
+    with pytest.raises(BaselineError, match="baseline format 99; this toolkit reads format 2"):
         Baseline.load(tmp_path / "bl")
     with pytest.raises(BaselineError, match="no baseline here"):
         Baseline.load(tmp_path / "nothing")
@@ -139,32 +139,74 @@ def test_config_is_validated(change, message):
 
 
 def with_turns(convs, prefix, per_account=3):
-    """As as_accounts, with each request's conversation depth (0 opens a conversation)."""
+    """As as_accounts, with each request's conversation depth (0 opens a conversation) and
+    key."""
     requests, clock = [], 1_795_000_000.0
     for a in range(0, len(convs), per_account):
         for conv in convs[a:a + per_account]:
             for turn, prompt in enumerate(conv):
                 clock += 30.0
                 requests.append(Request(f"{prefix}{a}", prompt, clock, f"r{len(requests)}",
-                                        prior_turns=turn))
+                                        prior_turns=turn, conversation=conversation_key(conv[0])))
     return requests
 
 
 @pytest.mark.slow
-def test_single_turn_harvesting_of_ordinary_prompts_is_caught_by_openings():
+def test_single_turn_harvesting_of_ordinary_prompts_is_caught_by_single_turn():
     """Prompts drawn from benign users' own conversations, but each sent as a fresh one-question
     request: nothing in the text is unusual, the conversation structure is."""
     convs = conversations()
     baseline = fit_baseline(with_turns(convs[:2000], "b"), CONFIG)
-    assert not np.isnan(baseline.null_openings[:, 0]).any()
+    assert not np.isnan(baseline.null_single_turn[:, 0]).any()
     scorer = AccountScorer(baseline)
     fresh = with_turns(convs[2000:2400], "f", per_account=400)
-    harvest = [dataclasses.replace(r, prior_turns=0) for r in fresh[:240]]
+    harvest = [dataclasses.replace(r, prior_turns=0, conversation=conversation_key(r.prompt))
+               for r in fresh[:240]]
     caught, ordinary = run_requests(scorer, harvest), run_requests(scorer, fresh[:240])
     assert caught.flagged and not ordinary.flagged
     reasons = {r["signal"]: r for r in caught.reasons}
-    assert reasons["openings"]["value"] == 1.0 > reasons["openings"]["benign_median"]
-    assert reasons["openings"]["p_value"] < reasons["shift"]["p_value"]
+    assert reasons["single_turn"]["value"] == 1.0 > reasons["single_turn"]["benign_median"]
+    assert reasons["single_turn"]["p_value"] < reasons["shift"]["p_value"]
+    # the same requests with their conversations' keys withheld: single_turn is not tested
+    unknown = run_requests(scorer, [dataclasses.replace(r, conversation=None)
+                                    for r in fresh[:240]])
+    assert ordinary.turns_known == 240 and unknown.turns_known == sum(
+        r.prior_turns == 0 for r in fresh[:240])
+    assert "single_turn" not in {r["signal"] for r in unknown.reasons}
+
+
+def turns_of(steps):
+    """An account's state after (prior_turns, conversation's first message) steps."""
+    state = AccountState.new(CONFIG, 8)
+    for prior, first in steps:
+        count_turn(state, prior, None if first is None else conversation_key(first))
+    return state
+
+
+def test_a_follow_up_takes_its_opening_out_of_the_single_turn_count():
+    state = turns_of([(0, "a"), (0, "b"), (1, "a"), (2, "a"), (0, "c")])
+    assert (state.openings, state.followed, state.single_turn, state.turns_known) == (3, 1, 2, 5)
+    # a follow-up of a conversation the account never opened continues nothing
+    assert turns_of([(0, "a"), (1, "z")]).single_turn == 1
+    # two openings with the same first message: each follow-up continues one, the latest first
+    twice = turns_of([(0, "hi"), (0, "hi"), (1, "hi")])
+    assert twice.single_turn == 1 and list(twice.open_followed[:2]) == [False, True]
+    assert turns_of([(0, "hi"), (0, "hi"), (1, "hi"), (1, "hi")]).single_turn == 0
+    # an unknown depth, or a follow-up without its conversation, is not counted as known
+    unknown = turns_of([(None, "a"), (1, None), (0, "b")])
+    assert (unknown.turns_known, unknown.openings, unknown.single_turn) == (1, 1, 1)
+
+
+def test_only_the_latest_openings_can_be_continued():
+    steps = [(0, f"q{i}") for i in range(OPEN_RING + 1)]
+    late = turns_of(steps + [(1, "q0")])  # q0's slot now holds the last opening
+    recent = turns_of(steps + [(1, "q1")])
+    assert late.followed == 0 and recent.followed == 1
+    blob = recent.to_bytes()
+    back = AccountState.from_bytes(blob, CONFIG, 8)
+    assert (back.openings, back.followed, back.turns_known) == (OPEN_RING + 1, 1, OPEN_RING + 2)
+    assert np.array_equal(back.open_keys, recent.open_keys)
+    assert np.array_equal(back.open_followed, recent.open_followed)
 
 
 def run_requests(scorer, requests):
@@ -172,7 +214,7 @@ def run_requests(scorer, requests):
     rff, signatures = scorer.features.transform([scorer.strip(state, r.prompt)
                                                  for r in requests])
     for r, row, signature in zip(requests, rff, signatures):
-        scorer.observe(state, row, signature, r.timestamp, r.prior_turns)
+        scorer.observe(state, row, signature, r.timestamp, r.prior_turns, r.conversation)
     return state
 
 

@@ -32,7 +32,7 @@ from fingerprint.embed import load_backend
 from fingerprint.embed_model import (EMBEDDING_DTYPE, clip, load_tokenizer,
                                      local_model_dir)
 from monitor import AccountScorer, MonitorConfig
-from monitor.detector import STATE_FORMAT, AccountState, is_reuse
+from monitor.detector import STATE_FORMAT, AccountState, conversation_key, is_reuse
 from monitor.errors import StateEntryError
 from monitor.features import PromptFeatures
 from monitor.requests import parse_timestamp
@@ -164,7 +164,8 @@ def requests(traffic) -> list[tuple[str, str, float, int]]:
             messages = row["request"]["messages"]
             rows.append((row["account"], messages[-1]["content"],
                          parse_timestamp(row["timestamp"]),
-                         sum(m["role"] == "assistant" for m in messages[:-1])))
+                         sum(m["role"] == "assistant" for m in messages[:-1]),
+                         conversation_key(messages[0]["content"])))
     rows.sort(key=lambda r: r[2])
     return rows
 
@@ -174,7 +175,9 @@ def _fields(state: AccountState) -> dict:
     edges = [(" ".join(h) if isinstance(h, list) else h, " ".join(t) if isinstance(t, list)
               else t) for h, t in skeleton.edges]
     return {"counts": (state.n, state.reuse_hits, state.recent_count, state.openings,
-                       state.turns_known, state.next_checkpoint, state.flagged_at),
+                       state.followed, state.turns_known, state.next_checkpoint,
+                       state.flagged_at),
+            "openings": (state.open_keys.tobytes(), state.open_followed.tobytes()),
             "figures": (state.risk, state.p_value, state.first_seen, state.last_seen),
             "reasons": state.reasons, "edges": edges, "templates": skeleton.templates,
             "filled": skeleton.filled, "rff": state.rff_sum.tobytes(),
@@ -187,18 +190,18 @@ def test_the_traffic_scores_as_the_reference_scores_it(baseline, requests, monke
     fast_states: dict[str, AccountState] = {}
     reference_states: dict[str, AccountState] = {}
     fast_seen, reference_seen = [], []
-    for account, prompt, timestamp, turns in requests[:REQUESTS]:
+    for account, prompt, timestamp, turns, key in requests[:REQUESTS]:
         state = fast_states.setdefault(account, fast.new_state())
-        reused = fast.score([(state, prompt, timestamp, turns)])
+        reused = fast.score([(state, prompt, timestamp, turns, key)])
         fast_seen.append((reused, fast.assessment(account, state).to_dict()))
     with monkeypatch.context() as patch:
         patch.setattr(monitor.scoring, "is_reuse", reference_is_reuse)
-        for account, prompt, timestamp, turns in requests[:REQUESTS]:
+        for account, prompt, timestamp, turns, key in requests[:REQUESTS]:
             if account not in reference_states:
                 reference_states[account] = reference.new_state()
                 reference_states[account].skeleton = ReferenceSkeleton()
             state = reference_states[account]
-            reused = reference.score([(state, prompt, timestamp, turns)])
+            reused = reference.score([(state, prompt, timestamp, turns, key)])
             reference_seen.append((reused, reference.assessment(account, state).to_dict()))
 
     assert fast_seen == reference_seen  # every risk, p-value, flag, reason and activity figure
@@ -217,7 +220,7 @@ def test_embeddings_one_by_one_and_in_batches_equal_the_tokenizers_ones(baseline
     """Bit for bit, ASCII and non-ASCII prompts alike, and again once the cache of non-ASCII
     runs holds them."""
     features = baseline.features()
-    prompts = [p for _, p, _, _ in requests[:1500]] + ["", " ", "\x00", "naïve café 文字 🙂"]
+    prompts = [p for _, p, _, _, _ in requests[:1500]] + ["", " ", "\x00", "naïve café 文字 🙂"]
     assert 0 < sum(not p.isascii() for p in prompts) < len(prompts) // 2
     expected = reference_embeddings(features, prompts)
     for _ in range(2):
@@ -307,12 +310,12 @@ def test_a_states_bytes_follow_its_reasons_and_refuse_damage():
 def test_a_decoded_account_of_long_prompts_takes_at_most_20_kb(baseline, requests):
     """Issue 15's memory goal, on the worst realistic case in the traffic: an account whose
     300 prompts are the log's longest (its skeleton keeps 48 words at each edge of 8 of them)."""
-    longest = sorted({p for _, p, _, _ in requests}, key=len)[-300:]
+    longest = sorted({p for _, p, _, _, _ in requests}, key=len)[-300:]
     assert len(longest[0]) > 1000
     scorer = AccountScorer(baseline)
     state = scorer.new_state()
     for i, prompt in enumerate(longest):
-        scorer.score([(state, prompt, 1_795_000_000.0 + i, 0)])
+        scorer.score([(state, prompt, 1_795_000_000.0 + i, 0, None)])
     assert state.reasons  # tested at a checkpoint: its reasons are kept too
     blob = state.to_bytes()
     tracemalloc.start()

@@ -28,8 +28,8 @@ PACED = LimitPolicy(rate_per_second=1.0, burst=1)  # one request a second, no bu
 
 
 def send(monitor: Monitor, prompts, start: int = 0, account: str = "acct") -> list[dict]:
-    return [monitor.observe(account, prompt, START + start + i, turns).to_dict()
-            for i, (prompt, turns) in enumerate(prompts)]
+    return [monitor.observe(account, prompt, START + start + i, turns, first).to_dict()
+            for i, (prompt, turns, first) in enumerate(prompts)]
 
 
 def expected_decisions(policy: LimitPolicy, trail: list[float]) -> list[str]:
@@ -173,9 +173,10 @@ def test_evicted_and_snapshotted_accounts_keep_their_state(rising, baseline, tmp
     with Monitor(baseline, tmp_path / "small", policy, cache_accounts=1,
                  snapshot_bytes=20_000) as monitor:
         got: dict[str, list[dict]] = {"x": [], "y": [], "z": []}
-        for i, (prompt, turns) in enumerate(prompts[:40]):
+        for i, (prompt, turns, first) in enumerate(prompts[:40]):
             for account in got:  # interleaved: every request evicts the account before it
-                got[account].append(monitor.observe(account, prompt, START + i, turns).to_dict())
+                got[account].append(monitor.observe(account, prompt, START + i, turns,
+                                                    first).to_dict())
         assert monitor.stats["evictions"] >= 3 * 40 - 1 and monitor.stats["snapshots"] > 0
     assert [got[a] for a in ("x", "y", "z")] == reference
 

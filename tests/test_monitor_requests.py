@@ -6,6 +6,7 @@ import pytest
 
 from conftest import write_jsonl
 from fingerprint import FieldMap, InputError
+from monitor.detector import conversation_key
 from monitor.requests import RequestStats, parse_timestamp, read_requests
 
 
@@ -110,6 +111,9 @@ def test_a_request_knows_how_deep_in_its_conversation_it_is(tmp_path):
         {"role": "user", "content": "second"}, {"role": "assistant", "content": "two"}]
     path = write_jsonl(tmp_path / "log.jsonl", [chat_line("a", "q", 1795773600), follow_up])
     assert [r.prior_turns for r in read_requests(path)] == [0, 2]
+    # the conversation is known by its first user message, which a follow-up carries again
+    assert [r.conversation for r in read_requests(path)] == [conversation_key("q"),
+                                                              conversation_key("first")]
     served = write_jsonl(tmp_path / "served.jsonl",
                          [{"prompt": "q", "account": "a", "timestamp": 1}])
-    assert [r.prior_turns for r in read_requests(served)] == [None]  # the log does not show it
+    assert [(r.prior_turns, r.conversation) for r in read_requests(served)] == [(None, None)]

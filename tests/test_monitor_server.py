@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from monitor import ALLOW, Monitor, MonitorServer
+from monitor.service import check_arguments
 from monitor_fixtures import START
 
 pytest_plugins = ("monitor_fixtures",)  # its fixtures: traffic, baseline(_dir), rising
@@ -47,13 +48,14 @@ def check(port: int, payload: dict) -> dict:
 
 def interleaved(prompts) -> list[dict]:
     """Every account sends the campaign's requests, one second apart, accounts interleaved."""
-    return [{"account": account, "prompt": prompt, "timestamp": START + i, "prior_turns": turns}
-            for i, (prompt, turns) in enumerate(prompts) for account in ACCOUNTS]
+    return [{"account": account, "prompt": prompt, "timestamp": START + i, "prior_turns": turns,
+             "conversation": first}
+            for i, (prompt, turns, first) in enumerate(prompts) for account in ACCOUNTS]
 
 
 def observe(monitor: Monitor, payload: dict) -> dict:
     return monitor.observe(payload["account"], payload["prompt"], payload.get("timestamp"),
-                           payload.get("prior_turns")).to_dict()
+                           payload.get("prior_turns"), payload.get("conversation")).to_dict()
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_the_openai_chat_body_is_checked_as_its_last_user_message(server):
     chat = check(server.port, {"model": "gpt-x", "user": "chat-user", "messages": conversation,
                                "temperature": 0.2, "timestamp": START})
     plain = check(server.port, {"account": "plain-user", "prompt": "and 7?", "prior_turns": 1,
-                                "timestamp": START})
+                                "conversation": "what is a prime number?", "timestamp": START})
     assert chat == plain and chat["requests"] == 1
     health = request(server.port, "GET", "/v1/health")[1]
     assert health["status"] == "ok" and health["stats"]["requests"] == 2
@@ -127,6 +129,8 @@ HOSTILE = [
     (b'{"account": "a", "prompt": "p", "timestamp": 1e400}', 400, "timestamp"),
     (b'{"account": "a", "prompt": "p", "timestamp": [1]}', 400, "timestamp"),
     (b'{"account": "a", "prompt": "p", "prior_turns": "2"}', 400, "prior_turns"),
+    (b'{"account": "a", "prompt": "p", "conversation": 7}', 400, "conversation must be a string"),
+    (b'{"account": "a", "prompt": "p", "conversation": "\\ud800"}', 400, "lone surrogate"),
     (b'{"user": "a", "messages": "hello"}', 400, "messages must be a list"),
     (b'{"user": "a", "messages": [{"role": "system", "content": "x"}]}', 400,
      "no user message"),
@@ -249,3 +253,15 @@ def test_a_kept_alive_connection_is_answered_without_a_delayed_ack_stall(shared_
     finally:
         conn.close()
     assert elapsed < 0.3, f"10 requests took {elapsed:.3f} s"
+
+
+def test_a_chat_body_names_its_conversation_by_the_first_user_message():
+    """What lets the monitor see that a conversation was continued: the chat body's first user
+    message, or the ``conversation`` a gateway gives beside a bare prompt (which wins)."""
+    body = {"user": "u", "messages": [{"role": "system", "content": "be brief"},
+                                      {"role": "user", "content": "what is a prime number?"},
+                                      {"role": "assistant", "content": "two divisors"},
+                                      {"role": "user", "content": "and 7?"}]}
+    assert check_arguments(body)[3:] == (1, "what is a prime number?")
+    assert check_arguments({**body, "conversation": "c-17"})[4] == "c-17"
+    assert check_arguments({"account": "a", "prompt": "p"})[3:] == (None, None)
