@@ -46,8 +46,9 @@ def baseline_build(benign_log: str, out: Path, force: bool, config_file: Path | 
     started = time.perf_counter()
     baseline, stats = build_baseline(benign_log, out, config, fields, force=force)
     seconds = time.perf_counter() - started
-    checkpoints = [{"requests": size, "tested": ok} for size, ok in
-                   zip(baseline.config.checkpoint_sizes, baseline.tested)]
+    checkpoints = [{"requests": size, "tested": ok, "signals": list(baseline.signals_at(k))}
+                   for k, (size, ok) in enumerate(zip(baseline.config.checkpoint_sizes,
+                                                      baseline.tested))]
     if as_json:
         echo_json({"out": str(out), "counts": baseline.counts, "checkpoints": checkpoints,
                    **{k: v for k, v in stats.to_dict().items() if k != "requests"},
@@ -64,6 +65,10 @@ def baseline_build(benign_log: str, out: Path, force: bool, config_file: Path | 
     click.echo(f"tested at   {_sizes(tested) or 'no checkpoint'} requests"
                + (f"; not at {_sizes(untested)} (too little benign traffic to calibrate)"
                   if untested else ""))
+    for c in checkpoints:
+        if c["tested"] and "shift" not in c["signals"]:
+            click.echo(f"            at {c['requests']}: {' and '.join(c['signals'])} only "
+                       f"(shift's null, from half of the accounts, is too small)")
     _echo_skipped(stats.to_dict())
 
 

@@ -2,17 +2,20 @@
 
 Fitting splits the benign log's accounts in two by a seeded hash of their ids. Half A gives the
 benign mean of the random Fourier features (what an account's prompts are compared with) and the
-median distance that sets the kernels' bandwidths. Half B gives the null distributions: null
-accounts are made by concatenating B's accounts (each kept whole and in time order, so its
+median distance that sets the kernels' bandwidths. The null distributions come from null
+accounts made by concatenating benign accounts (each kept whole and in time order, so its
 conversations, follow-ups and repetitions are as they were) in a random order, without
-replacement, and each statistic of monitor.detector is measured on them at every checkpoint.
-A and B are disjoint so that the null accounts are scored against a mean they took no part in,
-as a new account is.
+replacement; each statistic of monitor.detector is measured on them at every checkpoint. The
+``shift`` null is made from half B alone, so that its null accounts are scored against a mean
+they took no part in, as a new account is. ``reuse`` and ``single_turn`` depend on nothing
+fitted, so their nulls are made from all the benign accounts, A and B.
 
-A checkpoint is tested only if half B holds at least ``MIN_NULL_COVERAGE`` times its size in
-requests: with fewer, the simulated null accounts would share most of their requests and their
-spread would understate a fresh benign account's. Checkpoints without enough benign traffic are
-listed in the baseline as untested, with that reason.
+A signal is tested at a checkpoint only if the accounts its null is made from hold at least
+``MIN_NULL_COVERAGE`` times the checkpoint's size in requests: with fewer, the simulated null
+accounts would share most of their requests and their spread would understate a fresh benign
+account's. So a baseline may test ``reuse`` and ``single_turn`` at one checkpoint more than
+``shift`` (twice the requests). A signal's null column is NaN where it is not tested, and a
+checkpoint where no signal is tested is listed as untested.
 
 On disk a baseline is a directory: ``manifest.json`` (format and toolkit versions, the full
 MonitorConfig, the median, counts, which checkpoints are tested, the sha256 of every array) and
@@ -43,7 +46,8 @@ from monitor.features import PromptFeatures
 from monitor.requests import Request, RequestStats, read_requests, requests_by_account
 from monitor.skeleton import stripped
 
-BASELINE_FORMAT = 2  # 2: single_turn (openings not continued) replaces openings
+BASELINE_FORMAT = 3  # 3: reuse and single_turn nulls from all accounts, tested per signal;
+# 2: single_turn (openings not continued) replaces openings
 MIN_NULL_COVERAGE = 10
 ARRAYS = ("mean", "null_shift", "null_reuse", "null_single_turn")
 
@@ -58,11 +62,17 @@ class Baseline:
     null_shift: np.ndarray  # (null_accounts, checkpoints) float64, each column sorted
     null_reuse: np.ndarray
     null_single_turn: np.ndarray  # all NaN when the benign log does not show conversations
-    tested: tuple[bool, ...]  # per checkpoint: enough benign traffic to calibrate it
+    tested: tuple[bool, ...]  # per checkpoint: enough benign traffic to calibrate a signal
     counts: dict[str, int]
 
     def features(self) -> PromptFeatures:
         return PromptFeatures(self.config, self.median)
+
+    def signals_at(self, k: int) -> tuple[str, ...]:
+        """The signals calibrated at checkpoint k (their null is not NaN there)."""
+        nulls = (("shift", self.null_shift), ("reuse", self.null_reuse),
+                 ("single_turn", self.null_single_turn))
+        return tuple(name for name, null in nulls if not np.isnan(null[:, k]).any())
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         root = Path(directory)
@@ -116,17 +126,23 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
         [r.prompt for r in accounts[a]])])
     median = features.fit_scale(embedded_a)
     mean = features.rff(embedded_a).astype(np.float64).mean(axis=0)
-    units = [_unit(features, config, accounts[a]) for a in half_b]
-    total_b = sum(len(flags) for _, flags in units)
-    tested = tuple(size * MIN_NULL_COVERAGE <= total_b for size in config.checkpoint_sizes)
-    null_shift, null_shares = _null_statistics(units, mean, config, tested)
+    units = {a: _unit(features, config, accounts[a]) for a in sorted(accounts)}
+    b_units = [units[a] for a in half_b]
+    total_b = sum(len(flags) for _, flags in b_units)
+    total = sum(len(flags) for _, flags in units.values())
+    shift_tested = _covered(config, total_b)
+    counts_tested = _covered(config, total)
+    null_shift, _ = _null_statistics(b_units, mean, config, shift_tested)
+    _, null_shares = _null_statistics(list(units.values()), mean, config, counts_tested)
+    tested = tuple(a or b for a, b in zip(shift_tested, counts_tested))
     shows_turns = all(r.prior_turns is not None and (r.prior_turns == 0 or r.conversation
                                                      is not None)
                       for reqs in accounts.values() for r in reqs)
     null_single_turn = null_shares[1] if shows_turns else np.full_like(null_shift, np.nan)
     counts = {"accounts": len(accounts), "requests": sum(len(v) for v in accounts.values()),
               "mean_accounts": len(half_a), "mean_requests": int(len(embedded_a)),
-              "null_accounts_from": len(half_b), "null_requests_from": int(total_b)}
+              "null_accounts_from": len(half_b), "null_requests_from": int(total_b),
+              "count_null_accounts_from": len(units), "count_null_requests_from": int(total)}
     return Baseline(config, median, mean, null_shift, null_shares[0], null_single_turn, tested,
                     counts)
 
@@ -146,6 +162,11 @@ def build_baseline(log: str | os.PathLike[str], out: str | os.PathLike[str],
     baseline = fit_baseline(read_requests(log, fields, stats), config)
     baseline.save(root)
     return baseline, stats
+
+
+def _covered(config: MonitorConfig, requests: int) -> tuple[bool, ...]:
+    """Per checkpoint, whether a null made from ``requests`` benign requests can calibrate it."""
+    return tuple(size * MIN_NULL_COVERAGE <= requests for size in config.checkpoint_sizes)
 
 
 def _split(accounts: dict[str, list[Request]], seed: int) -> tuple[list[str], list[str]]:

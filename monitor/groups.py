@@ -14,9 +14,10 @@ A template filled by more than ``MAX_TEMPLATE_ACCOUNTS`` accounts links none of 
 common phrasing, and the pairs it would make grow with the square of its users.
 
 A group is tested as one account: its members' sums pooled (requests, random Fourier features,
-openings not continued) and compared with the benign null of the largest tested checkpoint
-not above its size.
-That null is wider than the null at the group's own size would be (a larger benign account
+openings not continued) and compared with the benign nulls of the largest checkpoint not above
+its size at which the baseline calibrated one of the pooled signals (``single_turn`` only if
+the log shows every member's conversations): chosen from sizes, never from values. That null is
+wider than the null at the group's own size would be (a larger benign account
 averages over more conversations), so the test is conservative there. Only ``shift`` and
 ``single_turn`` are pooled: grouping selects accounts that reuse templates, so ``reuse`` would be
 tested on what chose the group; the other two are computed on prompts without their templates
@@ -134,16 +135,16 @@ def find_groups(scorer: AccountScorer, states: Mapping[str, AccountState]) -> li
     flag guarantees)."""
     linked = link_accounts(states)
     sizes = scorer.sizes
+    pooled = [Totals.pooled([states[a] for a in accounts]) for accounts, _ in linked]
     tested_at = []
-    for accounts, _ in linked:
-        n = sum(states[a].n for a in accounts)
-        ks = [k for k, ok in enumerate(scorer.baseline.tested) if ok and sizes[k] <= n]
+    for totals in pooled:
+        ks = [k for k in range(len(sizes)) if sizes[k] <= totals.n
+              and scorer.usable(totals, k, GROUP_SIGNALS)]
         tested_at.append(ks[-1] if ks else None)
     count = sum(k is not None for k in tested_at)
     alpha = scorer.config.alpha
     groups = []
-    for (accounts, templates), k in zip(linked, tested_at):
-        totals = Totals.pooled([states[a] for a in accounts])
+    for (accounts, templates), totals, k in zip(linked, pooled, tested_at):
         gid = "group-" + hashlib.sha256("\n".join(accounts).encode("utf-8",
                                                                     "surrogatepass")).hexdigest()[:10]
         if k is None:

@@ -56,6 +56,8 @@ class AccountScorer:
         self.features = features or baseline.features()
         self.sizes = self.config.checkpoint_sizes
         self._medians: dict[tuple[str, int], float] = {}
+        self._calibrated = {(name, k): name in baseline.signals_at(k)
+                            for name in SIGNALS for k in range(len(self.sizes))}
         # alpha spent evenly over the checkpoints the baseline can calibrate (fixed before any
         # account is seen, so the union bound holds)
         self.level = self.config.alpha / max(1, sum(baseline.tested))
@@ -150,21 +152,36 @@ class AccountScorer:
     def checkpoint_test(self, totals: "Totals", k: int, signals: Sequence[str]
                         ) -> tuple[float, list[dict[str, Any]]]:
         """The Bonferroni p-value over ``signals`` of ``totals`` against checkpoint k's nulls,
-        and each signal's figure beside the benign median."""
+        and each signal's figure beside the benign median. A signal takes part where the
+        baseline calibrated it at k (its null is not NaN) and, for ``single_turn``, where every
+        request's conversation is known; with none, the p-value is 1 and there are no
+        reasons."""
         n = self.sizes[k]
-        values = {"shift": float(np.sum((totals.rff_sum / totals.n - self.baseline.mean) ** 2)),
-                  "reuse": totals.reuse_hits / totals.n}
-        nulls = {"shift": self.baseline.null_shift[:, k], "reuse": self.baseline.null_reuse[:, k]}
-        single_turn = self.baseline.null_single_turn[:, k]
-        if totals.turns_known == totals.n and not np.isnan(single_turn).any():
-            values["single_turn"] = totals.single_turn / totals.n
-            nulls["single_turn"] = single_turn
-        names = [name for name in values if name in signals]
+        nulls = {"shift": self.baseline.null_shift[:, k], "reuse": self.baseline.null_reuse[:, k],
+                 "single_turn": self.baseline.null_single_turn[:, k]}
+        names = self.usable(totals, k, signals)
+        if not names:
+            return 1.0, []
+        values = {name: self._value(totals, name) for name in names}
         ps = {name: empirical_p(nulls[name], values[name]) for name in names}
         p = min(1.0, len(ps) * min(ps.values()))
         return p, [{"signal": name, "value": values[name],
                     "benign_median": self._median(name, k, nulls[name]), "p_value": ps[name],
                     "checkpoint": n, "meaning": MEANINGS[name]} for name in names]
+
+
+    def usable(self, totals: "Totals", k: int, signals: Sequence[str]) -> list[str]:
+        """Which of ``signals`` checkpoint k can test on ``totals``: those the baseline holds a
+        null for at k, ``single_turn`` only if every request's conversation is known."""
+        return [name for name in SIGNALS if name in signals and self._calibrated[name, k]
+                and (name != "single_turn" or totals.turns_known == totals.n)]
+
+    def _value(self, totals: "Totals", signal: str) -> float:
+        if signal == "shift":
+            return float(np.sum((totals.rff_sum / totals.n - self.baseline.mean) ** 2))
+        if signal == "reuse":
+            return totals.reuse_hits / totals.n
+        return totals.single_turn / totals.n
 
 
 @dataclass(frozen=True)

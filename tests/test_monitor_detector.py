@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.baseline import Baseline, fit_baseline
+from monitor.baseline import BASELINE_FORMAT, Baseline, fit_baseline
 from monitor.config import MonitorConfig
 from monitor.detector import OPEN_RING, AccountState, conversation_key, count_turn
 from monitor.errors import BaselineError, MonitorConfigError, StateEntryError
 from monitor.requests import Request
-from monitor.scoring import AccountScorer
+from monitor.scoring import SIGNALS, AccountScorer, Totals
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "monitor"
 CONFIG = MonitorConfig(checkpoints=4, null_accounts=4001)  # 30, 60, 120, 240 requests
@@ -64,6 +64,28 @@ def test_a_baseline_tests_only_checkpoints_it_can_calibrate(fitted):
 
 
 @pytest.mark.slow
+def test_signals_that_fit_nothing_are_calibrated_on_every_benign_account():
+    """``reuse`` and ``single_turn`` depend on nothing fitted, so their nulls use both halves
+    and reach a checkpoint that ``shift``'s (half B only) cannot."""
+    convs = conversations()
+    baseline = fit_baseline(with_turns(convs[:700], "b"), CONFIG)
+    counts = baseline.counts
+    assert counts["null_requests_from"] < 2400 <= counts["count_null_requests_from"]
+    assert baseline.tested[-1] is True
+    assert np.isnan(baseline.null_shift[:, -1]).all()
+    assert not np.isnan(baseline.null_reuse[:, -1]).any()
+    assert not np.isnan(baseline.null_single_turn[:, -1]).any()
+    scorer = AccountScorer(baseline)
+    state = run_requests(scorer, with_turns(convs[2000:2400], "f", per_account=400)[:240])
+    assert state.n == 240 and state.next_checkpoint == 4
+    last = {r["signal"] for r in state.reasons if r["checkpoint"] == 240}
+    assert last in (set(), {"reuse", "single_turn"})  # kept only if it was the strongest
+    p, reasons = scorer.checkpoint_test(Totals.of(state), 3, SIGNALS)
+    assert [r["signal"] for r in reasons] == ["reuse", "single_turn"]
+    assert p == min(1.0, 2 * min(r["p_value"] for r in reasons))
+
+
+@pytest.mark.slow
 def test_a_templated_campaign_is_flagged_and_benign_users_are_not(fitted):
     baseline, fresh = fitted
     scorer = AccountScorer(baseline)
@@ -104,7 +126,8 @@ def test_a_baseline_round_trips_and_refuses_damage(fitted, tmp_path):
         Baseline.load(tmp_path / "bl")
     manifest = json.loads((tmp_path / "bl" / "manifest.json").read_text())
     (tmp_path / "bl" / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
-    with pytest.raises(BaselineError, match="baseline format 99; this toolkit reads format 2"):
+    with pytest.raises(BaselineError,
+                       match=f"baseline format 99; this toolkit reads format {BASELINE_FORMAT}"):
         Baseline.load(tmp_path / "bl")
     with pytest.raises(BaselineError, match="no baseline here"):
         Baseline.load(tmp_path / "nothing")

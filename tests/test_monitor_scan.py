@@ -132,6 +132,8 @@ def test_baseline_build_and_scan_through_the_cli(traffic, log_lines, tmp_path):
     summary = json.loads(built.stdout)
     assert summary["counts"]["accounts"] > 2 and summary["config"] == CONFIG.to_dict()
     assert [c["requests"] for c in summary["checkpoints"]] == [30, 60]
+    assert all(c["signals"] == ["shift", "reuse", "single_turn"]
+               for c in summary["checkpoints"])
     assert summary["skipped"] == {} and summary["seconds"] > 0
     again = invoke("monitor", "baseline", "build", traffic / "baseline.jsonl.gz", "--out", out,
                    "--config", config)
