@@ -31,9 +31,10 @@ import numpy as np
 
 from fingerprint.errors import ConfigError
 
-STYLE_EXTRAS = ("edges", "templates")  # the canonical order of a config's "+"-joined names
+STYLE_EXTRAS = ("edges", "templates", "chars")  # the canonical order of a config's "+"-joined names
 EDGE_TOKENS = 5
 TEMPLATE_N = 3
+CHAR_N = 3
 MASK = "_"
 
 _TOKEN = re.compile(r"\w+|[^\w\s]|\n")
@@ -98,6 +99,14 @@ def template_features(tokens: Sequence[str]) -> list[str]:
     return ["<tpl> " + " ".join(m[i:i + TEMPLATE_N]) for i in range(len(m) - TEMPLATE_N + 1)]
 
 
+def char_features(folded: str) -> list[str]:
+    """``<chr> abc``: the character trigrams of the folded text, whitespace runs as one space
+    (authorship attribution's most robust single feature set: it sees punctuation, spacing,
+    affixes and short function words together)."""
+    text = " ".join(folded.split())
+    return ["<chr> " + text[i:i + CHAR_N] for i in range(len(text) - CHAR_N + 1)]
+
+
 def extra_features(folded: str, names: Sequence[str]) -> list[str]:
     """Every extra feature of one folded text (fingerprint.folding.fold) for the named sets."""
     tokens = _TOKEN.findall(folded)
@@ -106,6 +115,8 @@ def extra_features(folded: str, names: Sequence[str]) -> list[str]:
         out += edge_features(tokens)
     if "templates" in names:
         out += template_features(tokens)
+    if "chars" in names:
+        out += char_features(folded)
     return out
 
 

@@ -11,8 +11,8 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from fingerprint import ConfigError, FingerprintConfig
 from fingerprint.folding import fold
 from fingerprint.style import StyleVectorizer
-from fingerprint.style_extras import (edge_features, extra_features, masked, parse_extras,
-                                      template_features)
+from fingerprint.style_extras import (char_features, edge_features, extra_features, masked,
+                                      parse_extras, template_features)
 
 ANSWER = ("Sure! Here are three ideas for the party:\n1. Games\n2. Music\n\n"
           "Let me know if you have any other questions.\n")
@@ -47,9 +47,15 @@ def test_a_template_masks_content_words_and_keeps_function_words_and_punctuation
     assert a == b and "<tpl> on the _" in a
 
 
+def test_character_trigrams_see_spacing_as_one_space():
+    assert char_features("a  b\n!") == ["<chr> a b", "<chr>  b ", "<chr> b !"]
+    assert char_features("ab") == [] and char_features("") == []
+    assert extra_features(fold("Hi!"), ("chars",)) == ["<chr> hi!"]
+
+
 def test_the_kernel_with_extras_counts_what_scikit_learn_counts():
     texts = [ANSWER, "", "\n\n", "Ünïcode ＦＵＬＬ width, ok?", "a"]
-    for extras in ("edges", "templates", "edges+templates"):
+    for extras in ("edges", "templates", "edges+templates", "chars", "edges+templates+chars"):
         styler = StyleVectorizer(2**12, 1, extras)
         fast, slow = styler.transform(texts), styler.reference_transform(texts)
         assert fast.shape == slow.shape and (fast != slow).nnz == 0
