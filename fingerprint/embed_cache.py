@@ -19,6 +19,7 @@ Nothing is pickled: entries hold ``.onnx``, ``.npy`` and ``.json`` files only. T
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -41,7 +42,14 @@ _model_digests: dict[tuple, str] = {}
 
 
 def cache_root() -> Path:
-    configured = os.environ.get(CACHE_ENV)
+    """The cache directory in force: ``$FINGERPRINT_CACHE_DIR``, else ~/.cache/fingerprint.
+    Asked on every embedding call (fingerprint.embed keys its loaded backends by it), so the
+    path is worked out once per (setting, home directory): building it cost ~30 us a call."""
+    return _cache_root(os.environ.get(CACHE_ENV), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=16)
+def _cache_root(configured: str | None, home: str | None) -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fingerprint"
 
 

@@ -226,12 +226,13 @@ def count_turn(state: AccountState, prior_turns: int | None, conversation: int |
         continued[slot] = False
         state.openings += 1
         return
-    matches = np.flatnonzero((keys == np.uint64(conversation)) & ~continued)
-    matches = matches[matches < state.openings]  # slots never written hold key 0
-    if matches.size:
-        latest = (state.openings - 1) % OPEN_RING
-        slot = matches[np.argmin((latest - matches) % OPEN_RING)]
-        continued[slot] = True
+    latest, best, best_age = (state.openings - 1) % OPEN_RING, -1, OPEN_RING
+    for slot in np.flatnonzero(keys == np.uint64(conversation)).tolist():  # usually 0 or 1
+        age = (latest - slot) % OPEN_RING
+        if slot < state.openings and not continued[slot] and age < best_age:  # slots never
+            best, best_age = slot, age  # written hold key 0
+    if best >= 0:
+        continued[best] = True
         state.followed += 1
 
 

@@ -17,16 +17,25 @@ from __future__ import annotations
 
 import re
 
-_MARKERS = re.compile(
-    r"step[- ]by[- ]step|think (?:it )?through|chain[- ]of[- ]thought|show (?:your|all) (?:work|steps)"
+MARKERS = re.compile(
+    r"step[- ]by[- ]step|think (?:it )?through|chain[- ]of[- ]thought"
+    r"|show (?:your|all) (?:work|steps)"
     r"|explain your (?:reasoning|answer|thinking)|justify your (?:answer|steps|reasoning)"
     r"|reason(?:ing)? (?:step|carefully)|walk me through|before (?:answering|you answer)"
     r"|(?:answer|respond|reply|output) (?:only )?(?:in|as|with) (?:json|yaml|xml|a table|csv)"
     r"|in (?:the )?following format|output format|valid json|json object")
 
 
+# every alternative of MARKERS contains one of these words, so a prompt without any of them
+# cannot match: plain substring tests, far cheaper than the alternation tried at every position
+KEYWORDS = ("step", "through", "chain", "show", "explain", "justify", "reason", "before",
+            "json", "yaml", "xml", "table", "csv", "format")
+
+
 def elicits(prompt: str) -> bool:
     """Whether the prompt asks for reasoning steps, a chain of thought or a fixed output format.
     The pattern is lower case and searched in the lowered prompt: 4.5 times faster than a
-    case-insensitive search (19 against 84 us on ShareGPT prompts), the same answers."""
-    return _MARKERS.search(prompt.lower()) is not None
+    case-insensitive search (19 against 84 us on ShareGPT prompts), the same answers; and only
+    in a prompt holding one of KEYWORDS."""
+    lowered = prompt.lower()
+    return any(word in lowered for word in KEYWORDS) and MARKERS.search(lowered) is not None

@@ -217,3 +217,20 @@ def test_elicitation_markers_are_counted_and_shown(tmp_path, baseline_dir):  # n
     result = scan_file(write_jsonl(tmp_path / "log.jsonl", rows), Baseline.load(baseline_dir))
     share = result.rows[0].activity["elicitation"]
     assert share == round(sum(map(elicits, prompts)) / 40, 3) and share >= 0.25
+
+
+def test_the_keyword_screen_never_changes_what_the_markers_find():
+    """elicits() runs the pattern only on prompts holding one of KEYWORDS: on real prompts and
+    on one phrasing of every alternative, the answers are the pattern's own."""
+    from monitor.elicitation import KEYWORDS, MARKERS, elicits
+    phrasings = ["step-by-step", "think it through", "chain of thought", "show all steps",
+                 "explain your answer", "justify your steps", "reasoning carefully",
+                 "walk me through", "before answering", "reply only with csv",
+                 "output as a table", "in the following format", "output format",
+                 "valid json", "a json object", "respond in yaml", "answer with xml"]
+    for text in phrasings:
+        assert MARKERS.search(text) and elicits(text.upper()), text
+        assert any(word in text for word in KEYWORDS), text
+    turns = _sharegpt_turns(3000)
+    assert [elicits(t) for t in turns] == [MARKERS.search(t.lower()) is not None for t in turns]
+    assert 0 < sum(map(elicits, turns)) < len(turns)
