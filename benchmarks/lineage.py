@@ -428,11 +428,35 @@ def evaluate(dirs: list[Path], jobs: int = 1, style_extras: str = "", per_model:
     return report
 
 
+SCREEN_SCORES = ("share", "margin", "softmax", "rankmean")
+
+
+def decision_score(scores: np.ndarray, target: list[int], kind: str) -> float:
+    """A suspect's score for a target from the classifier's (responses, classes) decision
+    scores. ``share`` (the library's statistic): share of responses whose best class is the
+    target's; ``margin``: mean of (the target's best score - the best other class's);
+    ``softmax``: mean softmax mass of the target's classes; ``rankmean``: mean of 1 / (1 +
+    the number of other classes scored above the target)."""
+    other = np.ones(scores.shape[1], dtype=bool)
+    other[target] = False
+    mine, theirs = scores[:, target].max(axis=1), scores[:, other]
+    if kind == "share":
+        return float(np.mean(mine > theirs.max(axis=1)))
+    if kind == "margin":
+        return float(np.mean(mine - theirs.max(axis=1)))
+    if kind == "softmax":
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return float(np.mean(e[:, target].sum(axis=1) / e.sum(axis=1)))
+    return float(np.mean(1.0 / (1 + (theirs > mine[:, None]).sum(axis=1))))
+
+
 def screen(dirs: list[Path], style_extras: str = "", per_model: bool = False,
-           cache_dir: Path | None = None) -> dict:
+           cache_dir: Path | None = None, score: str = "share") -> dict:
     """The figures that need only the full fit (AUC per family, top-1 family and vendor): the
     students and human-data models are never classes, so these are the lolgo run's own figures;
-    the nulls' fits (p-values, the reference check) are skipped. One fit instead of ~19."""
+    the nulls' fits (p-values, the reference check) are skipped. One fit instead of ~19.
+    ``score`` other than "share" scores suspects from the decision scores instead of the labels
+    (SCREEN_SCORES; the library's statistic is the share)."""
     started = time.time()
     lineage, texts = load(dirs)
     families, classes_models, suspects = roles(lineage, per_model)
@@ -447,12 +471,22 @@ def screen(dirs: list[Path], style_extras: str = "", per_model: bool = False,
              else styler.transform(texts[n]) for n in lineage}
     classes = {c: sparse.vstack([style[m] for m in ms], format="csr")
                for c, ms in classes_models.items()}
-    _init({"classes": classes, "rows": {s: style[s] for s in suspects}})
-    labels = _fit_and_label((frozenset(), suspects))[1]
     targets = members(classes_models, families)
+    if score == "share":
+        _init({"classes": classes, "rows": {s: style[s] for s in suspects}})
+        labels = _fit_and_label((frozenset(), suspects))[1]
+    else:
+        names = list(classes)
+        clf = StyleClassifier().fit([classes[n] for n in names])
+        columns = {t: [names.index(c) for c in ms] for t, ms in targets.items()}
     models = []
     for name in suspects:
-        scores = {t.split(":", 1)[1]: v for t, v in shares_of(labels[name], targets).items()}
+        if score == "share":
+            scores = {t.split(":", 1)[1]: v for t, v in shares_of(labels[name], targets).items()}
+        else:
+            decisions = clf.decision_scores(style[name])
+            scores = {t.split(":", 1)[1]: decision_score(decisions, columns[t], score)
+                      for t in targets}
         best = max(scores, key=scores.get)
         models.append({"model": name, "role": lineage[name]["role"],
                        "teacher": lineage[name]["teacher"],
@@ -464,7 +498,8 @@ def screen(dirs: list[Path], style_extras: str = "", per_model: bool = False,
             "top1_accuracy": float(np.mean([m["top_teacher"] == m["teacher"] for m in students])),
             "top1_vendor_accuracy": float(np.mean([m["top_vendor"] == vendor_of.get(m["teacher"])
                                                    for m in students])),
-            "models": models, "method": {"screen": True, "style_extras": style_extras,
+            "models": models, "method": {"screen": True, "score": score,
+                                         "style_extras": style_extras,
                                          "classes_per": "provider model" if per_model
                                          else "provider family",
                                          "seconds_total": round(time.time() - started, 1)}}
@@ -524,11 +559,16 @@ def main() -> None:
     parser.add_argument("--screen", action="store_true",
                         help="only the figures the full fit gives (AUC, top-1): one fit, no "
                              "p-values; prints JSON")
+    parser.add_argument("--screen-score", choices=SCREEN_SCORES, default="share",
+                        help="with --screen: how a suspect is scored from the fit (default "
+                             "share, the library's statistic)")
     args = parser.parse_args()
     if args.screen:
         print(json.dumps(screen(args.data, args.style_extras, args.classes == "model",
-                                args.cache), indent=2))
+                                args.cache, args.screen_score), indent=2))
         return
+    if args.screen_score != "share":
+        parser.error("--screen-score needs --screen")
     report = evaluate(args.data, args.jobs, args.style_extras, args.classes == "model",
                       ("pooled", "lolgo") if args.pooled else ("lolgo",), args.cache)
     if args.json:
