@@ -389,7 +389,10 @@ def word_vocabulary(texts: Sequence[str], size: int) -> tuple[np.ndarray, np.nda
 
 def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig, seed: int,
         threads: int, quick: bool, fractions: Sequence[float] = FRACTIONS,
-        shift_control_keys: int = SHIFT_CONTROL_KEYS) -> dict:
+        shift_control_keys: int = SHIFT_CONTROL_KEYS, reference_kind: str = "train") -> dict:
+    """The experiment (the module docstring). ``reference_kind`` is the shift test's unmarked
+    reference: "train", the teacher's unmarked answers to the training prompts; "probes", its
+    unmarked answers to the held-out prompts the suspects are probed with."""
     started = time.time()
     timings: dict[str, float] = {}
 
@@ -494,6 +497,19 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
                                           **gen)}
 
     served, _ = cache.json("teacher-heldout", served_key, served_answers)
+    probe_reference = None
+    if reference_kind == "probes":
+        # the provider answers the prompts it probed the suspect with, unmarked, itself: a
+        # reference on the suspect's own topics (other draws than the served answers above)
+        probe_key = cache.key("teacher-probe-reference", [served_key, seed + 12])
+
+        def probe_answers() -> dict:
+            with single_thread():
+                return {"unmarked": tl.generate(teacher, [heads[i] for i in eval_slots],
+                                                seed=seed + 12, **gen)}
+
+        probe_reference = cache.json("teacher-probe-reference", probe_key,
+                                     probe_answers)[0]["unmarked"]
     t = lap("teacher_generation", t)
 
     # which slots are marked at each fraction: nested prefixes of one permutation
@@ -551,7 +567,8 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     # detection
     outputs["teacher"] = {0.0: served["unmarked"], 1.0: served["marked"]}
     # the provider's unmarked text, as text tokenised again
-    reference = encode(tokenizer, tokenizer.decode_batch(answers["unmarked"]))
+    reference = encode(tokenizer, tokenizer.decode_batch(
+        answers["unmarked"] if probe_reference is None else probe_reference))
     # the same control keys as above, and more: a key differs from another only by its secret
     shift_keys = [dataclasses.replace(key, secret=control_secret(seed, i))
                   for i in range(shift_control_keys)]
@@ -596,6 +613,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     sign_wrong = np.array([p for r in rows for p in r["shift_wrong_key_sign_p_values"]])
     return {
         "benchmark": "radioactivity", "quick": quick, "settings": settings.to_dict(),
+        "shift_reference": reference_kind,
         "torch": {"version": torch.__version__, "precision": tl.PRECISION,
                   "training_threads": threads,
                   "generation_threads": 1},
@@ -735,6 +753,9 @@ def main() -> None:
     parser.add_argument("--shift-control-keys", type=int, default=SHIFT_CONTROL_KEYS,
                         help="keys that marked nothing, each model's outputs shift-tested "
                         "under every one (the null check of the shift test)")
+    parser.add_argument("--reference", choices=("train", "probes"), default="train",
+                        help="the shift test's unmarked reference: the teacher's answers to the "
+                        "training prompts (default) or to the probe prompts themselves")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads for training (generation always uses one); on a "
@@ -756,7 +777,7 @@ def main() -> None:
         settings = dataclasses.replace(
             settings, finetune=dataclasses.replace(settings.finetune, **finetune))
     report = run(args.data, out, settings, config, args.seed, args.threads, args.quick,
-                 fractions, args.shift_control_keys)
+                 fractions, args.shift_control_keys, args.reference)
     (out / "radioactivity.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     if not args.json:

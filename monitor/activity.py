@@ -1,6 +1,7 @@
 """An account's volume and rhythm: requests per hour, the busiest minute, burstiness, the
-spread over the hours of the day, and the share of requests asking for reasoning
-(monitor.elicitation), in a fixed 144 bytes per account.
+spread over the hours of the day, the share of requests asking for reasoning
+(monitor.elicitation), and how its prompts spread (coverage growth, PRADA's nearest-neighbour
+distance), in a fixed 672 bytes per account.
 
 These figures are shown with every account, and they do not enter its test. Volume and rate
 alone are no evidence of extraction: a busy API customer relaying its users' conversations is
@@ -17,7 +18,18 @@ around the clock looks different from one person's afternoon, and a reviewer sho
 - ``hours_active``: the UTC hours of the day that hold at least 2% of the requests (a person
   sleeps: 24 means around the clock);
 - ``elicitation``: the share of requests that ask for reasoning steps, a chain of thought or a
-  fixed output format (monitor.elicitation).
+  fixed output format (monitor.elicitation);
+- ``coverage``: the share of requests whose prompt lands in a cell of the embedding space the
+  account had not visited (Kesarwani et al. 2018's coverage growth): ``CELL_BITS`` signs of the
+  prompt's random Fourier features cut the space into 4,096 cells. A harvest that walks a task
+  list spreads fast, a person returns to a topic; on the simulated traffic the two overlap
+  (benchmarks/README.md, monitor_bench.py: not a test);
+- ``novelty``: the mean distance (1 - estimated word 3-gram Jaccard) from each prompt to the
+  nearest of the account's recent prompts (the ones ``reuse`` compares with): PRADA's statistic
+  (Juuti et al. 2019), in MinHash space over a window instead of embeddings over the whole
+  history; null before a second request. Templated queries sit near each other (low), a person's
+  new questions far (high). PRADA's own test, on embeddings, runs as a baseline in
+  benchmarks/monitor_baselines.py.
 """
 
 from __future__ import annotations
@@ -29,9 +41,11 @@ from typing import Any
 
 import numpy as np
 
-_HEAD = struct.Struct("<qIIdddII")  # minute, its count, peak, previous time, gap sum, gap sq sum,
-# requests with an elicitation marker, padding
-SIZE = _HEAD.size + 24 * 4
+_HEAD = struct.Struct("<qIIdddIIdI")  # minute, its count, peak, previous time, gap sum, gap sq
+# sum, requests with an elicitation marker, requests in a new cell, novelty sum and count
+CELL_BITS = 12
+_CELL_WEIGHTS = 1 << np.arange(CELL_BITS)
+SIZE = _HEAD.size + 24 * 4 + (1 << CELL_BITS) // 8
 HOUR_SHARE = 0.02
 
 
@@ -46,7 +60,25 @@ class Activity:
     gap_sum: float = 0.0
     gap_squares: float = 0.0
     elicited: int = 0  # requests with an elicitation marker (counted by the scorer)
+    new_cells: int = 0  # requests whose prompt landed in a cell not visited before
+    novelty_sum: float = 0.0  # distances to the nearest recent prompt, summed
+    novelty_count: int = 0
     hours: np.ndarray = field(default_factory=lambda: np.zeros(24, dtype=np.uint32))
+    cells: np.ndarray = field(  # bitmap of the cells visited
+        default_factory=lambda: np.zeros((1 << CELL_BITS) // 8, dtype=np.uint8))
+
+    def visit(self, rff_row: np.ndarray) -> None:
+        """Count the cell of the embedding space a prompt's features fall in (coverage)."""
+        cell = int(_CELL_WEIGHTS @ (rff_row[:CELL_BITS] > 0))
+        byte, bit = cell >> 3, 1 << (cell & 7)
+        if not self.cells[byte] & bit:
+            self.cells[byte] |= bit
+            self.new_cells += 1
+
+    def near(self, distance: float) -> None:
+        """Count a prompt's distance to the nearest of the account's recent prompts."""
+        self.novelty_sum += distance
+        self.novelty_count += 1
 
     def observe(self, timestamp: float) -> None:
         if not math.isfinite(timestamp):
@@ -76,15 +108,23 @@ class Activity:
         return {"requests_per_hour": round(requests / (span / 3600), 2) if span >= 60 else None,
                 "peak_per_minute": self.peak, "burstiness": burstiness,
                 "hours_active": sum(h >= least for h in hours) if total else 0,
-                "elicitation": round(self.elicited / requests, 3) if requests else None}
+                "elicitation": round(self.elicited / requests, 3) if requests else None,
+                "coverage": round(self.new_cells / requests, 3) if requests else None,
+                "novelty": round(self.novelty_sum / self.novelty_count, 3)
+                if self.novelty_count else None}
 
     def to_bytes(self) -> bytes:
-        return _HEAD.pack(self.minute, self.minute_count, self.peak, self.previous,
-                          self.gap_sum, self.gap_squares, self.elicited, 0) + \
-            self.hours.astype("<u4").tobytes()
+        return b"".join((_HEAD.pack(self.minute, self.minute_count, self.peak, self.previous,
+                                     self.gap_sum, self.gap_squares, self.elicited,
+                                     self.new_cells, self.novelty_sum, self.novelty_count),
+                         self.hours.astype("<u4").tobytes(), self.cells.tobytes()))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Activity":
-        minute, count, peak, previous, gap_sum, squares, elicited, _ = _HEAD.unpack_from(data)
+        (minute, count, peak, previous, gap_sum, squares, elicited, new_cells, novelty,
+         novelty_count) = _HEAD.unpack_from(data)
         hours = np.frombuffer(data, "<u4", 24, _HEAD.size).astype(np.uint32)
-        return cls(minute, count, peak, previous, gap_sum, squares, elicited, hours)
+        cells = np.frombuffer(data, np.uint8, (1 << CELL_BITS) // 8,
+                              _HEAD.size + 24 * 4).copy()
+        return cls(minute, count, peak, previous, gap_sum, squares, elicited, new_cells,
+                   novelty, novelty_count, hours, cells)

@@ -51,8 +51,8 @@ from monitor.config import MonitorConfig
 from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
-STATE_FORMAT = 5  # 5: openings remembered and followed (single_turn); 4: activity counts
-# elicitation; 3: edges and templates as text, reasons as JSON (2: all as one JSON)
+STATE_FORMAT = 6  # 6: activity keeps coverage and novelty; 5: openings remembered and followed
+# (single_turn); 4: activity counts elicitation; 3: edges and templates as text, reasons as JSON (2: all as one JSON)
 _HEADER = struct.Struct("<HIIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # followed, turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
 OPEN_RING = 64  # an account's latest openings a follow-up is matched against
@@ -186,6 +186,16 @@ def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: f
     ring = recent[:min(count, len(recent))]
     matches = np.add.reduce(ring == signature, axis=1)  # per earlier prompt, equal values
     return bool(matches.max() >= least_matches(threshold, ring.shape[1]))
+
+
+def nearest_distance(recent: np.ndarray, count: int, signature: np.ndarray) -> float | None:
+    """1 - the largest share of equal values between ``signature`` and one of the ``count``
+    recent signatures (the estimated Jaccard distance to the nearest); None if there are
+    none."""
+    if count == 0:
+        return None
+    ring = recent[:min(count, len(recent))]
+    return 1.0 - int(np.add.reduce(ring == signature, axis=1).max()) / ring.shape[1]
 
 
 @functools.lru_cache(maxsize=64)

@@ -199,7 +199,10 @@ def _activity(row: "ScanRow") -> str:
             f"{number(a.get('burstiness'))} (1: random times; above: bursts), active in "
             f"{number(a.get('hours_active'))} hours of the day (UTC); "
             f"{number(a.get('elicitation'))} of its requests ask for reasoning steps or a fixed "
-            f"format.</p>")
+            f"format; {number(a.get('coverage'))} landed in a region of the embedding space it "
+            f"had not visited (coverage growth), and its prompts sit {number(a.get('novelty'))} "
+            f"from the nearest of its recent ones on average (0: copies, 1: nothing shared; "
+            f"PRADA's distance).</p>")
 
 
 def _group_line(row: "ScanRow", anchors: dict[str, str], result: "ScanResult") -> str:

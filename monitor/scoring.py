@@ -16,7 +16,7 @@ import numpy as np
 
 from monitor.baseline import Baseline
 from monitor.detector import (AccountState, conversation_key, count_turn, empirical_p, is_reuse,
-                              remember, risk_of)
+                              nearest_distance, remember, risk_of)
 from monitor.elicitation import elicits
 from monitor.features import PromptFeatures
 
@@ -112,7 +112,11 @@ class AccountScorer:
         state.rff_sum += rff_row
         state.reuse_hits += is_reuse(state.recent, state.recent_count, signature,
                                      self.config.reuse_jaccard)
+        nearest = nearest_distance(state.recent, state.recent_count, signature)
+        if nearest is not None:
+            state.activity.near(nearest)
         remember(state, signature)
+        state.activity.visit(rff_row)
         state.activity.observe(timestamp)
         state.first_seen = min(state.first_seen, timestamp)
         state.last_seen = max(state.last_seen, timestamp)

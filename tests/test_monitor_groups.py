@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from conftest import write_jsonl
@@ -234,3 +235,31 @@ def test_the_keyword_screen_never_changes_what_the_markers_find():
     turns = _sharegpt_turns(3000)
     assert [elicits(t) for t in turns] == [MARKERS.search(t.lower()) is not None for t in turns]
     assert 0 < sum(map(elicits, turns)) < len(turns)
+
+
+def test_activity_shows_coverage_growth_and_prada_novelty():
+    from monitor.activity import CELL_BITS, Activity
+    from monitor.detector import nearest_distance
+    rng = np.random.default_rng(0)
+    same, spread = Activity(), Activity()
+    row = rng.standard_normal(64)
+    for _ in range(40):
+        same.visit(row)  # one cell, however often
+        spread.visit(rng.standard_normal(64))  # random directions: mostly new cells
+    assert same.new_cells == 1 and spread.new_cells > 30
+    assert int(np.unpackbits(spread.cells).sum()) == spread.new_cells <= 1 << CELL_BITS
+    recent = np.zeros((4, 8), dtype=np.uint32)
+    recent[0] = np.arange(8)
+    recent[1] = np.arange(8) + 100
+    assert nearest_distance(recent, 0, np.arange(8)) is None
+    assert nearest_distance(recent, 2, np.arange(8)) == 0.0  # a copy of the first
+    half = np.concatenate([np.arange(4), np.arange(4) + 50])
+    assert nearest_distance(recent, 2, half) == 0.5
+    assert nearest_distance(recent, 1, np.arange(8) + 100) == 1.0  # the second is not counted yet
+    for d in (0.0, 0.5, 1.0):
+        spread.near(d)
+    shown = spread.summary(40, 1_795_000_000.0, 1_795_000_000.0 + 600)
+    assert shown["novelty"] == 0.5 and shown["coverage"] == round(spread.new_cells / 40, 3)
+    assert Activity.from_bytes(spread.to_bytes()).summary(40, 1_795_000_000.0,
+                                                           1_795_000_000.0 + 600) == shown
+    assert Activity().summary(1, 0.0, 0.0)["novelty"] is None

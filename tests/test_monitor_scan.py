@@ -155,7 +155,7 @@ def test_baseline_build_and_scan_through_the_cli(traffic, log_lines, tmp_path):
                             "cluster", "reasons", "examples", "first_seen", "last_seen",
                             "flagged_by", "activity"}
     assert set(rows[0]["activity"]) == {"requests_per_hour", "peak_per_minute", "burstiness",
-                                        "hours_active", "elicitation"}
+                                        "hours_active", "elicitation", "coverage", "novelty"}
     truth = json.loads((traffic / "truth.json").read_text())["accounts"]
     kinds = {r["account"]: truth[r["account"]]["kind"] for r in rows if r["flagged"]}
     assert result["flagged"] == len(kinds) > 0
