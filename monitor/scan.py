@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 from fingerprint.atomic import atomic_write_bytes, output_file_problem
 from fingerprint.records import FieldMap
-from monitor.baseline import Baseline
+from monitor.baseline import Baseline, fit_baseline
 from monitor.detector import AccountState
 from monitor.errors import ScanError
 from monitor.groups import Group, find_groups
@@ -278,16 +278,24 @@ def scan_log(path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str],
              reorder_seconds: float = 300.0,
              progress: Callable[[int], None] | None = None,
              report: str | os.PathLike[str] | None = None) -> ScanResult:
-    """What ``fingerprint monitor scan`` does: load the baseline, check that ``out`` (and
-    ``report``) can be written (before the scan, not after it), scan, write one JSON line per
-    account to ``out`` atomically, then the HTML report (monitor.report: a second pass)."""
+    """What ``fingerprint monitor scan`` does: load the baseline (a baseline directory, or a
+    benign request log, read with ``fields``, to fit one from with the default MonitorConfig,
+    kept in memory only), check that ``out`` (and ``report``) can be written (before the scan,
+    not after it), scan, write one JSON line per account to ``out`` atomically, then the HTML
+    report (monitor.report: a second pass)."""
     if report is not None:
         check_report_path(report, path)
     target = Path(out)
     problem = output_file_problem(target, "--out")
     if problem:
         raise ScanError(problem)
-    baseline = Baseline.load(baseline_dir)
+    source = Path(baseline_dir)
+    if source.is_file():
+        baseline = fit_baseline(read_requests(source, fields))
+    elif source.is_dir():
+        baseline = Baseline.load(source)
+    else:
+        raise ScanError(f"{source}: no such baseline directory or benign log")
     result = scan_file(path, baseline, fields, reorder_seconds=reorder_seconds,
                        progress=progress)
     result.write_jsonl(target)

@@ -166,6 +166,23 @@ def test_baseline_build_and_scan_through_the_cli(traffic, log_lines, tmp_path):
     assert "skipped     no lines" in text.stdout
 
 
+@pytest.mark.slow
+def test_scan_fits_the_baseline_itself_when_given_a_benign_log(traffic, log_lines, tmp_path):
+    """``--baseline benign.jsonl.gz``: the same rows as a baseline built from that log with the
+    default settings and saved."""
+    built = invoke("monitor", "baseline", "build", traffic / "baseline.jsonl.gz", "--out",
+                   tmp_path / "b")
+    assert built.exit_code == 0, built.output
+    log = write_lines(tmp_path / "requests.jsonl", [line for _, line in log_lines[:3000]])
+    rows = {}
+    for name, source in (("dir", tmp_path / "b"), ("log", traffic / "baseline.jsonl.gz")):
+        got = invoke("monitor", "scan", log, "--baseline", source, "--out",
+                     tmp_path / f"{name}.jsonl", "--json")
+        assert got.exit_code == 0, got.output
+        rows[name] = json.loads(got.stdout)["rows"]
+    assert rows["dir"] == rows["log"] and any(r["reasons"] for r in rows["log"])
+
+
 # what a user can get wrong -----------------------------------------------------------------------
 
 def test_a_log_with_skipped_lines_reports_them(tiny_baseline, tmp_path):
@@ -269,7 +286,11 @@ def test_a_bad_baseline_directory_is_one_line(tiny_baseline, tmp_path):
     risk = tmp_path / "risk.jsonl"
     missing = tmp_path / "nothing-here"
     assert one_error_line(invoke("monitor", "scan", log, "--baseline", missing, "--out", risk)) \
-        == f"Error: {missing}: no baseline here (no manifest.json)"
+        == f"Error: {missing}: no such baseline directory or benign log"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert one_error_line(invoke("monitor", "scan", log, "--baseline", empty, "--out", risk)) \
+        == f"Error: {empty}: no baseline here (no manifest.json)"
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     for item in tiny_baseline.iterdir():
