@@ -40,7 +40,7 @@ from fingerprint import __version__
 from fingerprint.atomic import atomic_write_bytes, fsync_path
 from fingerprint.records import FieldMap
 from monitor.config import MonitorConfig
-from monitor.detector import AccountState, count_turn, is_reuse, remember
+from monitor.detector import AccountState, conversation_key, count_turn, is_reuse, remember
 from monitor.errors import BaselineError
 from monitor.features import PromptFeatures
 from monitor.requests import Request, RequestStats, read_requests, requests_by_account
@@ -193,7 +193,10 @@ def _unit(features: PromptFeatures, config: MonitorConfig,
                                config.reuse_jaccard)
         remember(state, signature)
         before = state.single_turn
-        count_turn(state, request.prior_turns, request.conversation)
+        key = request.conversation
+        if key is None and request.prior_turns == 0:  # as AccountScorer.score keys an opening
+            key = conversation_key(request.prompt)
+        count_turn(state, request.prior_turns, key)
         flags[i, 1] = state.single_turn - before
     return rff.astype(np.float64), flags
 

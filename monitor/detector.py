@@ -26,7 +26,8 @@ alpha / (the checkpoints the baseline can calibrate). Spending alpha evenly over
 keeps the share of benign accounts ever flagged at most alpha however often each is looked at:
 the guarantee is a union bound over the checkpoints, and it is exactly as good as the
 baseline's likeness to the benign accounts being scored (a benign population unlike the
-baseline, such as a new kind of API customer, is not covered). After the last checkpoint an account is not tested again.
+baseline, such as a new kind of API customer, is not covered). After the last checkpoint an
+account is not tested again.
 
 ``risk`` in [0, 1] is log(1/p) / log(1/level) at the strongest checkpoint so far, capped at 1:
 1 means flagged, 0.5 means evidence half-way (on the log scale) to the flagging level.
@@ -52,7 +53,8 @@ from monitor.errors import StateEntryError
 from monitor.skeleton import Skeleton
 
 STATE_FORMAT = 6  # 6: activity keeps coverage and novelty; 5: openings remembered and followed
-# (single_turn); 4: activity counts elicitation; 3: edges and templates as text, reasons as JSON (2: all as one JSON)
+# (single_turn); 4: activity counts elicitation; 3: edges and templates as text, reasons as
+# JSON (2: all as one JSON)
 _HEADER = struct.Struct("<HIIIIIIiddddd")  # format, n, hits, recent_count, openings,
 # followed, turns_known, flagged_at, risk, p, first_seen, last_seen, next checkpoint (as double)
 OPEN_RING = 64  # an account's latest openings a follow-up is matched against
