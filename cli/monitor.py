@@ -1,5 +1,6 @@
-"""``fingerprint monitor``: the extraction monitor (issue 15, in progress): fit the benign
-baseline, and scan a request log for accounts that harvest the model."""
+"""``fingerprint monitor``: the extraction monitor (issue 15): fit the benign baseline, scan a
+request log for accounts that harvest the model, serve decisions online, export flagged
+accounts to the index."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ TOP_ACCOUNTS = 10
 
 @click.group("monitor", context_settings=CONTEXT)
 def monitor_group() -> None:
-    """Find accounts that systematically extract the model through its API (in progress)."""
+    """Find accounts that systematically extract the model through its API."""
 
 
 @monitor_group.group("baseline", context_settings=CONTEXT)
