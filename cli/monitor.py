@@ -202,10 +202,9 @@ def export_flagged_command(risk_file: str, index_path: Path, min_risk: float | N
 # -- fingerprint monitor serve (the online monitor) -----------------------------------------------
 
 @monitor_group.command("serve", context_settings=CONTEXT)
-@click.option("--baseline", "baseline_dir", required=True, type=click.Path(path_type=Path),
-              help="Baseline directory ('fingerprint monitor baseline build'), or a benign "
-                   "request log to fit one from first (default settings, not saved: about "
-                   "10 s per 10,000 requests; build it once to scan many logs).")
+@click.option("--baseline", "baseline_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Baseline directory ('fingerprint monitor baseline build').")
 @click.option("--state", "state_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="State directory: every account's detector state and limiter, kept across "
@@ -229,15 +228,19 @@ def export_flagged_command(risk_file: str, index_path: Path, min_risk: float | N
                    "first).")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True,
               help="Largest request body accepted (larger: 413).")
+@click.option("--groups", "groups_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A risk file from 'monitor scan --out': each coordinated group's members "
+                   "also share one allowance, at the group's risk.")
 def serve_command(baseline_dir: Path, state_dir: Path, host: str, port: int,
                   policy_file: Path | None, flush_every: int, flush_seconds: float, fsync: bool,
-                  cache_accounts: int, max_body_bytes: int) -> None:
+                  cache_accounts: int, max_body_bytes: int, groups_file: Path | None) -> None:
     """Serve the online monitor: POST /v1/check answers allow / throttle / block with the
     account's risk; GET /v1/health. Runs until interrupted (Ctrl-C, SIGTERM), then writes the
     state."""
-    from monitor import LimitPolicy, load_policy, serve
+    from monitor import GroupLimits, LimitPolicy, load_policy, serve
 
     policy = load_policy(policy_file) if policy_file else LimitPolicy()
+    groups = GroupLimits.from_risk_file(groups_file) if groups_file else None
 
     def ready(url: str) -> None:
         click.echo(f"monitor serving at {url} (POST {url}/check, GET {url}/health; Ctrl-C or "
@@ -245,7 +248,8 @@ def serve_command(baseline_dir: Path, state_dir: Path, host: str, port: int,
 
     stats = serve(baseline_dir, state_dir, policy, host=host, port=port, ready=ready,
                   monitor_options={"flush_every": flush_every, "flush_seconds": flush_seconds,
-                                   "fsync": fsync, "cache_accounts": cache_accounts},
+                                   "fsync": fsync, "cache_accounts": cache_accounts,
+                                   "groups": groups},
                   max_body_bytes=max_body_bytes)
     click.echo(f"stopped after {stats['requests']} requests ({stats['allow']} allowed, "
                f"{stats['throttle']} throttled, {stats['block']} blocked); state written to "

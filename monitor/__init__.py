@@ -17,6 +17,7 @@ from monitor.errors import (BaselineError, CheckError, ExportError, LimiterError
                             StateLockedError, StateVersionError, StateWriteError)
 from monitor.export import DEFAULT_LABEL, ExportResult, export_flagged, read_risk_file
 from monitor.groups import Group, find_groups, link_accounts
+from monitor.group_limits import GroupLimits
 from monitor.limiter import (ALLOW, BLOCK, DECISIONS, THROTTLE, Gcra, GcraResult, LimitDecision,
                              LimitPolicy)
 from monitor.online import Decision, Monitor, load_policy
@@ -30,7 +31,7 @@ from monitor.state import Recovery, StateStore
 
 __all__ = [
     "AccountScorer", "Assessment", "Baseline", "Group", "MonitorConfig", "build_baseline",
-    "conversation_key",
+    "conversation_key", "GroupLimits",
     "find_groups", "fit_baseline", "link_accounts",
     "ScanError", "ScanResult", "ScanRow", "scan_file", "scan_log",
     "MonitorReportError", "ReportSummary", "check_report_path", "write_report",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from fingerprint.errors import InputError
 from fingerprint.io import BLANK, decode_json_line, open_input, source_name
@@ -62,13 +62,23 @@ def _field(row: dict, name: str, kinds: tuple[type, ...], what: str, source: str
     return value
 
 
-def read_risk_file(path: str | os.PathLike[str],
-                   min_risk: float | None = None) -> list["AccountMark"]:
-    """The accounts to mark, each with its risk, in file order; every line checked."""
-    from index import AccountMark
+@dataclass(frozen=True)
+class RiskRow:
+    """The fields of one row of a scan's risk file that other tools read."""
 
+    account: str
+    risk: float
+    flagged: bool
+    cluster: str | None  # the coordinated group's id, if any
+    source: str
+    line: int
+
+
+def read_risk_rows(path: str | os.PathLike[str]) -> Iterator[RiskRow]:
+    """Every row of a risk file (``fingerprint monitor scan --out``), in file order, each line
+    checked (an account given twice is an error naming both lines)."""
     source = source_name(path)
-    selected, seen = [], {}
+    seen: dict[str, int] = {}
     with open_input(path, source) as stream:
         for number, raw in enumerate(stream, 1):
             row = decode_json_line(raw, source, number)
@@ -85,13 +95,24 @@ def read_risk_file(path: str | os.PathLike[str],
                 raise InputError(source, number, f'field "risk" must be a number in [0, 1], '
                                                  f"got {risk!r}", field="risk")
             flagged = _field(row, "flagged", (bool,), "true or false", source, number)
+            cluster = row.get("cluster")
+            if cluster is not None and (not isinstance(cluster, str) or not cluster):
+                raise InputError(source, number, f'field "cluster" must be a group id or null, '
+                                                 f"got {cluster!r:.40}", field="cluster")
             if account in seen:
                 raise InputError(source, number, f"account {account!r} already has a row on "
                                                  f"line {seen[account]}", field="account")
             seen[account] = number
-            if flagged if min_risk is None else risk >= min_risk:
-                selected.append(AccountMark(account, float(risk), source))
-    return selected
+            yield RiskRow(account, float(risk), flagged, cluster, source, number)
+
+
+def read_risk_file(path: str | os.PathLike[str],
+                   min_risk: float | None = None) -> list["AccountMark"]:
+    """The accounts to mark, each with its risk, in file order; every line checked."""
+    from index import AccountMark
+
+    return [AccountMark(row.account, row.risk, row.source) for row in read_risk_rows(path)
+            if (row.flagged if min_risk is None else row.risk >= min_risk)]
 
 
 def export_flagged(risk_file: str | os.PathLike[str], index: str | os.PathLike[str], *,

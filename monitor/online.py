@@ -68,7 +68,8 @@ from monitor.account import NO_DIGEST, AccountEntry, prompt_digest, state_finger
 from monitor.baseline import Baseline
 from monitor.detector import conversation_key
 from monitor.errors import CheckError, MonitorConfigError, StateError
-from monitor.limiter import ALLOW, BLOCK, LimitPolicy
+from monitor.group_limits import GroupLimits, load_group_times, save_group_times
+from monitor.limiter import ALLOW, BLOCK, THROTTLE, LimitDecision, LimitPolicy
 from monitor.scoring import AccountScorer
 from monitor.state import StateStore
 from monitor.statefile import MAX_ACCOUNT_BYTES
@@ -90,11 +91,12 @@ class Decision:
     reasons: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     requests: int = 0
     flagged: bool = False
+    group: str | None = None  # the coordinated group limited with the account, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "risk": self.risk, "retry_after": self.retry_after,
                 "reasons": [dict(r) for r in self.reasons], "requests": self.requests,
-                "flagged": self.flagged}
+                "flagged": self.flagged, "group": self.group}
 
 
 def load_policy(path: str | os.PathLike[str]) -> LimitPolicy:
@@ -170,7 +172,7 @@ class Monitor:
                  flush_every: int = 1, flush_seconds: float = 1.0,
                  cache_accounts: int = 1_000, snapshot_bytes: int = 64 << 20,
                  max_future_seconds: float = 300.0, fsync: bool = False,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, groups: GroupLimits | None = None):
         if not isinstance(policy, LimitPolicy):
             raise MonitorConfigError(f"policy must be a LimitPolicy, got {type(policy).__name__}")
         for name, value, integer in (("flush_every", flush_every, True),
@@ -188,6 +190,13 @@ class Monitor:
         self.clock = clock
         self.config_fingerprint = state_fingerprint(self.baseline)
         self.store = StateStore(state_dir, self.config_fingerprint, fsync=fsync)
+        self.groups = groups if groups is not None else GroupLimits()
+        try:
+            self._group_tat = load_group_times(state_dir)  # monitor.group_limits
+        except BaseException:
+            self.store.close()
+            raise
+        self._groups_dirty = False
         self.stats = dict.fromkeys(STATS, 0)
         self._cache: OrderedDict[str, AccountEntry] = OrderedDict()
         self._dirty: set[str] = set()
@@ -224,7 +233,11 @@ class Monitor:
                 self.stats["scored"] += 1
             seen = self.scorer.assessment(account, entry.state)
             limit = self.policy.decision(seen.risk, entry.tat, limiter_time)
-            entry.tat = limit.tat
+            group = self.groups.group_of(account)
+            if group is None:
+                entry.tat = limit.tat
+            else:
+                limit = self._with_group(entry, limit, group, limiter_time)
             entry.requests += 1
             if limit.decision == ALLOW:
                 entry.refused = NO_DIGEST
@@ -240,7 +253,25 @@ class Monitor:
             self._count_unflushed()
             return Decision(limit.decision, seen.risk, limit.retry_after,
                             tuple(dict(r) for r in seen.reasons),  # copies: the state's own
-                            entry.requests, seen.flagged)
+                            entry.requests, seen.flagged, group)
+
+    def _with_group(self, entry: AccountEntry, limit: LimitDecision, group: str,
+                    now: float) -> LimitDecision:
+        """The account's decision combined with its group's (monitor.group_limits): allowed
+        only if both allow, a refusal advancing neither allowance, the stricter refusal with
+        the longer wait."""
+        shared = self.policy.decision(self.groups.risk[group], self._group_tat.get(group, 0.0),
+                                      now)
+        if limit.decision == ALLOW and shared.decision == ALLOW:
+            entry.tat = limit.tat
+            self._group_tat[group] = shared.tat
+            self._groups_dirty = True
+            return limit
+        if limit.decision != ALLOW:
+            entry.tat = limit.tat
+        refusals = [d for d in (limit, shared) if d.decision != ALLOW]
+        worst = BLOCK if any(d.decision == BLOCK for d in refusals) else THROTTLE
+        return LimitDecision(worst, entry.tat, max(d.retry_after for d in refusals))
 
     def _times(self, entry: AccountEntry, timestamp: float | None) -> tuple[float, float]:
         """(the time the detector records, the time the limiter decides at): see "Time" in
@@ -298,6 +329,9 @@ class Monitor:
             for account in list(self._dirty):
                 self._put(account, self._cache[account])
             count = self.store.flush()
+            if self._groups_dirty:
+                save_group_times(self.store.directory, self._group_tat)
+                self._groups_dirty = False
             self._unflushed = 0
             self.stats["flushes"] += 1
             limit = max(self.snapshot_bytes, 2 * len(self.store) * self._blob_bytes)
@@ -329,6 +363,7 @@ class Monitor:
             recovery = self.store.recovery
             return {"status": "closed" if self._closed else "ok", "stats": dict(self.stats),
                     "accounts_cached": len(self._cache), "accounts_stored": len(self.store),
+                    "groups_limited": len(self.groups.risk),
                     "unflushed_requests": self._unflushed,
                     "config_fingerprint": self.config_fingerprint,
                     "recovery": {"snapshot_entries": recovery.snapshot_entries,

@@ -14,8 +14,8 @@ can be tested without a network.
 ``timestamp`` is seconds since the epoch (numbers of 1e11 and more are milliseconds) or an ISO
 8601 time (without an offset: UTC), as in request logs; absent or null means now.
 
-It answers 200 with ``{decision, risk, retry_after, reasons, requests, flagged}`` whatever the
-decision. A refusal is the caller's to enforce: a 429 from the monitor would be read as the
+It answers 200 with ``{decision, risk, retry_after, reasons, requests, flagged, group}`` whatever
+the decision. A refusal is the caller's to enforce: a 429 from the monitor would be read as the
 monitor itself being overloaded (Envoy's rate-limit service likewise answers OK / OVER_LIMIT in
 its body, not with an HTTP error); ``retry_after`` is what the gateway puts in its own 429's
 Retry-After header. A body the monitor cannot judge gets a 4xx JSON error

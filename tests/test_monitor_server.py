@@ -86,7 +86,7 @@ def test_http_and_the_python_callable_give_the_same_decisions(server, rising, ba
     assert over_http == direct
     assert {d["decision"] for d in over_http} == {"allow", "throttle", "block"}
     assert set(over_http[0]) == {"decision", "risk", "retry_after", "reasons", "requests",
-                                 "flagged"}
+                                 "flagged", "group"}
 
 
 def test_the_openai_chat_body_is_checked_as_its_last_user_message(server):
