@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Mapping
 
 from fingerprint.atomic import atomic_write_bytes
-from monitor.errors import StateCorruptedError, StateWriteError
+from monitor.errors import MonitorConfigError, StateCorruptedError, StateWriteError
 from monitor.export import read_risk_rows
 
 GROUPS_FILE = "groups.json"
@@ -42,6 +42,16 @@ class GroupLimits:
 
     member_of: Mapping[str, str] = field(default_factory=dict)  # account -> group id
     risk: Mapping[str, float] = field(default_factory=dict)  # group id -> risk in [0, 1]
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(self.member_of.values()) - set(self.risk))
+        if missing:
+            raise MonitorConfigError(f"groups without a risk: {missing[:5]}")
+        bad = {g: r for g, r in self.risk.items() if isinstance(r, bool)
+               or not isinstance(r, (int, float)) or not 0 <= r <= 1}
+        if bad:
+            raise MonitorConfigError(f"a group's risk must be a number in [0, 1], got "
+                                     f"{dict(list(bad.items())[:5])}")
 
     @classmethod
     def from_risk_file(cls, path: str | os.PathLike[str]) -> "GroupLimits":

@@ -12,7 +12,7 @@ import pytest
 from conftest import write_jsonl
 from fingerprint.errors import InputError
 from monitor import (ALLOW, BLOCK, THROTTLE, GroupLimits, LimitPolicy, Monitor,
-                     StateCorruptedError)
+                     MonitorConfigError, StateCorruptedError)
 from monitor.group_limits import GROUPS_FILE
 from monitor_fixtures import START
 
@@ -86,6 +86,10 @@ def test_groups_come_from_a_scans_risk_file(tmp_path):
     groups = GroupLimits.from_risk_file(write_jsonl(tmp_path / "risk.jsonl", rows))
     assert dict(groups.member_of) == {"a": "g1", "b": "g1", "d": "g2"}
     assert dict(groups.risk) == {"g1": 0.9, "g2": 0.4} and groups.group_of("c") is None
+    with pytest.raises(MonitorConfigError, match="groups without a risk"):
+        GroupLimits({"a": "g"}, {})
+    with pytest.raises(MonitorConfigError, match="must be a number in"):
+        GroupLimits({"a": "g"}, {"g": float("nan")})
     bad = write_jsonl(tmp_path / "bad.jsonl", rows[:1] + [{**rows[1], "cluster": 5}])
     with pytest.raises(InputError, match='line 2: field "cluster"'):
         GroupLimits.from_risk_file(bad)
