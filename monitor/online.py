@@ -4,7 +4,9 @@
 test as the offline scan (``AccountScorer.score``, monitor.scoring), then asks the risk-adaptive
 limiter (monitor.limiter) whether the account may send it now, and returns a ``Decision``: the
 decision, the account's risk, ``retry_after`` seconds (0 when allowed), the reasons behind the
-risk, the account's requests so far and whether it is flagged.
+risk, the account's requests so far and whether it is flagged. Given ``groups`` (the
+coordinated groups of a scan: monitor.group_limits), a member is also held to its group's shared
+allowance.
 
 Which requests are scored. Allowed, throttled and blocked requests alike: a campaign that is
 throttled or blocked keeps probing, and what it sends is evidence (an account blocked at risk
@@ -175,6 +177,8 @@ class Monitor:
                  clock: Callable[[], float] = time.time, groups: GroupLimits | None = None):
         if not isinstance(policy, LimitPolicy):
             raise MonitorConfigError(f"policy must be a LimitPolicy, got {type(policy).__name__}")
+        if groups is not None and not isinstance(groups, GroupLimits):
+            raise MonitorConfigError(f"groups must be a GroupLimits, got {type(groups).__name__}")
         for name, value, integer in (("flush_every", flush_every, True),
                                      ("flush_seconds", flush_seconds, False),
                                      ("cache_accounts", cache_accounts, True),

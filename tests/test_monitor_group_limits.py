@@ -86,6 +86,8 @@ def test_groups_come_from_a_scans_risk_file(tmp_path):
     groups = GroupLimits.from_risk_file(write_jsonl(tmp_path / "risk.jsonl", rows))
     assert dict(groups.member_of) == {"a": "g1", "b": "g1", "d": "g2"}
     assert dict(groups.risk) == {"g1": 0.9, "g2": 0.4} and groups.group_of("c") is None
+    with pytest.raises(MonitorConfigError, match="groups must be a GroupLimits"):
+        Monitor("unused", tmp_path / "s", groups={"a": "g"})
     with pytest.raises(MonitorConfigError, match="groups without a risk"):
         GroupLimits({"a": "g"}, {})
     with pytest.raises(MonitorConfigError, match="must be a number in"):
