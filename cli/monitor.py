@@ -105,6 +105,12 @@ def scan(log: str, baseline_dir: Path, out: Path, reorder_seconds: float, report
         echo_json({**result.to_dict(), **({"report": str(report)} if report else {})})
         return
     stats = result.stats
+    fitted = result.baseline.get("fitted_from")
+    if fitted:
+        skipped = sum(fitted["skipped"].values())
+        click.echo(f"baseline    fitted from {fitted['log']}: {fitted['requests']} requests"
+                   + (f", {skipped} lines skipped ({', '.join(fitted['skipped'])})"
+                      if skipped else ""))
     click.echo(f"scanned     {stats['requests']} requests from {stats['accounts']} accounts "
                f"into {out} ({stats['late']} late, {stats['early']} scored early)")
     tested = result.baseline["tested_checkpoints"]

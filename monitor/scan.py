@@ -290,14 +290,18 @@ def scan_log(path: str | os.PathLike[str], baseline_dir: str | os.PathLike[str],
     if problem:
         raise ScanError(problem)
     source = Path(baseline_dir)
+    fitted_from = None
     if source.is_file():
-        baseline = fit_baseline(read_requests(source, fields))
+        fitted_from = RequestStats()
+        baseline = fit_baseline(read_requests(source, fields, fitted_from))
     elif source.is_dir():
         baseline = Baseline.load(source)
     else:
         raise ScanError(f"{source}: no such baseline directory or benign log")
     result = scan_file(path, baseline, fields, reorder_seconds=reorder_seconds,
                        progress=progress)
+    if fitted_from is not None:  # what the benign log gave, as 'baseline build' prints it
+        result.baseline["fitted_from"] = {"log": str(source), **fitted_from.to_dict()}
     result.write_jsonl(target)
     if report is not None:
         write_report(path, result, report, fields)

@@ -180,7 +180,17 @@ def test_scan_fits_the_baseline_itself_when_given_a_benign_log(traffic, log_line
                      tmp_path / f"{name}.jsonl", "--json")
         assert got.exit_code == 0, got.output
         rows[name] = json.loads(got.stdout)["rows"]
+        fitted = json.loads(got.stdout)["baseline"].get("fitted_from")
+        assert (fitted is None) == (name == "dir")
     assert rows["dir"] == rows["log"] and any(r["reasons"] for r in rows["log"])
+    assert fitted["log"] == str(traffic / "baseline.jsonl.gz") and fitted["skipped"] == {}
+    text = invoke("monitor", "scan", log, "--baseline", traffic / "baseline.jsonl.gz", "--out",
+                  tmp_path / "text.jsonl")
+    assert f"baseline    fitted from {traffic / 'baseline.jsonl.gz'}: " \
+        f"{fitted['requests']} requests\n" in text.stdout
+    import gzip
+    with gzip.open(traffic / "baseline.jsonl.gz", "rt", encoding="utf-8") as f:
+        assert fitted["requests"] == sum(1 for _ in f) > 0
 
 
 # what a user can get wrong -----------------------------------------------------------------------
