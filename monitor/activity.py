@@ -1,7 +1,7 @@
 """An account's volume and rhythm: requests per hour, the busiest minute, burstiness, the
 spread over the hours of the day, the share of requests asking for reasoning
 (monitor.elicitation), and how its prompts spread (coverage growth, PRADA's nearest-neighbour
-distance), in a fixed 672 bytes per account.
+distance), in a fixed 668 bytes per account.
 
 These figures are shown with every account, and they do not enter its test. Volume and rate
 alone are no evidence of extraction: a busy API customer relaying its users' conversations is

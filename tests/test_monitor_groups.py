@@ -263,3 +263,9 @@ def test_activity_shows_coverage_growth_and_prada_novelty():
     assert Activity.from_bytes(spread.to_bytes()).summary(40, 1_795_000_000.0,
                                                            1_795_000_000.0 + 600) == shown
     assert Activity().summary(1, 0.0, 0.0)["novelty"] is None
+
+
+def test_activity_takes_the_size_its_docstring_says():
+    from monitor import activity
+    assert activity.SIZE == len(activity.Activity().to_bytes()) == 668
+    assert "fixed 668 bytes" in " ".join(activity.__doc__.split())
