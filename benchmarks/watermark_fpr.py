@@ -9,9 +9,9 @@ context 1; lexical_v1: version 1, synonyms only, context 1, gamma 0.5, the same 
 p-value at or below each level (responses too short to test excluded, their count printed), and
 the pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform distribution.
 
-``shift`` and ``shift_w0``: the shift test (weighted, the default; fingerprint.watermark.shift)
+``shift``, ``shift_w0`` and ``shift_w1``: the shift test (weighted, the default; fingerprint.watermark.shift)
 of each model's answers against the next model's (in file-name order) as the "unmarked
-reference", under keys of context width 2 and 0. Two different models differ in many windows
+reference", under keys of context width 2, 0 and 1. Two different models differ in many windows
 for reasons of their own, which is the case the test must not mistake for a mark. These have no
 per-response tests: only the pooled column applies.
 """
@@ -34,11 +34,11 @@ from fingerprint import watermark as wm  # noqa: E402
 from fingerprint.watermark.tokenizer import encode  # noqa: E402
 
 LEVELS = (1e-4, 1e-3, 0.01, 0.05, 0.1)
-SCHEMES = ("tokens", "lexical", "lexical_v1", "shift", "shift_w0")
+SCHEMES = ("tokens", "lexical", "lexical_v1", "shift", "shift_w0", "shift_w1")
 
 
-def width_0(key: wm.WatermarkKey) -> wm.WatermarkKey:
-    return dataclasses.replace(key, tokens=dataclasses.replace(key.tokens, context_width=0))
+def with_width(key: wm.WatermarkKey, width: int) -> wm.WatermarkKey:
+    return dataclasses.replace(key, tokens=dataclasses.replace(key.tokens, context_width=width))
 
 
 def main() -> None:
@@ -71,7 +71,8 @@ def main() -> None:
         for model, texts in outputs.items():
             for key in keys[model]:
                 if scheme.startswith("shift"):
-                    shifted = width_0(key) if scheme == "shift_w0" else key
+                    widths = {"shift_w0": 0, "shift_w1": 1}
+                    shifted = with_width(key, widths[scheme]) if scheme in widths else key
                     pooled.append(wm.shift_test_ids(shifted, ids[model],
                                                     reference[model]).p_value)
                     continue

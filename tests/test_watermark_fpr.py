@@ -88,7 +88,7 @@ def test_lexical_mark_pooled_p_values_are_uniform(outputs, keys):
     assert min(pooled) > MIN_POOLED
 
 
-@pytest.mark.parametrize("width", [2, 0])
+@pytest.mark.parametrize("width", [2, 1, 0])
 def test_shift_test_p_values_are_uniform_between_real_models(ids, keys, width):
     """Each model's answers against the next model's as the unmarked reference: two real models
     differ in many windows for reasons of their own, and the weighted shift test must not read
