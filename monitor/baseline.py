@@ -122,11 +122,14 @@ def fit_baseline(requests: Iterable[Request], config: MonitorConfig = MonitorCon
         raise BaselineError(f"a baseline needs benign traffic from at least two accounts; got "
                             f"{len(accounts)}")
     features = features or PromptFeatures(config)
-    embedded_a = features.embed([p for a in half_a for p in stripped(
-        [r.prompt for r in accounts[a]])])
+    prompts_a = [stripped([r.prompt for r in accounts[a]]) for a in half_a]
+    embedded_a = features.embed([p for prompts in prompts_a for p in prompts])
     median = features.fit_scale(embedded_a)
     mean = features.rff(embedded_a).astype(np.float64).mean(axis=0)
-    units = {a: _unit(features, config, accounts[a]) for a in sorted(accounts)}
+    # half A's accounts reuse these rows: each prompt is embedded once
+    ends = np.cumsum([len(prompts) for prompts in prompts_a])
+    reused = dict(zip(half_a, np.split(embedded_a, ends[:-1])))
+    units = {a: _unit(features, config, accounts[a], reused.get(a)) for a in sorted(accounts)}
     b_units = [units[a] for a in half_b]
     total_b = sum(len(flags) for _, flags in b_units)
     total = sum(len(flags) for _, flags in units.values())
@@ -176,16 +179,19 @@ def _split(accounts: dict[str, list[Request]], seed: int) -> tuple[list[str], li
     return [a for a in names if half(a) == 0], [a for a in names if half(a) == 1]
 
 
-def _unit(features: PromptFeatures, config: MonitorConfig,
-          requests: list[Request]) -> tuple[np.ndarray, np.ndarray]:
+def _unit(features: PromptFeatures, config: MonitorConfig, requests: list[Request],
+          embedded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One benign account as the detector would see it: its RFF rows, and per request whether
     it reuses a recent prompt (column 0) and how it changes the count of openings not continued
     (column 1: +1 for an opening, -1 for the follow-up that continues one, as
     monitor.detector.count_turn counts them), so a prefix sum is the count at that request.
     Each account starts with no remembered openings: a null account's units are separate
-    accounts, so one cannot continue another's conversation."""
+    accounts, so one cannot continue another's conversation. ``embedded``: its stripped
+    prompts' embeddings, when already made."""
     prompts = stripped([r.prompt for r in requests])
-    rff, signatures = features.transform(prompts)
+    if embedded is None:
+        embedded = features.embed(prompts)
+    rff, signatures = features.rff(embedded), features.signatures(prompts)
     state = AccountState.new(config, rff.shape[1])
     flags = np.zeros((len(prompts), 2), dtype=np.float64)
     for i, (signature, request) in enumerate(zip(signatures, requests)):

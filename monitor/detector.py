@@ -178,26 +178,40 @@ def _interned(reason: dict[str, Any]) -> dict[str, Any]:
             for k, v in reason.items()}
 
 
-def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:
-    """Whether ``signature`` nearly copies one of the ``count`` (at most the ring's size)
-    signatures in ``recent``: whether the share of equal values, ``matches / perm`` as a float,
-    reaches ``threshold`` for one of them. Counted in integers against the fewest matches whose
-    share reaches it (the same booleans, without a float mean per request)."""
+def nearest_matches(recent: np.ndarray, count: int, signature: np.ndarray) -> int | None:
+    """The most values ``signature`` shares with one of the ``count`` (at most the ring's
+    size) signatures in ``recent``; None if there are none. Reuse and the nearest distance
+    both come from this one comparison with the ring."""
     if count == 0:
-        return False
+        return None
     ring = recent[:min(count, len(recent))]
-    matches = np.add.reduce(ring == signature, axis=1)  # per earlier prompt, equal values
-    return bool(matches.max() >= least_matches(threshold, ring.shape[1]))
+    return int(np.add.reduce(ring == signature, axis=1).max())  # per earlier prompt, equal values
+
+
+def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: float) -> bool:
+    """Whether ``signature`` nearly copies one of the ``count`` signatures in ``recent``:
+    whether the share of equal values, ``matches / perm`` as a float, reaches ``threshold`` for
+    one of them. Counted in integers against the fewest matches whose share reaches it (the
+    same booleans, without a float mean per request)."""
+    return reuse_and_distance(recent, count, signature, threshold)[0]
 
 
 def nearest_distance(recent: np.ndarray, count: int, signature: np.ndarray) -> float | None:
     """1 - the largest share of equal values between ``signature`` and one of the ``count``
     recent signatures (the estimated Jaccard distance to the nearest); None if there are
     none."""
-    if count == 0:
-        return None
-    ring = recent[:min(count, len(recent))]
-    return 1.0 - int(np.add.reduce(ring == signature, axis=1).max()) / ring.shape[1]
+    matches = nearest_matches(recent, count, signature)
+    return None if matches is None else 1.0 - matches / recent.shape[1]
+
+
+def reuse_and_distance(recent: np.ndarray, count: int, signature: np.ndarray,
+                       threshold: float) -> tuple[bool, float | None]:
+    """(is_reuse, nearest_distance) from one comparison with the ring."""
+    matches = nearest_matches(recent, count, signature)
+    if matches is None:
+        return False, None
+    perm = recent.shape[1]
+    return matches >= least_matches(threshold, perm), 1.0 - matches / perm
 
 
 @functools.lru_cache(maxsize=64)

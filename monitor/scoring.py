@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from monitor.baseline import Baseline
-from monitor.detector import (AccountState, conversation_key, count_turn, empirical_p, is_reuse,
-                              nearest_distance, remember, risk_of)
+from monitor.detector import (AccountState, conversation_key, count_turn, empirical_p, remember,
+                              reuse_and_distance, risk_of)
 from monitor.elicitation import elicits
 from monitor.features import PromptFeatures
 
@@ -110,9 +110,9 @@ class AccountScorer:
         state.n += 1
         count_turn(state, prior_turns, conversation)
         state.rff_sum += rff_row
-        state.reuse_hits += is_reuse(state.recent, state.recent_count, signature,
-                                     self.config.reuse_jaccard)
-        nearest = nearest_distance(state.recent, state.recent_count, signature)
+        reused, nearest = reuse_and_distance(state.recent, state.recent_count, signature,
+                                             self.config.reuse_jaccard)
+        state.reuse_hits += reused
         if nearest is not None:
             state.activity.near(nearest)
         remember(state, signature)

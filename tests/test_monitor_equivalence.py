@@ -118,6 +118,15 @@ def reference_is_reuse(recent, count, signature, threshold) -> bool:
     return bool(np.max(np.mean(ring == signature, axis=1)) >= threshold)
 
 
+def reference_reuse_and_distance(recent, count, signature, threshold):
+    """Reuse as the float mean of equalities, and the distance from it, computed apart."""
+    if count == 0:
+        return False, None
+    ring = recent[:min(count, len(recent))]
+    return (reference_is_reuse(recent, count, signature, threshold),
+            1.0 - float(np.max(np.mean(ring == signature, axis=1))))
+
+
 def reference_embeddings(features: PromptFeatures, texts: list[str]) -> np.ndarray:
     """The tokenizers library's ids (no compiled WordPiece, no cache), each text's table rows
     summed as before, normalised with np.linalg.norm."""
@@ -195,7 +204,7 @@ def test_the_traffic_scores_as_the_reference_scores_it(baseline, requests, monke
         reused = fast.score([(state, prompt, timestamp, turns, key)])
         fast_seen.append((reused, fast.assessment(account, state).to_dict()))
     with monkeypatch.context() as patch:
-        patch.setattr(monitor.scoring, "is_reuse", reference_is_reuse)
+        patch.setattr(monitor.scoring, "reuse_and_distance", reference_reuse_and_distance)
         for account, prompt, timestamp, turns, key in requests[:REQUESTS]:
             if account not in reference_states:
                 reference_states[account] = reference.new_state()
