@@ -264,14 +264,15 @@ def detection_row(key: wm.WatermarkKey, tokenizer, answers: list[list[int]],
                   wrong_keys: Sequence[wm.WatermarkKey], reference: list[list[int]],
                   shift_keys: Sequence[wm.WatermarkKey]) -> dict:
     """The detector on decoded answers (pooled and per response), on the raw token ids, and
-    under control keys; the shift test (wm.shift_test_ids, both statistics) of the decoded and
+    under control keys; the shift test (wm.compare_windows, both statistics) of the decoded and
     re-tokenised answers against ``reference``, the teacher's unmarked answers to the training
     prompts (token ids), under the key and under ``shift_keys``, which marked nothing."""
     texts = tokenizer.decode_batch(answers)
     det = wm.detect_texts(key, texts, tokenizer)
     suspect = encode(tokenizer, texts)  # what a provider sees: text, tokenised again
-    shift = wm.shift_test_ids(key, suspect, reference)
-    controls = [wm.shift_test_ids(k, suspect, reference) for k in shift_keys]
+    compared = wm.compare_windows(suspect, reference, key.tokens.context_width)
+    shift = compared.test(key)
+    controls = [compared.test(k) for k in shift_keys]
     ids = wm.detect_token_ids(key, answers)
     per = np.array([r.p_value for r in det.responses if not r.too_short])
     wrong = [wm.detect_texts(k, texts, tokenizer).p_value for k in wrong_keys]

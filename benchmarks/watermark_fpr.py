@@ -13,7 +13,11 @@ the pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform dist
 of each model's answers against the next model's (in file-name order) as the "unmarked
 reference", under keys of context width 2, 0 and 1. Two different models differ in many windows
 for reasons of their own, which is the case the test must not mistake for a mark. These have no
-per-response tests: only the pooled column applies.
+per-response tests: only the pooled column applies; each model's windows are compared once
+(wm.compare_windows) and tested under all its keys.
+
+The JSON's ``pooled_min_at`` names the model and the throwaway secret of each scheme's smallest
+pooled p-value, so an extreme case can be rerun.
 """
 
 from __future__ import annotations
@@ -67,27 +71,33 @@ def main() -> None:
     models = list(outputs)
     reference = {m: ids[models[(i + 1) % len(models)]] for i, m in enumerate(models)}
     for scheme in schemes:
-        per, pooled, short = [], [], 0
+        per, pooled, short, smallest = [], [], 0, None
         for model, texts in outputs.items():
+            if scheme.startswith("shift"):  # the windows and their weights do not need the key
+                width = {"shift_w0": 0, "shift_w1": 1}.get(scheme, 2)
+                compared = wm.compare_windows(ids[model], reference[model], width)
             for key in keys[model]:
                 if scheme.startswith("shift"):
-                    widths = {"shift_w0": 0, "shift_w1": 1}
-                    shifted = with_width(key, widths[scheme]) if scheme in widths else key
-                    pooled.append(wm.shift_test_ids(shifted, ids[model],
-                                                    reference[model]).p_value)
-                    continue
-                det = (wm.detect_token_ids(key, ids[model]) if scheme == "tokens"
-                       else wm.detect_lexical(key, texts) if scheme == "lexical"
-                       else wm.detect_lexical(dataclasses.replace(key, posthoc=None), texts))
-                per.extend(r.p_value for r in det.responses if not r.too_short)
-                short += sum(r.too_short for r in det.responses)
-                pooled.append(det.p_value)
+                    pooled.append(compared.test(with_width(key, width)).p_value)
+                else:
+                    det = (wm.detect_token_ids(key, ids[model]) if scheme == "tokens"
+                           else wm.detect_lexical(key, texts) if scheme == "lexical"
+                           else wm.detect_lexical(dataclasses.replace(key, posthoc=None), texts))
+                    per.extend(r.p_value for r in det.responses if not r.too_short)
+                    short += sum(r.too_short for r in det.responses)
+                    pooled.append(det.p_value)
+                if smallest is None or pooled[-1] < smallest["p_value"]:
+                    # throwaway keys: kept so that an extreme case can be rerun and looked at
+                    smallest = {"p_value": pooled[-1], "model": model,
+                                "secret": key.secret.hex()}
         per = np.array(per)
         result[scheme] = {
             "per_response_tests": len(per), "too_short": short,
             "rate_at_level": {str(a): float(np.mean(per <= a)) if len(per) else None
                               for a in LEVELS},
             "pooled_tests": len(pooled), "pooled_min_p": float(min(pooled)),
+            "pooled_min_at": smallest,
+            "pooled_rate_at_0.001": float(np.mean(np.array(pooled) <= 0.001)),
             "pooled_rate_at_0.05": float(np.mean(np.array(pooled) <= 0.05)),
             "pooled_rate_at_0.01": float(np.mean(np.array(pooled) <= 0.01)),
             "pooled_ks_pvalue": float(kstest(pooled, "uniform").pvalue)}

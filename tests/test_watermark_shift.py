@@ -147,6 +147,26 @@ def test_degenerate_inputs_are_no_evidence():
         wm.shift_test_ids(key, same, same, min_count=0)
 
 
+def test_windows_compared_once_test_like_the_whole_test_under_every_key():
+    """compare_windows is the key-free half: testing its result under a key gives what the
+    whole test gives, and a key of another width is refused rather than read wrongly."""
+    rng = np.random.default_rng(3)
+    p = zipf_probabilities(rng)
+    suspect, reference = sample(p, rng, answers=60), sample(p, rng, answers=60)
+    compared = wm.compare_windows(suspect, reference, 1)
+    for seed in range(5):
+        key = with_key(1, seed)
+        for method in ("weighted", "sign"):
+            assert compared.test(key, method) == wm.shift_test_ids(key, suspect, reference,
+                                                                   method=method)
+    with pytest.raises(InputError, match="width 0, but the windows were compared at width 1"):
+        compared.test(with_key(0, 1))
+    with pytest.raises(InputError, match="method"):
+        compared.test(with_key(1, 1), "t")
+    empty = wm.compare_windows([], reference, 1).test(with_key(1, 1))
+    assert empty.windows == 0 and empty.p_value == 1.0
+
+
 def test_context_width_0_marks_the_same_tokens_after_any_context():
     key = with_key(0, 3)
     logits = np.zeros((3, 50))

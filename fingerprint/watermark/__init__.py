@@ -5,11 +5,12 @@ Two marks share one key. The token mark (Kirchenbauer et al. 2023) biases genera
 keyed "green list" of the vocabulary chosen by the preceding tokens: ``logits_processor`` for
 transformers, ``bias_logits`` or ``green_masks`` for any other stack. The post-hoc mark
 (``mark_text``) makes keyed choices in text already generated: synonyms, serial commas and
-contractions (version 2, fingerprint.watermark.posthoc; keys made before it: synonyms only). A student trained on
-marked text inherits a measurable excess of green pairs ("radioactivity", Sander et al. 2024),
-which ``detect_texts`` / ``detect_lexical`` test with exact binomial p-values; ``shift_test``
-tests a suspect for the excess use of green pairs a student inherits, against the provider's
-unmarked text (fingerprint.watermark.shift).
+contractions (version 2, fingerprint.watermark.posthoc; keys made before it: synonyms only).
+A student trained on marked text inherits a measurable excess of green pairs
+("radioactivity", Sander et al. 2024), which ``detect_texts`` / ``detect_lexical`` test with
+exact binomial p-values; ``shift_test`` tests a suspect for the excess use of green pairs a
+student inherits, against the provider's unmarked text (fingerprint.watermark.shift);
+``compare_windows`` is its key-free half, for testing many keys on the same texts.
 
 Importing this package does not import torch or transformers.
 """
@@ -29,7 +30,8 @@ from fingerprint.watermark.key import (WatermarkKey, WatermarkKeyError, generate
                                        save_key)
 from fingerprint.watermark.lexical import MarkedText, detect_lexical, mark_text
 from fingerprint.watermark.lexicon import LexiconError, load_lexicon
-from fingerprint.watermark.shift import ShiftTest, shift_test, shift_test_ids
+from fingerprint.watermark.shift import (ComparedWindows, ShiftTest, compare_windows, shift_test,
+                                         shift_test_ids)
 from fingerprint.watermark.tokenizer import TokenizerMismatchError, load_tokenizer
 
 
@@ -60,7 +62,7 @@ def logits_processor(key: WatermarkKey, tokenizer: Any) -> Any:
 
 __all__ = [
     "Detection", "LexicalConfig", "LexiconError", "MarkSummary", "MarkedText", "PosthocConfig",
-    "Score", "ShiftTest", "shift_test", "shift_test_ids",
+    "Score", "ShiftTest", "shift_test", "shift_test_ids", "ComparedWindows", "compare_windows",
     "TokenizerMismatchError", "WatermarkConfig", "WatermarkKey", "WatermarkKeyError",
     "WatermarkReport", "bias_logits", "binomial_tail", "detect_file", "detect_lexical",
     "detect_records", "detect_texts", "detect_token_ids", "generate_key", "green_masks",

@@ -79,10 +79,11 @@ class PosthocConfig(_Serialised):
     """The post-hoc mark, version 2 (key format 2): keyed choices on several channels.
 
     Each place where the text may say the same thing in one of a few ways (a lexicon synonym, a
-    serial comma before "and"/"or" in a list, "do not" or "don't") is a choice; the ``context_width``
-    words before it, with the key, pick the half of its options that counts as "green". Every
-    choice is green with probability exactly 1/2 under the null, whatever the channel, so the
-    channels pool into one exact binomial test. ``channels`` are the ones marked and tested.
+    serial comma before "and"/"or" in a list, "do not" or "don't") is a choice; the
+    ``context_width`` words before it, with the key, pick the half of its options that counts
+    as "green". Every choice is green with probability exactly 1/2 under the null, whatever the
+    channel, so the channels pool into one exact binomial test. ``channels`` are the ones
+    marked and tested.
     """
 
     context_width: int = 1

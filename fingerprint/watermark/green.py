@@ -71,7 +71,8 @@ def green_pairs(secret: bytes, gamma: float, windows: np.ndarray) -> np.ndarray:
     return mix(seeds, windows[:, -1]) < threshold(gamma)
 
 
-def lexical_green(secret: bytes, gamma: float, context: tuple[str, ...], word: str) -> tuple[bool, int]:
+def lexical_green(secret: bytes, gamma: float, context: tuple[str, ...],
+                  word: str) -> tuple[bool, int]:
     """(green?, hash value) of ``word`` after the words ``context``; the value orders a class's
     green members so marking picks the same one every time."""
     data = "\x1f".join((*context, word)).encode("utf-8")

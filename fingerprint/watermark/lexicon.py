@@ -56,7 +56,8 @@ def wordnet_dir() -> Path:
 
 
 def load_lexicon(directory: str | os.PathLike[str] | None = None) -> Lexicon:
-    """The lexicon from WordNet at ``directory`` (default: wordnet_dir()), built once per process."""
+    """The lexicon from WordNet at ``directory`` (default: wordnet_dir()), built once per
+    process."""
     return _build(Path(directory) if directory is not None else wordnet_dir())
 
 

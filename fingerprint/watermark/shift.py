@@ -127,34 +127,77 @@ def _lean(ratio: np.ndarray, weight: np.ndarray, green: np.ndarray) -> float:
     return mean(green) - mean(~green)
 
 
-def shift_test_ids(key: WatermarkKey, suspect: Sequence[Sequence[int]],
-                   reference: Sequence[Sequence[int]], min_count: int = MIN_COUNT,
-                   method: str = "weighted") -> ShiftTest:
-    """The shift test on token-id sequences (answers without their prompts)."""
+@dataclass(frozen=True, eq=False)
+class ComparedWindows:
+    """Everything the shift test needs that the key does not change: the windows of width
+    ``context_width + 1`` seen at least ``min_count`` times in the two texts together, which of
+    them the suspect uses more (``up``), and their scores (``ratio``, ``weight``, and the
+    integer ``weights`` of the weighted statistic). Made once by ``compare_windows``, it can be
+    tested under any number of keys of that width at the cost of hashing the windows: how the
+    false-positive checks test thousands of keys on the same texts."""
+
+    context_width: int
+    windows: np.ndarray  # (n, context_width + 1) distinct windows kept
+    up: np.ndarray  # bool (n,)
+    ratio: np.ndarray  # centred log rate ratios
+    weight: np.ndarray  # inverse-variance weights
+    weights: np.ndarray  # int64: ratio * weight on the weighted test's integer grid
+    suspect_windows: int  # windows (with repeats) in the suspect's text
+    reference_windows: int
+
+    def test(self, key: WatermarkKey, method: str = "weighted") -> ShiftTest:
+        """The shift test of these windows under ``key`` (its context width must match)."""
+        if method not in METHODS:
+            raise InputError("method", None,
+                             f"must be one of {', '.join(METHODS)}, got {method!r}")
+        if key.tokens.context_width != self.context_width:
+            raise InputError("key", None, f"context width {key.tokens.context_width}, but the "
+                             f"windows were compared at width {self.context_width}")
+        gamma = key.tokens.gamma
+        if not len(self.windows):
+            return ShiftTest(0, 0, 0, 0, gamma, self.suspect_windows, self.reference_windows,
+                             method)
+        green = green_pairs(key.secret, gamma, self.windows)
+        weighted_p = bernoulli_sum_tail(self.weights, int(self.weights[green].sum()), gamma)
+        return ShiftTest(len(self.windows), int(self.up.sum()), int((green & self.up).sum()),
+                         int(green.sum()), gamma, self.suspect_windows, self.reference_windows,
+                         method, weighted_p, _lean(self.ratio, self.weight, green))
+
+
+def compare_windows(suspect: Sequence[Sequence[int]], reference: Sequence[Sequence[int]],
+                    context_width: int, min_count: int = MIN_COUNT) -> ComparedWindows:
+    """The key-free half of the shift test on token-id sequences (answers without prompts)."""
     if not isinstance(min_count, int) or min_count < 1:
         raise InputError("min_count", None, f"must be a positive integer, got {min_count!r}")
-    if method not in METHODS:
-        raise InputError("method", None, f"must be one of {', '.join(METHODS)}, got {method!r}")
-    width = key.tokens.context_width + 1
+    width = context_width + 1
     mine, theirs = _windows(suspect, width, "suspect"), _windows(reference, width, "reference")
-    gamma = key.tokens.gamma
+    empty = np.zeros(0)
+    nothing = ComparedWindows(context_width, np.zeros((0, width), dtype=np.int64),
+                              empty.astype(bool), empty, empty, empty.astype(np.int64),
+                              len(mine), len(theirs))
     if not len(mine) or not len(theirs):
-        return ShiftTest(0, 0, 0, 0, gamma, len(mine), len(theirs), method)
+        return nothing
     distinct, which = unique_rows(np.concatenate([mine, theirs]))
     counts_mine = np.bincount(which[:len(mine)], minlength=len(distinct))
     counts_theirs = np.bincount(which[len(mine):], minlength=len(distinct))
     kept = (counts_mine + counts_theirs) >= min_count
     if not kept.any():
-        return ShiftTest(0, 0, 0, 0, gamma, len(mine), len(theirs), method)
+        return nothing
     # up: a higher rate in the suspect (cross-multiplied: exact in integers)
     up = (counts_mine * len(theirs) > counts_theirs * len(mine))[kept]
-    green = green_pairs(key.secret, gamma, distinct[kept])
     ratio, weight = window_scores(counts_mine[kept], counts_theirs[kept])
-    weights = integer_weights(ratio * weight)
-    weighted_p = bernoulli_sum_tail(weights, int(weights[green].sum()), gamma)
-    return ShiftTest(int(kept.sum()), int(up.sum()), int((green & up).sum()), int(green.sum()),
-                     gamma, len(mine), len(theirs), method, weighted_p,
-                     _lean(ratio, weight, green))
+    return ComparedWindows(context_width, distinct[kept], up, ratio, weight,
+                           integer_weights(ratio * weight), len(mine), len(theirs))
+
+
+def shift_test_ids(key: WatermarkKey, suspect: Sequence[Sequence[int]],
+                   reference: Sequence[Sequence[int]], min_count: int = MIN_COUNT,
+                   method: str = "weighted") -> ShiftTest:
+    """The shift test on token-id sequences (answers without their prompts)."""
+    if method not in METHODS:
+        raise InputError("method", None, f"must be one of {', '.join(METHODS)}, got {method!r}")
+    compared = compare_windows(suspect, reference, key.tokens.context_width, min_count)
+    return compared.test(key, method)
 
 
 def shift_test(key: WatermarkKey, suspect: Sequence[str], reference: Sequence[str],
