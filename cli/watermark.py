@@ -80,17 +80,21 @@ def watermark_mark(source: str, key_path: Path, out: Path, fields: FieldMap,
               help="Key file (from 'fingerprint watermark keygen').")
 @click.option("--scheme", type=click.Choice(["both", "tokens", "lexical"]), default="both",
               show_default=True, help="Which mark to test.")
+@click.option("--reference", default=None,
+              help="Your model's own unmarked responses (JSONL, the same fields): adds the "
+                   "shift test, which finds a student's inherited lean towards the token mark.")
 @tokenizer_option
 @field_options
 @json_option("Print one JSON object (top-level 'p_value', per-response tests).")
-def watermark_detect(suspect: str, key_path: Path, scheme: str, tokenizer: str | None,
-                     fields: FieldMap, as_json: bool) -> None:
+def watermark_detect(suspect: str, key_path: Path, scheme: str, reference: str | None,
+                     tokenizer: str | None, fields: FieldMap, as_json: bool) -> None:
     """Test a suspect's outputs (SUSPECT file, or '-') for the watermark: exact p-values per
-    response and pooled over distinct pairs of all responses."""
+    response and pooled over distinct pairs of all responses; with --reference, the shift test
+    too (a student's outputs)."""
     from fingerprint.watermark import detect_file, load_key
 
     report = detect_file(load_key(key_path), suspect, fields=fields, scheme=scheme,
-                         tokenizer=tokenizer)
+                         tokenizer=tokenizer, reference=reference)
     if as_json:
         echo_json(report.to_dict())
         return
@@ -105,4 +109,12 @@ def watermark_detect(suspect: str, key_path: Path, scheme: str, tokenizer: str |
         if d.channels:
             click.echo("          of which " + ", ".join(
                 f"{name} {s.green}/{s.scored}" for name, s in d.channels))
-    click.echo(f"p_value   {report.p_value:.3g}")
+    if report.shift is not None:
+        t = report.shift
+        state = (f"p {t.p_value:.3g} (weighted), lean {t.lean:.3f}" if t.windows else
+                 "no window seen often enough in both texts: no evidence")
+        click.echo(f"shift     against {report.reference}: {t.windows} windows compared, "
+                   f"{t.green_up}/{t.up} used more are green (null share {t.gamma}): {state}")
+    combined = (f" (Bonferroni over {len(report.p_values)} tests)"
+                if len(report.p_values) > 1 else "")
+    click.echo(f"p_value   {report.p_value:.3g}{combined}")

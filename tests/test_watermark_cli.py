@@ -83,6 +83,56 @@ def test_detect_json_pooled_and_per_response(keyfile, whole_words, tmp_path):
     assert "p_value" in human and "1 responses too short" in human
 
 
+def test_detect_with_a_reference_shift_tests_a_student(whole_words, tmp_path):
+    """A "student" that uses the key's green words a little more often than the provider's
+    unmarked text does (the lean a student inherits) is found by the shift test that
+    --reference adds; a model that never saw the key is not; and the file's p-value is
+    Bonferroni's over both tests."""
+    keyfile = tmp_path / "w0.key"
+    assert run("watermark", "keygen", "--out", keyfile, "--context-width", "0").exit_code == 0
+    key = wm.load_key(keyfile)
+    ids = np.array(sorted(whole_words)[:300])
+    zipf = 1.0 / np.arange(1, len(ids) + 1)
+    green = wm.green_masks(key, np.zeros((1, 0), dtype=np.int64), 30522)[0][ids]
+    leaning = zipf * np.exp(0.5 * green)
+
+    def responses(weights, seed, name):
+        rng = np.random.default_rng(seed)
+        rows = [{"id": f"{name}{i}", "response": " ".join(
+            whole_words[int(w)] for w in rng.choice(ids, size=60, p=weights / weights.sum()))}
+            for i in range(150)]
+        return write_jsonl(tmp_path / f"{name}.jsonl", rows)
+
+    reference = responses(zipf, 1, "reference")
+    student, innocent = responses(leaning, 2, "student"), responses(zipf, 3, "innocent")
+    out = run("watermark", "detect", student, "--key", keyfile, "--reference", reference,
+              "--scheme", "tokens", "--json")
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    shift, tokens = data["shift"], data["schemes"]["tokens"]
+    assert shift["p_value"] < 1e-6 and shift["lean"] > 0.2 and shift["windows"] > 250
+    assert shift["reference"].endswith("reference.jsonl")
+    assert data["combination"] == "bonferroni over the 2 tests"
+    assert data["p_value"] == pytest.approx(min(1.0, 2 * min(shift["p_value"],
+                                                             tokens["p_value"])))
+    plain = json.loads(run("watermark", "detect", innocent, "--key", keyfile, "--reference",
+                           reference, "--scheme", "tokens", "--json").output)
+    assert plain["shift"]["p_value"] > 1e-3 and plain["p_value"] > 1e-3
+    text = run("watermark", "detect", student, "--key", keyfile, "--reference", reference).output
+    assert "shift     against" in text and "Bonferroni over" in text
+    assert json.loads(run("watermark", "detect", student, "--key", keyfile,
+                          "--json").output)["shift"] is None
+
+    lexical = run("watermark", "detect", student, "--key", keyfile, "--reference", reference,
+                  "--scheme", "lexical")
+    assert lexical.exit_code == 1 and "does not apply to scheme 'lexical'" in lexical.output
+    empty = tmp_path / "nothing.jsonl"
+    empty.write_text("")
+    result = run("watermark", "detect", student, "--key", keyfile, "--reference", empty)
+    assert result.exit_code == 1 and "nothing.jsonl" in result.output
+    assert "no non-empty response to compare with" in result.output
+
+
 @pytest.mark.skipif(not lexicon_available(), reason="WordNet is not installed")
 def test_post_hoc_mark_then_detect_on_real_outputs(keyfile, alpacaeval, tmp_path):
     source = alpacaeval / "outputs" / "gpt4.jsonl"

@@ -1,8 +1,10 @@
 """Watermarks on files of responses: mark a served file, test a suspect's file.
 
-A key can carry two marks (tokens and lexical). Testing both and quoting the smaller p-value
-would be a multiple comparison, so the file-level p-value is Bonferroni's: twice the smaller one
-when both were tested (valid whatever the dependence between the two tests).
+A key can carry two marks (tokens and lexical), and with the provider's unmarked text as a
+reference the token mark is also shift-tested (fingerprint.watermark.shift: how a student's
+inherited lean shows). Quoting the smallest of several p-values would be a multiple comparison,
+so the file-level p-value is Bonferroni's: the smallest times the number of tests (valid
+whatever the dependence between them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fingerprint.records import FieldMap, ResponseRecord
 from fingerprint.watermark.detect import Detection, detect_texts
 from fingerprint.watermark.key import WatermarkKey
 from fingerprint.watermark.lexical import detect_lexical, mark_text
+from fingerprint.watermark.shift import ShiftTest, shift_test
 from fingerprint.watermark.tokenizer import load_tokenizer
 
 SCHEMES = ("both", "tokens", "lexical")
@@ -39,27 +42,38 @@ class MarkSummary:
 
 @dataclass(frozen=True)
 class WatermarkReport:
-    """The tests of one suspect file; ``p_value`` is the file-level (pooled) p-value."""
+    """The tests of one suspect file; ``p_value`` is the file-level (pooled) p-value.
+    ``shift``: the shift test against ``reference`` (the provider's unmarked text), if given."""
 
     key_id: str
     suspect: str
     ids: tuple[str, ...]
     detections: tuple[Detection, ...]
     skipped_empty: int
+    shift: ShiftTest | None = None
+    reference: str | None = None
+
+    @property
+    def p_values(self) -> tuple[float, ...]:
+        """Every test's p-value: each mark's pooled test, then the shift test."""
+        shift = () if self.shift is None else (self.shift.p_value,)
+        return tuple(d.p_value for d in self.detections) + shift
 
     @property
     def p_value(self) -> float:
-        """Bonferroni over the marks tested: the smaller p-value times the number of marks."""
-        return min(1.0, len(self.detections) * min(d.p_value for d in self.detections))
+        """Bonferroni over the tests: the smallest p-value times the number of tests."""
+        return min(1.0, len(self.p_values) * min(self.p_values))
 
     def to_dict(self, include_responses: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "p_value": self.p_value,
-            "combination": ("bonferroni over the marks tested" if len(self.detections) > 1
-                            else "the one mark tested"),
+            "combination": (f"bonferroni over the {len(self.p_values)} tests"
+                            if len(self.p_values) > 1 else "the one test"),
             "key_id": self.key_id, "suspect": self.suspect,
             "responses": len(self.ids), "skipped_empty": self.skipped_empty,
             "schemes": {d.scheme: _pooled(d) for d in self.detections},
+            "shift": None if self.shift is None else {"reference": self.reference,
+                                                      **self.shift.to_dict()},
         }
         if include_responses:
             out["per_response"] = [
@@ -102,27 +116,43 @@ def mark_file(key: WatermarkKey, source: str | os.PathLike[str], out: str | os.P
 
 def detect_records(key: WatermarkKey, records: Sequence[ResponseRecord], *, suspect: str,
                    scheme: str = "both", tokenizer: str | None = None,
-                   skipped_empty: int = 0) -> WatermarkReport:
-    """Test records for the marks; "both" tests the lexical mark only where the key has one."""
+                   skipped_empty: int = 0, reference: Sequence[str] | None = None,
+                   reference_name: str | None = None) -> WatermarkReport:
+    """Test records for the marks; "both" tests the lexical mark only where the key has one.
+    ``reference`` (the provider's unmarked responses) adds the token mark's shift test."""
     if scheme not in SCHEMES:
         raise FingerprintError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
     if not records:
         raise InputError(suspect, None, "no non-empty response to test for the watermark")
+    if reference is not None and scheme == "lexical":
+        raise FingerprintError("a reference adds the shift test of the token mark; it does not "
+                               "apply to scheme 'lexical'")
+    if reference is not None and not reference:
+        raise InputError(reference_name or "reference", None,
+                         "no non-empty response to compare with")
     texts = [r.response for r in records]
+    loaded = load_tokenizer(tokenizer) if tokenizer else None
     detections = []
     if scheme in ("both", "tokens"):
-        detections.append(detect_texts(key, texts, load_tokenizer(tokenizer) if tokenizer
-                                       else None))
+        detections.append(detect_texts(key, texts, loaded))
     if scheme == "lexical" or (scheme == "both" and key.lexicon_sha256 is not None):
         detections.append(detect_lexical(key, texts))
+    shift = None if reference is None else shift_test(key, texts, reference, loaded)
     return WatermarkReport(key.key_id, suspect, tuple(r.id for r in records), tuple(detections),
-                           skipped_empty)
+                           skipped_empty, shift, reference_name)
 
 
 def detect_file(key: WatermarkKey, source: str | os.PathLike[str], *,
                 fields: FieldMap = FieldMap(), scheme: str = "both",
-                tokenizer: str | None = None) -> WatermarkReport:
+                tokenizer: str | None = None,
+                reference: str | os.PathLike[str] | None = None) -> WatermarkReport:
+    """Test the responses of ``source`` for the marks; ``reference``, a file of the provider's
+    own unmarked responses read with the same ``fields``, adds the shift test."""
     stats = ReadStats()
     records = list(read_records(source, fields, stats))
+    unmarked = None
+    if reference is not None:
+        unmarked = [r.response for r in read_records(reference, fields, ReadStats())]
     return detect_records(key, records, suspect=source_name(source), scheme=scheme,
-                          tokenizer=tokenizer, skipped_empty=stats.empty)
+                          tokenizer=tokenizer, skipped_empty=stats.empty, reference=unmarked,
+                          reference_name=None if reference is None else source_name(reference))
