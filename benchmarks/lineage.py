@@ -246,6 +246,33 @@ def p_value(method: str, share: float, null: dict[str, float], n: int) -> float 
                      sd_floor=share_sd_floor(rate, n)).p_value
 
 
+def normalised(share: float, null: dict[str, float], n: int) -> float:
+    """The suspect's share in the references' units: its logit share's z against the null draws
+    (with the ``t`` method's floor on their spread), -inf where it cannot be placed. Picking the
+    teacher by this rather than by the raw share cannot be won by naming the family every
+    assistant resembles: the references resemble it too."""
+    rate = float(np.mean(list(null.values()))) if null else 0.0
+    z = calibrate(share, list(null.values()), transform=logit_share,
+                  sd_floor=share_sd_floor(rate, n)).z
+    return float("-inf") if z is None else z
+
+
+def identification(students: list[dict], key: str, vendor_of: dict[str, str]) -> dict:
+    """Top-1 family and vendor by ``models[*][key]`` (the family named), with the vendor
+    accuracy balanced over the teachers' vendors (each vendor's students count as much as
+    another's, so "always OpenAI" scores 1 / vendors, not the OpenAI share)."""
+    if not students:
+        return {"top1_family": None, "top1_vendor": None, "vendor_balanced": None}
+    right = {}
+    for m in students:
+        right.setdefault(vendor_of.get(m["teacher"]), []).append(
+            vendor_of[m[key]] == vendor_of.get(m["teacher"]))
+    return {"top1_family": float(np.mean([m[key] == m["teacher"] for m in students])),
+            "top1_vendor": float(np.mean([x for xs in right.values() for x in xs])),
+            "vendor_balanced": float(np.mean([np.mean(xs) for xs in right.values()])),
+            "per_vendor": {str(v): f"{sum(xs)}/{len(xs)}" for v, xs in right.items()}}
+
+
 def shares_of(labels: list[str], targets: dict[str, frozenset[str]]) -> dict[str, float]:
     """Per target: the share of ``labels`` that are one of its classes."""
     return {t: float(np.mean([lab in cs for lab in labels])) if labels else 0.0
@@ -385,6 +412,9 @@ def evaluate(dirs: list[Path], jobs: int = 1, style_extras: str = "", per_model:
         p = {f"{ev}/{me}": {f: p_value(me, scores[f], null[ev][f"provider:{f}"], len(texts[name]))
                             for f in scores}
              for ev in evaluations for me in METHODS}
+        z = {f: normalised(scores[f], null[MAIN[0]][f"provider:{f}"], len(texts[name]))
+             for f in scores}
+        best_z = max(z, key=lambda f: (z[f], scores[f]))
         models.append({
             "model": name, "role": row["role"], "teacher": row["teacher"],
             "lineage_group": row["lineage_group"], "responses": len(texts[name]),
@@ -392,6 +422,8 @@ def evaluate(dirs: list[Path], jobs: int = 1, style_extras: str = "", per_model:
             "scores": scores, "p_values": p["/".join(MAIN)], "p_values_by_variant": p,
             "top_teacher": best, "top_vendor": vendor_of[best],
             "margin": ranked[0] - ranked[1] if len(ranked) > 1 else None,
+            "normalised_scores": z, "top_teacher_normalised": best_z,
+            "top_vendor_normalised": vendor_of[best_z],
         })
 
     variants = {}
@@ -409,6 +441,16 @@ def evaluate(dirs: list[Path], jobs: int = 1, style_extras: str = "", per_model:
                                if students else None)
     report["top1_vendor_accuracy"] = (float(np.mean(
         [m["top_vendor"] == vendor_of.get(m["teacher"]) for m in students])) if students else None)
+    raw = identification(students, "top_teacher", vendor_of)
+    norm = identification(students, "top_teacher_normalised", vendor_of)
+    report["identification"] = {
+        "raw": raw, "normalised": norm,
+        "normalised_by": f"z of the logit share against the {MAIN[0]} null's references",
+        "vendor_majority_share": max((float(np.mean([vendor_of.get(m["teacher"]) == v
+                                                     for m in students]))
+                                      for v in set(vendor_of.values())), default=None)}
+    report["top1_accuracy_normalised"] = norm["top1_family"]
+    report["top1_vendor_accuracy_normalised"] = norm["top1_vendor"]
     main = variants["/".join(MAIN)]
     report.update({k: main[k] for k in ("human_min_p_value", "students_p_below_0_01",
                                         "calibration")})
@@ -463,8 +505,9 @@ def screen(dirs: list[Path], style_extras: str = "", per_model: bool = False,
     vendor_of = vendors(lineage, families)
     config = FingerprintConfig(style_extras=style_extras)
     styler = StyleVectorizer(config.style_features, config.style_version, config.style_extras)
-    cache = Cache(cache_dir, {k: getattr(config, k) for k in ("style_version", "style_features",
-                                                              "style_extras")}) if cache_dir else None
+    style_config = {k: getattr(config, k) for k in ("style_version", "style_features",
+                                                    "style_extras")}
+    cache = Cache(cache_dir, style_config) if cache_dir else None
     from scipy import sparse
 
     style = {n: cache.style(lineage[n]["_path"], texts[n], styler) if cache
@@ -515,8 +558,19 @@ def table(report: dict) -> str:
         lines.append(f"| {f} | {fmt(r['auc'])} | {fmt(r['tpr_at_5pct_fpr'])} | "
                      f"{fmt(r['auc_grouped'])} | {fmt(r['length_control_auc'])} | "
                      f"{r['n_positive']} | {r['n_negative']} |")
+    ident = report.get("identification")
     lines += ["", f"top-1 teacher family over students: {fmt(report['top1_accuracy'])}; "
-                  f"vendor: {fmt(report['top1_vendor_accuracy'])}", "",
+                  f"vendor: {fmt(report['top1_vendor_accuracy'])}"]
+    if ident:
+        lines += [f"vendor balanced over teachers' vendors: {fmt(ident['raw']['vendor_balanced'])}"
+                  f" ({ident['raw']['per_vendor']}); \"always the commonest vendor\" would "
+                  f"score {fmt(ident['vendor_majority_share'])} raw",
+                  f"normalised against the references ({ident['normalised_by']}): family "
+                  f"{fmt(ident['normalised']['top1_family'])}, vendor "
+                  f"{fmt(ident['normalised']['top1_vendor'])}, balanced "
+                  f"{fmt(ident['normalised']['vendor_balanced'])} "
+                  f"({ident['normalised']['per_vendor']})"]
+    lines += ["",
               "| evaluation / p-value | references below 0.05 | below 0.01 | tests | "
               "human-data min p | students p < 0.05 | students p < 0.01 |",
               "|---|---|---|---|---|---|---|"]
@@ -527,13 +581,13 @@ def table(report: dict) -> str:
                      f"{fmt(v['students_p_below_0_01'])} |")
     lines += ["", *(f"{f}: {s}" for f, s in report["p_value_floor"].items()), ""]
     fams = list(report["families"])
-    lines.append("| model | teacher | top teacher | " + " | ".join(
+    lines.append("| model | teacher | top teacher | normalised | " + " | ".join(
         f"{f} share (p {report['method']['main_variant']})" for f in fams) + " |")
-    lines.append("|---|---|---|" + "---|" * len(fams))
+    lines.append("|---|---|---|---|" + "---|" * len(fams))
     for m in report["models"]:
         cells = [f"{m['scores'][f]:.2f} ({fmt(m['p_values'][f])})" for f in fams]
         lines.append(f"| {m['model']} | {m['teacher']} | {m['top_teacher']} | "
-                     + " | ".join(cells) + " |")
+                     f"{m.get('top_teacher_normalised', '-')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

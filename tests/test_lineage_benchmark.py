@@ -65,3 +65,26 @@ def test_per_model_classes_count_for_their_family_and_are_left_out_with_it():
                                          "vendor:v3"}
     assert lineage_benchmark.shares_of(["provider:fam/p1", "provider:fam/p2", "vendor:v1",
                                         "vendor:v3"], targets)["provider:fam"] == 0.5
+
+
+def test_normalised_identification_is_not_won_by_the_family_everyone_resembles():
+    """Every model shares much with "fam" (references too), little with "other": a student of
+    "other" that reads 40% "fam" and 30% "other" is named "fam" by the raw share but "other"
+    once each share is placed among the references'; the vendor accuracy balanced over the
+    teachers' vendors gives "always Acme" 1 / vendors, not Acme's share of the students."""
+    fam_null = {f"vendor:r{i}": v for i, v in enumerate([0.35, 0.4, 0.45, 0.5, 0.38, 0.42])}
+    other_null = {f"vendor:r{i}": v for i, v in enumerate([0.0, 0.01, 0.02, 0.0, 0.01, 0.02])}
+    z = {f: lineage_benchmark.normalised(share, null, 800)
+         for f, share, null in (("fam", 0.4, fam_null), ("other", 0.3, other_null))}
+    assert z["other"] > 3 > z["fam"]
+    assert lineage_benchmark.normalised(0.3, {}, 800) == float("-inf")  # nothing to place it in
+
+    vendor_of = {"fam": "Acme", "other": "Beta"}
+    students = [{"teacher": "fam", "raw": "fam", "norm": "fam"} for _ in range(3)]
+    students.append({"teacher": "other", "raw": "fam", "norm": "other"})
+    raw = lineage_benchmark.identification(students, "raw", vendor_of)
+    assert raw["top1_vendor"] == 0.75 and raw["vendor_balanced"] == 0.5
+    assert raw["per_vendor"] == {"Acme": "3/3", "Beta": "0/1"}
+    norm = lineage_benchmark.identification(students, "norm", vendor_of)
+    assert norm["top1_family"] == norm["top1_vendor"] == norm["vendor_balanced"] == 1.0
+    assert lineage_benchmark.identification([], "raw", vendor_of)["top1_vendor"] is None
