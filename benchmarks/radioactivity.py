@@ -33,7 +33,10 @@ pretrained language model can be loaded here, so every model is trained from the
    nothing (p-values there are null draws).
 6. Quality cost: perplexity of the teacher's marked and unmarked answers under two reference
    models: the student base (independent: never saw the teacher's text) and the teacher itself
-   without the mark (its own unbiased distribution, temperature 1).
+   without the mark (its own unbiased distribution, temperature 1); and a semantic check:
+   MiniLM cosine of each answer to its prompt, marked against unmarked, beside the floor of a
+   shuffled prompt (the tiny teacher writes loosely on-topic word salad, so relevance to the
+   prompt is the meaning there is to keep).
 7. Attacks on the outputs of the 100%- and 10%-marked students (and on the teacher's marked
    answers): random word substitution and deletion (10%, 30% of words), and WordNet synonym
    substitution. No paraphrasing or translation model is available on this machine (nothing can
@@ -287,6 +290,29 @@ def detection_row(key: wm.WatermarkKey, tokenizer, answers: list[list[int]],
             "shift": shift.to_dict(),
             "shift_wrong_key_p_values": [t.weighted_p for t in controls],
             "shift_wrong_key_sign_p_values": [t.sign_p for t in controls]}
+
+
+def semantic_check(prompts: list[str], unmarked: list[str], marked: list[str],
+                   seed: int) -> dict:
+    """Does the mark pull answers off their prompt? Cosine between each prompt and the
+    teacher's answer to it (all-MiniLM-L6-v2, the toolkit's embedder), unmarked and marked
+    (the same prompts, paired), beside a floor: unmarked answers against a shuffled prompt.
+    ``cost_share``: the drop in relevance as a share of the unmarked answers' relevance above
+    that floor (0: no cost; 1: as off-topic as a random prompt's answer)."""
+    from fingerprint.embed import Embedder
+
+    embedder = Embedder()
+    p, u, m = (embedder.embed(t) for t in (prompts, unmarked, marked))
+    on_topic, with_mark = np.sum(p * u, axis=1), np.sum(p * m, axis=1)
+    floor = np.sum(p[np.random.default_rng(seed).permutation(len(p))] * u, axis=1)
+    drop = on_topic - with_mark
+    above = float(on_topic.mean() - floor.mean())
+    return {"pairs": len(prompts), "relevance_unmarked": float(on_topic.mean()),
+            "relevance_marked": float(with_mark.mean()),
+            "relevance_shuffled_prompt": float(floor.mean()),
+            "drop": float(drop.mean()),
+            "drop_standard_error": float(drop.std(ddof=1) / np.sqrt(len(drop))),
+            "cost_share": float(drop.mean() / above) if above > 0 else None}
 
 
 def perplexity(model: tl.TinyLM, heads: list[list[int]], answers: list[list[int]],
@@ -585,6 +611,9 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
     quality = {name: {ref: perplexity(model, slot_heads, answers[name], pad)
                       for ref, model in (("student_base", base), ("teacher", teacher))}
                for name in ("unmarked", "marked")}
+    semantic = semantic_check([corpus.prompts[i] for i in slots],
+                              tokenizer.decode_batch(answers["unmarked"]),
+                              tokenizer.decode_batch(answers["marked"]), seed + 7)
     eval_heads = [heads[i] for i in eval_slots]
     for row in rows:
         row["perplexity_under_student_base"] = perplexity(
@@ -642,6 +671,7 @@ def run(data: Path, out: Path, settings: Settings, wm_config: wm.WatermarkConfig
                                             for k, v in answers.items()}},
         "rows": rows,
         "quality": quality,
+        "semantic": semantic,
         "attacks": attacks,
         "control": {"wrong_keys_per_row": WRONG_KEYS, "tests": int(wrong.size),
                     "share_below_0.05": float(np.mean(wrong < 0.05)),
@@ -705,6 +735,13 @@ def tables(report: dict) -> str:
         lines.append(f"| {name} | {q[name]['student_base']['perplexity']:.2f} | "
                      f"{q[name]['teacher']['perplexity']:.2f} | "
                      f"{q[name]['student_base']['median_answer_perplexity']:.2f} |")
+    sem = report["semantic"]
+    lines += ["", f"semantic check ({sem['pairs']} prompts, MiniLM cosine to the prompt): "
+              f"unmarked {sem['relevance_unmarked']:.4f}, marked {sem['relevance_marked']:.4f} "
+              f"(drop {sem['drop']:.4f} +- {sem['drop_standard_error']:.4f}), a shuffled "
+              f"prompt {sem['relevance_shuffled_prompt']:.4f}; cost "
+              + ("n/a" if sem["cost_share"] is None else f"{sem['cost_share']:.1%}")
+              + " of the relevance above the shuffled floor"]
     lines += ["", "| outputs of | attack | words changed | pooled p | green fraction |",
               "|---|---|---|---|---|"]
     for a in report["attacks"]:
