@@ -163,6 +163,8 @@ def test_windows_compared_once_test_like_the_whole_test_under_every_key():
         compared.test(with_key(0, 1))
     with pytest.raises(InputError, match="method"):
         compared.test(with_key(1, 1), "t")
+    with pytest.raises(InputError, match="context_width"):
+        wm.compare_windows(suspect, reference, -1)
     empty = wm.compare_windows([], reference, 1).test(with_key(1, 1))
     assert empty.windows == 0 and empty.p_value == 1.0
 

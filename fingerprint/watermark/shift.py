@@ -167,6 +167,9 @@ class ComparedWindows:
 def compare_windows(suspect: Sequence[Sequence[int]], reference: Sequence[Sequence[int]],
                     context_width: int, min_count: int = MIN_COUNT) -> ComparedWindows:
     """The key-free half of the shift test on token-id sequences (answers without prompts)."""
+    if not isinstance(context_width, int) or context_width < 0:
+        raise InputError("context_width", None,
+                         f"must be a non-negative integer, got {context_width!r}")
     if not isinstance(min_count, int) or min_count < 1:
         raise InputError("min_count", None, f"must be a positive integer, got {min_count!r}")
     width = context_width + 1
