@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/radioactivity.py --data ../shared/data/alpacaeval
         [--out bench-out/radioactivity] [--quick] [--delta 2.0] [--gamma 0.25] [--json]
-        [--context-width 0] [--fractions 0,0.05,0.1] [--eval-samples 8]
+        [--context-width 1] [--fractions 0,0.05,0.1] [--eval-samples 8]
         [--finetune-epochs 2] [--finetune-lr 5e-4]
 
 A real, small distillation experiment on the CPU (Sander et al. 2024, "Watermarking makes
@@ -13,7 +13,8 @@ pretrained language model can be loaded here, so every model is trained from the
 1. Split (seeded): 200 held-out prompts that no model ever trains on, the rest for training;
    the 24 models' answers into two halves of 12 models each.
 2. Tokenizer: byte-level BPE trained on the training prompts and their answers. The watermark
-   key is made for it (library defaults: context 2, gamma 0.25, delta 2). The key's secret is
+   key is made for it (library defaults: context 1, gamma 0.25, delta 2; context 2 before
+   2026-11-29). The key's secret is
    derived from ``--seed`` so that reruns are comparable (``generate_key`` draws a random one).
 3. Teacher (the provider's model): a decoder-only transformer trained on the first half's
    answers to the training prompts. It answers every training prompt several times without the
@@ -21,8 +22,8 @@ pretrained language model can be loaded here, so every model is trained from the
    temperature and top-k, where a transformers LogitsProcessor acts).
 4. Students, trained on the teacher's answers, a share f of them marked (f = 0, 5%, 10%, 50%,
    100%; same prompts and number of answers for every f; the marked sets are nested):
-   - n-gram: an interpolated Kneser-Ney trigram model of the answers (its order matches the
-     mark's context width 2 + 1, the most favourable case for radioactivity);
+   - n-gram: an interpolated Kneser-Ney trigram model of the answers (its order covers the
+     mark's window at widths 0-2, the most favourable case for radioactivity);
    - neural: a smaller transformer first pre-trained on the other half's answers (text the
      teacher never produced), then fine-tuned on the teacher's answers: distillation.
 5. Each student, and the teacher itself without and with the mark (the provider's served text,

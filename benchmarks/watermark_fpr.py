@@ -3,15 +3,17 @@
     python benchmarks/watermark_fpr.py --data ../shared/data/alpacaeval [--keys 10]
 
 No output in the data was made with our keys, so every p-value is drawn under the null. For
-``--keys`` fresh keys per model (default parameters: tokens context 2, gamma 0.25 on all-MiniLM-L6-v2's
-tokenizer; lexical: the post-hoc mark's version 2, serial commas, contractions and synonyms,
-context 1; lexical_v1: version 1, synonyms only, context 1, gamma 0.5, the same secrets) this prints the share of responses with a per-response
-p-value at or below each level (responses too short to test excluded, their count printed), and
-the pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform distribution.
+``--keys`` fresh keys per model (default parameters: tokens context 1 (2 before 2026-11-29),
+gamma 0.25 on all-MiniLM-L6-v2's tokenizer; lexical: the post-hoc mark's version 2, serial
+commas, contractions and synonyms, context 1; lexical_v1: version 1, synonyms only, context 1,
+gamma 0.5, the same secrets) this prints the share of responses with a per-response p-value
+at or below each level (responses too short to test excluded, their count printed), and the
+pooled per-model p-values' Kolmogorov-Smirnov distance from the uniform distribution.
 
-``shift``, ``shift_w0`` and ``shift_w1``: the shift test (weighted, the default; fingerprint.watermark.shift)
-of each model's answers against the next model's (in file-name order) as the "unmarked
-reference", under keys of context width 2, 0 and 1. Two different models differ in many windows
+``shift``, ``shift_w0`` and ``shift_w1``: the shift test (weighted, the default;
+fingerprint.watermark.shift) of each model's answers against the next model's (in file-name
+order) as the "unmarked reference", under keys of context width 2 (the name kept from when 2
+was the default), 0 and 1. Two different models differ in many windows
 for reasons of their own, which is the case the test must not mistake for a mark. These have no
 per-response tests: only the pooled column applies; each model's windows are compared once
 (wm.compare_windows) and tested under all its keys.
@@ -74,7 +76,7 @@ def main() -> None:
         per, pooled, short, smallest = [], [], 0, None
         for model, texts in outputs.items():
             if scheme.startswith("shift"):  # the windows and their weights do not need the key
-                width = {"shift_w0": 0, "shift_w1": 1}.get(scheme, 2)
+                width = {"shift": 2, "shift_w0": 0, "shift_w1": 1}[scheme]
                 compared = wm.compare_windows(ids[model], reference[model], width)
             for key in keys[model]:
                 if scheme.startswith("shift"):

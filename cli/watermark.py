@@ -22,9 +22,9 @@ def watermark_group() -> None:
 @click.option("--tokenizer", default=None,
               help="The serving model's tokenizer: tokenizer.json or a directory holding it "
                    "[default: all-MiniLM-L6-v2's].")
-@click.option("--context-width", type=click.IntRange(0, 8), default=2, show_default=True,
-              help="Tokens before a step that choose its green list (0: one list for every "
-                   "step, the mark students learn most easily; see README 'Watermarks').")
+@click.option("--context-width", type=click.IntRange(0, 8), default=1, show_default=True,
+              help="Tokens before a step that choose its green list (1: the width a student "
+                   "inherits measurably; 0: one list for every step; see README 'Watermarks').")
 @click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.25, show_default=True, help="Share of the vocabulary that is green.")
 @click.option("--delta", type=click.FloatRange(0, 50), default=2.0, show_default=True,

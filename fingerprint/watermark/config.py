@@ -33,14 +33,19 @@ class WatermarkConfig(_Serialised):
     counts green tokens among unique (context, token) pairs; a response with fewer than
     ``min_scored`` such pairs is reported as too short (p = 1) rather than scored on noise.
 
-    ``context_width=0`` is one green list for every step (the "unigram" mark of Zhao et al.
-    2023): the mark a student learns most easily, since every marked token teaches it the same
-    list (Gu et al. 2024; benchmarks/radioactivity.py measures it), and the one whose list an
-    attacker holding much marked text can most easily estimate by counting words. Its text is
-    tested for inheritance with fingerprint.watermark.shift (distinct tokens alone carry little).
+    The default width is 1 (since 2026-11-29; keys record their width, so older keys of width 2
+    keep working): the width at which a neural student's inherited lean is found from its
+    outputs (benchmarks/radioactivity.py, two independent trainings: 5% marked training text
+    p 7.8e-5 and 9.6e-4, 10% p 6.5e-10 and 1.4e-10, with fingerprint.watermark.shift), where
+    width 2 showed nothing below 100% marked. Each green list is shared by every step after the
+    same token, so a student sees each one often enough to learn it, while the lists are still
+    thousands, not one. ``context_width=0`` is one green list for every step (the "unigram" mark
+    of Zhao et al. 2023): also learnable (5%: p 0.0034), and the one whose list an attacker
+    holding much marked text can most easily estimate by counting words. Inheritance is tested
+    with fingerprint.watermark.shift (distinct tokens alone carry little).
     """
 
-    context_width: int = 2
+    context_width: int = 1
     gamma: float = 0.25
     delta: float = 2.0
     min_scored: int = 16
