@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
+from attribution.errors import AttributionError
 from attribution.evidence import (PromptEvidence, prompt_evidence, reference_answers,
                                   strongest_first)
 from attribution.partners import Partner, ProviderProfile
@@ -82,6 +83,7 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
                    reference_files: Sequence[str | os.PathLike[str]] = (),
                    watermark_key: WatermarkKey | None = None,
                    watermark_tokenizer: str | None = None,
+                   watermark_reference: str | os.PathLike[str] | None = None,
                    provider_names: Sequence[str] | None = None,
                    partners: Sequence[Partner] = (),
                    match_references: Mapping[str, str] | None = None) -> AttributionResult:
@@ -90,7 +92,9 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     References: ``reference_files`` (each named after its file) if given, else ``references``,
     else those stored in the indexes; ``references=[]`` for none. With ``watermark_key`` the
     outputs are also tested for the provider's watermark, and that exact p-value joins the
-    fingerprint evidence (attribution.watermark).
+    fingerprint evidence (attribution.watermark); ``watermark_reference``, a file of the
+    provider's own unmarked responses, adds the shift test that finds a student's inherited
+    lean (fingerprint.watermark.shift).
 
     Given several indexes (one per provider), the providers are first ranked as the suspect's
     likely teacher (attribution.teacher), named by ``provider_names`` (one per index) or their
@@ -109,10 +113,17 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     if not records:  # a score of 0 for nothing would look like a finding
         raise InputError(source_name(suspect_path), None,
                          f"no non-empty response to attribute ({stats.empty} empty skipped)")
+    if watermark_reference is not None and watermark_key is None:
+        raise AttributionError("a watermark reference is for the shift test of a watermark "
+                               "key: give the key too")
     marks = None
     if watermark_key is not None and records:  # first: a bad tokenizer fails in a second
+        unmarked = None if watermark_reference is None else [
+            r.response for r in read_records(watermark_reference, fields, ReadStats())]
         marks = detect_records(watermark_key, records, suspect=str(suspect_path),
-                               tokenizer=watermark_tokenizer)
+                               tokenizer=watermark_tokenizer, reference=unmarked,
+                               reference_name=None if watermark_reference is None
+                               else source_name(watermark_reference))
     with ExitStack() as stack:
         indexes = [stack.enter_context(open_index(p)) for p in paths]
         # the same references for the ranking and the attribution
@@ -203,8 +214,8 @@ def attribute(index: FingerprintIndex, records: Sequence[ResponseRecord], *,
             hashes, np.concatenate(signatures), sparse.vstack(styles, format="csr"),
             np.array([e.near_duplicate for e in evidence]), np.concatenate(embeddings))
         calibration = calibrate_against_references(index, references, suspect_prints,
-                                                   options.near_duplicate_threshold, BOOTSTRAP_RESAMPLES,
-                                                   provider_share)
+                                                   options.near_duplicate_threshold,
+                                                   BOOTSTRAP_RESAMPLES, provider_share)
         evidence = [dataclasses.replace(e, provider_like=bool(flag))
                     for e, flag in zip(evidence, calibration.provider_like)]
     prompts = prompt_evidence(index, evidence, hashes, references)

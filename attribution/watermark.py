@@ -23,6 +23,9 @@ def join_watermark(result: AttributionResult, report: WatermarkReport) -> Attrib
     pooled = {d.scheme: d.pooled for d in report.detections}
     main = pooled.get("tokens") or pooled["lexical"]
     detail = ", ".join(f"{s}: {p.green}/{p.scored}, p {p.p_value:.3g}" for s, p in pooled.items())
+    if report.shift is not None:  # the test that finds a student, against unmarked text
+        detail += (f", shift: {report.shift.green_up}/{report.shift.up} green among windows "
+                   f"used more, lean {report.shift.lean:.3f}, p {report.shift.p_value:.3g}")
     signal = Signal(WATERMARK.name, main.green / main.scored if main.scored else None,
                     WATERMARK.describe(key=report.key_id, detail=detail), main.scored,
                     p_value=report.p_value, z=main.z,

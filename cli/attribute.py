@@ -51,6 +51,9 @@ from fingerprint.records import FieldMap
 @click.option("--watermark-key", type=click.Path(dir_okay=False, path_type=Path),
               help="Also test the outputs for the provider's watermark (key from 'fingerprint "
                    "watermark keygen'); its exact p-value joins the others.")
+@click.option("--watermark-reference", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your model's own unmarked responses: adds the watermark's shift test, which "
+                   "finds a student's inherited lean (needs --watermark-key).")
 @click.option("--bundle", "bundles", multiple=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Partners' signals: an import directory of 'fingerprint share import' (or "
@@ -67,7 +70,8 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
                       as_rows: bool, reports: tuple[Path, ...], k: int,
                       near_duplicate_threshold: float, batch_size: int,
                       reference_files: tuple[Path, ...], no_references: bool,
-                      match: tuple[str, ...], watermark_key: Path | None, bundles: tuple[Path, ...],
+                      match: tuple[str, ...], watermark_key: Path | None,
+                      watermark_reference: Path | None, bundles: tuple[Path, ...],
                       consortium_keys: tuple[Path, ...], tokenizer: str | None) -> None:
     """Attribute a suspect model's outputs (SUSPECT file, or '-') to the indexed responses.
 
@@ -91,6 +95,9 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
         raise click.UsageError("--match-references chooses among the stored references: not "
                                "with --no-references or --reference")
     wanted = parse_meta_pairs(match, "--match-references") if match else None
+    if watermark_reference is not None and watermark_key is None:
+        raise click.UsageError("--watermark-reference is for the watermark's shift test: give "
+                               "--watermark-key too")
     if consortium_keys and not bundles:
         raise click.UsageError("--consortium-key is for --bundle: give the partners' bundles")
     run = attribute_file
@@ -106,6 +113,7 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
             progress=progress, references=[] if no_references else None,
             reference_files=() if no_references else reference_files,
             watermark_key=key, watermark_tokenizer=tokenizer,
+            watermark_reference=watermark_reference,
             provider_names=provider_names or None, match_references=wanted)
     for report in reports:
         write_report(result, report)

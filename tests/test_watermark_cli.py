@@ -83,11 +83,10 @@ def test_detect_json_pooled_and_per_response(keyfile, whole_words, tmp_path):
     assert "p_value" in human and "1 responses too short" in human
 
 
-def test_detect_with_a_reference_shift_tests_a_student(whole_words, tmp_path):
-    """A "student" that uses the key's green words a little more often than the provider's
-    unmarked text does (the lean a student inherits) is found by the shift test that
-    --reference adds; a model that never saw the key is not; and the file's p-value is
-    Bonferroni's over both tests."""
+def leaning_student(whole_words, tmp_path):
+    """(key file, reference, student, innocent): a width-0 key; the provider's unmarked text;
+    a "student" that uses the key's green words a little more often than the reference does
+    (the lean a student inherits); a model that never saw the key. 150 answers each."""
     keyfile = tmp_path / "w0.key"
     assert run("watermark", "keygen", "--out", keyfile, "--context-width", "0").exit_code == 0
     key = wm.load_key(keyfile)
@@ -103,8 +102,14 @@ def test_detect_with_a_reference_shift_tests_a_student(whole_words, tmp_path):
             for i in range(150)]
         return write_jsonl(tmp_path / f"{name}.jsonl", rows)
 
-    reference = responses(zipf, 1, "reference")
-    student, innocent = responses(leaning, 2, "student"), responses(zipf, 3, "innocent")
+    return (keyfile, responses(zipf, 1, "reference"), responses(leaning, 2, "student"),
+            responses(zipf, 3, "innocent"))
+
+
+def test_detect_with_a_reference_shift_tests_a_student(whole_words, tmp_path):
+    """The leaning student is found by the shift test that --reference adds; a model that never
+    saw the key is not; and the file's p-value is Bonferroni's over both tests."""
+    keyfile, reference, student, innocent = leaning_student(whole_words, tmp_path)
     out = run("watermark", "detect", student, "--key", keyfile, "--reference", reference,
               "--scheme", "tokens", "--json")
     assert out.exit_code == 0, out.output
@@ -193,3 +198,18 @@ def test_attribute_joins_the_watermark(keyfile, whole_words, built_index, tmp_pa
     assert any("watermark" in n for n in data["notes"])
     human = run("attribute", suspect, "--index", built_index, "--watermark-key", keyfile).output
     assert "p-value" in human and "watermark" in human
+
+
+def test_attribute_joins_the_shift_test_with_a_watermark_reference(whole_words, built_index,
+                                                                   tmp_path):
+    keyfile, reference, student, _ = leaning_student(whole_words, tmp_path)
+    result = run("attribute", student, "--index", built_index, "--json", "--watermark-key",
+                 keyfile, "--watermark-reference", reference)
+    assert result.exit_code == 0, result.output
+    mark = json.loads(result.output)["signals"]["watermark"]
+    assert "shift: " in mark["description"] and mark["p_value"] < 1e-6
+    without = json.loads(run("attribute", student, "--index", built_index, "--json",
+                             "--watermark-key", keyfile).output)["signals"]["watermark"]
+    assert "shift" not in without["description"] and without["p_value"] > 1e-3
+    alone = run("attribute", student, "--index", built_index, "--watermark-reference", reference)
+    assert alone.exit_code == 2 and "give --watermark-key too" in alone.output
