@@ -25,7 +25,6 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from attribution.calibrated import Calibration, SuspectPrints, calibrate_against_references
-from attribution.errors import AttributionError
 from attribution.evidence import (PromptEvidence, prompt_evidence, reference_answers,
                                   strongest_first)
 from attribution.partners import Partner, ProviderProfile
@@ -39,14 +38,14 @@ from attribution.signals import (MEAN_BEST_COSINE, MEAN_BEST_JACCARD, MEAN_PAIRE
                                  MEAN_PAIRED_JACCARD, NEAR_DUPLICATE_RATE)
 from attribution.style_model import TargetAttribution
 from attribution.teacher import TeacherRanking, rank_teachers
-from attribution.watermark import join_watermark
+from attribution.watermark import join_watermark, watermark_report
 from fingerprint.errors import ConfigError, InputError
 from fingerprint.fingerprinter import Fingerprinter, Fingerprints
 from fingerprint.io import ReadStats, read_records, source_name
 from fingerprint.minhash import has_shingles
 from fingerprint.normalize import prompt_hashes
 from fingerprint.records import FieldMap, ResponseRecord
-from fingerprint.watermark import WatermarkKey, detect_records
+from fingerprint.watermark import WatermarkKey
 from index.errors import ConfigMismatchError
 from index.store import FingerprintIndex, fingerprinter_for, open_index
 
@@ -92,9 +91,7 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     References: ``reference_files`` (each named after its file) if given, else ``references``,
     else those stored in the indexes; ``references=[]`` for none. With ``watermark_key`` the
     outputs are also tested for the provider's watermark, and that exact p-value joins the
-    fingerprint evidence (attribution.watermark); ``watermark_reference``, a file of the
-    provider's own unmarked responses, adds the shift test that finds a student's inherited
-    lean (fingerprint.watermark.shift).
+    fingerprint evidence; ``watermark_reference`` adds its shift test (attribution.watermark).
 
     Given several indexes (one per provider), the providers are first ranked as the suspect's
     likely teacher (attribution.teacher), named by ``provider_names`` (one per index) or their
@@ -113,17 +110,8 @@ def attribute_file(index_path: str | os.PathLike[str] | Sequence[str | os.PathLi
     if not records:  # a score of 0 for nothing would look like a finding
         raise InputError(source_name(suspect_path), None,
                          f"no non-empty response to attribute ({stats.empty} empty skipped)")
-    if watermark_reference is not None and watermark_key is None:
-        raise AttributionError("a watermark reference is for the shift test of a watermark "
-                               "key: give the key too")
-    marks = None
-    if watermark_key is not None and records:  # first: a bad tokenizer fails in a second
-        unmarked = None if watermark_reference is None else [
-            r.response for r in read_records(watermark_reference, fields, ReadStats())]
-        marks = detect_records(watermark_key, records, suspect=str(suspect_path),
-                               tokenizer=watermark_tokenizer, reference=unmarked,
-                               reference_name=None if watermark_reference is None
-                               else source_name(watermark_reference))
+    marks = watermark_report(watermark_key, records, str(suspect_path), watermark_tokenizer,
+                             watermark_reference, fields)  # first: a bad tokenizer fails fast
     with ExitStack() as stack:
         indexes = [stack.enter_context(open_index(p)) for p in paths]
         # the same references for the ranking and the attribution

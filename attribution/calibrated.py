@@ -154,7 +154,8 @@ def _near_duplicate_signal(index: FingerprintIndex, references: Sequence[Referen
             best = index.search_minhash(signatures, k=1).scores[:, 0]
             null[ref.name] = float(np.mean(best >= threshold))
     return CalibratedSignal(
-        NEAR_DUPLICATE_RATE.name, rate, NEAR_DUPLICATE_RATE.describe(threshold=threshold), len(flags),
+        NEAR_DUPLICATE_RATE.name, rate, NEAR_DUPLICATE_RATE.describe(threshold=threshold),
+        len(flags),
         empirical_calibration(rate, list(null.values())) if rate is not None else None, null)
 
 

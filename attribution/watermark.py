@@ -1,17 +1,43 @@
 """The watermark as attribution evidence: its exact p-value joins the fingerprint signals.
 
 Marking and testing files is fingerprint.watermark's (``mark_file``, ``detect_file``); this
-module only folds a suspect's watermark report into an ``AttributionResult``.
+module runs its tests on a suspect's records and folds the report into an
+``AttributionResult``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import os
+from typing import Sequence
+
+from attribution.errors import AttributionError
 from attribution.result import AttributionResult, Signal
 from attribution.signals import WATERMARK
 from attribution.stats import cauchy_combination
-from fingerprint.watermark import WatermarkReport
+from fingerprint.io import ReadStats, read_records, source_name
+from fingerprint.records import FieldMap, ResponseRecord
+from fingerprint.watermark import WatermarkKey, WatermarkReport, detect_records
+
+
+def watermark_report(key: WatermarkKey | None, records: Sequence[ResponseRecord], suspect: str,
+                     tokenizer: str | None = None,
+                     reference: str | os.PathLike[str] | None = None,
+                     fields: FieldMap = FieldMap()) -> WatermarkReport | None:
+    """The suspect's watermark tests under ``key`` (None without a key); ``reference``, a file of
+    the provider's own unmarked responses read with ``fields``, adds the shift test that finds a
+    student's inherited lean (fingerprint.watermark.shift)."""
+    if key is None:
+        if reference is not None:
+            raise AttributionError("a watermark reference is for the shift test of a watermark "
+                                   "key: give the key too")
+        return None
+    unmarked = None if reference is None else [
+        r.response for r in read_records(reference, fields, ReadStats())]
+    return detect_records(key, records, suspect=suspect, tokenizer=tokenizer,
+                          reference=unmarked,
+                          reference_name=None if reference is None else source_name(reference))
 
 
 def join_watermark(result: AttributionResult, report: WatermarkReport) -> AttributionResult:

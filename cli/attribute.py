@@ -95,9 +95,6 @@ def attribute_command(suspect: str, index_paths: tuple[Path, ...],
         raise click.UsageError("--match-references chooses among the stored references: not "
                                "with --no-references or --reference")
     wanted = parse_meta_pairs(match, "--match-references") if match else None
-    if watermark_reference is not None and watermark_key is None:
-        raise click.UsageError("--watermark-reference is for the watermark's shift test: give "
-                               "--watermark-key too")
     if consortium_keys and not bundles:
         raise click.UsageError("--consortium-key is for --bundle: give the partners' bundles")
     run = attribute_file
