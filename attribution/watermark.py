@@ -8,7 +8,6 @@ module runs its tests on a suspect's records and folds the report into an
 from __future__ import annotations
 
 import dataclasses
-
 import os
 from typing import Sequence
 
