@@ -15,9 +15,8 @@ from attribution.errors import AttributionError
 from attribution.result import AttributionResult, Signal
 from attribution.signals import WATERMARK
 from attribution.stats import cauchy_combination
-from fingerprint.io import ReadStats, read_records, source_name
 from fingerprint.records import FieldMap, ResponseRecord
-from fingerprint.watermark import WatermarkKey, WatermarkReport, detect_records
+from fingerprint.watermark import WatermarkKey, WatermarkReport, detect_records, read_reference
 
 
 def watermark_report(key: WatermarkKey | None, records: Sequence[ResponseRecord], suspect: str,
@@ -32,11 +31,9 @@ def watermark_report(key: WatermarkKey | None, records: Sequence[ResponseRecord]
             raise AttributionError("a watermark reference is for the shift test of a watermark "
                                    "key: give the key too")
         return None
-    unmarked = None if reference is None else [
-        r.response for r in read_records(reference, fields, ReadStats())]
+    unmarked, name = read_reference(reference, fields) if reference is not None else (None, None)
     return detect_records(key, records, suspect=suspect, tokenizer=tokenizer,
-                          reference=unmarked,
-                          reference_name=None if reference is None else source_name(reference))
+                          reference=unmarked, reference_name=name)
 
 
 def join_watermark(result: AttributionResult, report: WatermarkReport) -> AttributionResult:

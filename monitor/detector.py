@@ -196,17 +196,11 @@ def is_reuse(recent: np.ndarray, count: int, signature: np.ndarray, threshold: f
     return reuse_and_distance(recent, count, signature, threshold)[0]
 
 
-def nearest_distance(recent: np.ndarray, count: int, signature: np.ndarray) -> float | None:
-    """1 - the largest share of equal values between ``signature`` and one of the ``count``
-    recent signatures (the estimated Jaccard distance to the nearest); None if there are
-    none."""
-    matches = nearest_matches(recent, count, signature)
-    return None if matches is None else 1.0 - matches / recent.shape[1]
-
-
 def reuse_and_distance(recent: np.ndarray, count: int, signature: np.ndarray,
                        threshold: float) -> tuple[bool, float | None]:
-    """(is_reuse, nearest_distance) from one comparison with the ring."""
+    """(is_reuse, the nearest distance) from one comparison with the ring. The distance is 1 -
+    the largest share of equal values with one of the ``count`` recent signatures (the
+    estimated Jaccard distance to the nearest); None if there are none."""
     matches = nearest_matches(recent, count, signature)
     if matches is None:
         return False, None

@@ -239,7 +239,10 @@ def test_the_keyword_screen_never_changes_what_the_markers_find():
 
 def test_activity_shows_coverage_growth_and_prada_novelty():
     from monitor.activity import CELL_BITS, Activity
-    from monitor.detector import nearest_distance
+    from monitor.detector import reuse_and_distance
+
+    def nearest_distance(recent, count, signature):
+        return reuse_and_distance(recent, count, signature, 1.0)[1]
     rng = np.random.default_rng(0)
     same, spread = Activity(), Activity()
     row = rng.standard_normal(64)

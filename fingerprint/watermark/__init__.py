@@ -25,7 +25,7 @@ from fingerprint.watermark.config import LexicalConfig, PosthocConfig, Watermark
 from fingerprint.watermark.detect import (Detection, Score, binomial_tail, detect_texts,
                                           detect_token_ids)
 from fingerprint.watermark.files import (MarkSummary, WatermarkReport, detect_file,
-                                         detect_records, mark_file)
+                                         detect_records, mark_file, read_reference)
 from fingerprint.watermark.key import (WatermarkKey, WatermarkKeyError, generate_key, load_key,
                                        save_key)
 from fingerprint.watermark.lexical import MarkedText, detect_lexical, mark_text
@@ -65,7 +65,8 @@ __all__ = [
     "Score", "ShiftTest", "shift_test", "shift_test_ids", "ComparedWindows", "compare_windows",
     "TokenizerMismatchError", "WatermarkConfig", "WatermarkKey", "WatermarkKeyError",
     "WatermarkReport", "bias_logits", "binomial_tail", "detect_file", "detect_lexical",
-    "detect_records", "detect_texts", "detect_token_ids", "generate_key", "green_masks",
+    "detect_records", "read_reference", "detect_texts", "detect_token_ids", "generate_key",
+    "green_masks",
     "load_key", "load_lexicon", "load_tokenizer", "logits_processor", "mark_file", "mark_text",
     "save_key",
 ]

@@ -142,6 +142,13 @@ def detect_records(key: WatermarkKey, records: Sequence[ResponseRecord], *, susp
                            skipped_empty, shift, reference_name)
 
 
+def read_reference(path: str | os.PathLike[str],
+                   fields: FieldMap = FieldMap()) -> tuple[list[str], str]:
+    """(texts, name) of a file of the provider's own unmarked responses, the shift test's
+    reference, read with the suspect's ``fields``."""
+    return [r.response for r in read_records(path, fields, ReadStats())], source_name(path)
+
+
 def detect_file(key: WatermarkKey, source: str | os.PathLike[str], *,
                 fields: FieldMap = FieldMap(), scheme: str = "both",
                 tokenizer: str | None = None,
@@ -150,9 +157,7 @@ def detect_file(key: WatermarkKey, source: str | os.PathLike[str], *,
     own unmarked responses read with the same ``fields``, adds the shift test."""
     stats = ReadStats()
     records = list(read_records(source, fields, stats))
-    unmarked = None
-    if reference is not None:
-        unmarked = [r.response for r in read_records(reference, fields, ReadStats())]
+    unmarked, name = read_reference(reference, fields) if reference is not None else (None, None)
     return detect_records(key, records, suspect=source_name(source), scheme=scheme,
                           tokenizer=tokenizer, skipped_empty=stats.empty, reference=unmarked,
-                          reference_name=None if reference is None else source_name(reference))
+                          reference_name=name)
